@@ -1,0 +1,37 @@
+"""DeepMath-103K, end to end: raw pulls -> decontamination -> ... -> dataset -> RL -> eval.
+
+Run the embedded default with `snakemake --profile profiles/demo`; the paper recipe with
+`snakemake --profile profiles/slurm-h20`. See README.md.
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The `deepmath` package lives in scripts/; rules run `python -m deepmath.<stage>`.
+SCRIPTS = os.path.join(workflow.basedir, "scripts")
+sys.path.insert(0, SCRIPTS)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [SCRIPTS, os.environ.get("PYTHONPATH", "")] if p
+)
+
+
+# A --configfile on the command line (or in a profile) replaces the paper config instead of
+# being merged into it.
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/pull.smk"
+include: "rules/decontaminate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(res("decontam/shard-{shard}.neighbors.parquet"), shard=SHARDS),

@@ -1,0 +1,93 @@
+# Semantic decontamination, retrieval half: embed benchmarks and pool, then the exact top-k
+# benchmark neighbours of every pool question with a string pre-check.
+
+EMB = config["embedding"]
+DECON = config["decontamination"]
+
+
+rule embed_benchmarks:
+    input:
+        tables=expand(res("benchmarks/{bench}.parquet"), bench=DECONTAM_BENCHMARKS),
+        model=model_dir(EMB["model"]),
+    output:
+        vectors=res("embeddings/benchmarks.npy"),
+        index=res("embeddings/benchmarks.parquet"),
+        stats=res("embeddings/benchmarks.stats.json"),
+    params:
+        opts=(
+            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
+            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        ),
+    log:
+        logs("embed_benchmarks.log"),
+    benchmark:
+        timing("embed_benchmarks")
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpus=EMB["gpus"],
+    shell:
+        "python -m deepmath.embed --model {input.model} --in {input.tables} --column problem"
+        " --out {output.vectors} --index {output.index} --stats {output.stats} {params.opts}"
+        " 2> {log}"
+
+
+rule embed_pool:
+    input:
+        table=res("pool/shard-{shard}.parquet"),
+        model=model_dir(EMB["model"]),
+    output:
+        vectors=res("embeddings/shard-{shard}.npy"),
+        stats=res("embeddings/shard-{shard}.stats.json"),
+    params:
+        opts=(
+            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
+            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        ),
+    log:
+        logs("embed_pool/shard-{shard}.log"),
+    benchmark:
+        timing("embed_pool/shard-{shard}")
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpus=EMB["gpus"],
+    shell:
+        "python -m deepmath.embed --model {input.model} --in {input.table} --column question"
+        " --out {output.vectors} --stats {output.stats} {params.opts} 2> {log}"
+
+
+rule retrieve_neighbors:
+    input:
+        pool=res("pool/shard-{shard}.parquet"),
+        pool_emb=res("embeddings/shard-{shard}.npy"),
+        bench=res("embeddings/benchmarks.parquet"),
+        bench_emb=res("embeddings/benchmarks.npy"),
+    output:
+        table=res("decontam/shard-{shard}.neighbors.parquet"),
+        stats=res("decontam/shard-{shard}.neighbors.stats.json"),
+    params:
+        opts=(
+            f"--top-k {DECON['top_k']} --threshold {DECON['precheck_threshold']}"
+            f" --memory-mb {DECON['search_memory_mb']} --device {DECON['device']}"
+        ),
+    log:
+        logs("retrieve_neighbors/shard-{shard}.log"),
+    benchmark:
+        timing("retrieve_neighbors/shard-{shard}")
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    shell:
+        "python -m deepmath.neighbors --pool {input.pool} --pool-emb {input.pool_emb}"
+        " --bench {input.bench} --bench-emb {input.bench_emb} {params.opts}"
+        " --out {output.table} --stats {output.stats} 2> {log}"

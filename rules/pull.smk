@@ -1,0 +1,83 @@
+# Raw data and model assets: the only rules that may need the internet. On clusters whose
+# compute nodes are offline, run them first on a login node:
+#   snakemake --until pull_source pull_benchmark prepare_model --cores 4
+
+
+rule pull_source:
+    output:
+        table=res("raw/{source}.parquet"),
+        stats=res("raw/{source}.stats.json"),
+    params:
+        spec=lambda w: as_json(config["sources"][w.source]),
+        seed=config["seed"],
+    log:
+        logs("pull_source/{source}.log"),
+    benchmark:
+        timing("pull_source/{source}")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "python -m deepmath.pull source --name {wildcards.source} --spec {params.spec:q}"
+        " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
+
+
+rule build_pool:
+    input:
+        expand(res("raw/{source}.parquet"), source=POOL_SOURCES),
+    output:
+        shards=expand(res("pool/shard-{shard}.parquet"), shard=SHARDS),
+        stats=res("pool/stats.json"),
+    log:
+        logs("build_pool.log"),
+    benchmark:
+        timing("build_pool")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=32000,
+        runtime=120,
+    shell:
+        "python -m deepmath.pool --in {input} --out {output.shards} --stats {output.stats}"
+        " 2> {log}"
+
+
+rule pull_benchmark:
+    output:
+        table=res("benchmarks/{bench}.parquet"),
+        stats=res("benchmarks/{bench}.stats.json"),
+    params:
+        spec=lambda w: as_json(config["benchmarks"][w.bench]),
+        seed=config["seed"],
+    log:
+        logs("pull_benchmark/{bench}.log"),
+    benchmark:
+        timing("pull_benchmark/{bench}")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m deepmath.pull benchmark --name {wildcards.bench} --spec {params.spec:q}"
+        " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
+
+
+rule prepare_model:
+    output:
+        directory(model_dir("{model}")),
+    params:
+        spec=lambda w: as_json(config["models"][w.model]),
+    log:
+        logs("prepare_model/{model}.log"),
+    benchmark:
+        timing("prepare_model/{model}")
+    conda:
+        "../envs/llm.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "python -m deepmath.models --spec {params.spec:q} --out {output} 2> {log}"

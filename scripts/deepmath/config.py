@@ -1,0 +1,179 @@
+"""Load and validate the workflow config against config/schema.yaml.
+
+Why our own error text: jsonschema's messages name schema internals; a user who mistyped a key
+needs the dotted key, the value they gave, and what is allowed, in one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from deepmath.io import DeepmathError, run_cli
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+class ConfigError(DeepmathError):
+    """The config is invalid; the message lists every problem found."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (later files win), as Snakemake does for several --configfile."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """Read and merge YAML config files in order."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as fh:
+            config = deep_merge(config, yaml.safe_load(fh) or {})
+    return config
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also fills in `default:` values from the schema."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(path: Iterable[Any]) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(schema: Mapping[str, Any]) -> list[str]:
+    return sorted(schema.get("properties", {}))
+
+
+def describe_error(error: jsonschema.ValidationError) -> str:
+    """One readable line for a schema violation: key, value, what is allowed."""
+    key = _key(error.absolute_path)
+    kind, schema, value = error.validator, error.schema, error.instance
+    if kind == "additionalProperties" and isinstance(value, dict):
+        extra = sorted(set(value) - set(schema.get("properties", {})))
+        allowed = ", ".join(_allowed_keys(schema)) or "(none)"
+        where = f" under '{key}'" if error.absolute_path else ""
+        return f"unknown key '{_key([*error.absolute_path, extra[0]])}'; allowed keys{where}: {allowed}"
+    if kind == "propertyNames":
+        allowed = ", ".join(schema.get("propertyNames", {}).get("enum", []))
+        return f"unknown key '{key}.{value}'; allowed keys under '{key}': {allowed}"
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        desc = schema.get("properties", {}).get(missing, {}).get("description", "")
+        return f"missing key '{_key([*error.absolute_path, missing])}' (required). {desc}".strip()
+    desc = schema.get("description", "")
+    if kind == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{key} = {_show(value)} is not allowed; allowed values: {allowed}"
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{key} = {_show(value)} has the wrong type; expected {expected}. {desc}".strip()
+    return f"{key} = {_show(value)}: {error.message}. {desc}".strip()
+
+
+def _reference_problems(config: Mapping[str, Any]) -> list[str]:
+    """Cross-key checks the schema cannot express (names that must exist elsewhere)."""
+    problems: list[str] = []
+    benches = set(config.get("benchmarks", {}))
+    models = set(config.get("models", {}))
+    for section in ("decontamination", "evaluation"):
+        for i, name in enumerate(config.get(section, {}).get("benchmarks", []) or []):
+            if name not in benches:
+                problems.append(
+                    f"{section}.benchmarks.{i} = {name!r} is not a benchmark; "
+                    f"allowed values: {', '.join(sorted(benches))}"
+                )
+    emb = config.get("embedding", {}).get("model")
+    if emb is not None and emb not in models:
+        problems.append(
+            f"embedding.model = {emb!r} is not in models; allowed values: "
+            f"{', '.join(sorted(models)) or '(no models defined)'}"
+        )
+    for name, spec in (config.get("models") or {}).items():
+        kinds = [k for k in ("hub", "gguf", "local") if k in spec]
+        if len(kinds) != 1:
+            problems.append(
+                f"models.{name} must have exactly one of hub, gguf, local (has: "
+                f"{', '.join(kinds) or 'none'})"
+            )
+    for section, answer_keys, solution_keys in (
+        ("sources", ("reference_answer",), ("reference_solution",)),
+        ("benchmarks", ("answer",), ("solution",)),
+    ):
+        for name, spec in (config.get(section) or {}).items():
+            fields = spec.get("fields", {})
+            method = spec.get("answer", "none")
+            needs = {
+                "column": answer_keys,
+                "choice_index": answer_keys,
+                "boxed": solution_keys,
+                "gsm8k": solution_keys + answer_keys,
+            }.get(method, ())
+            if needs and not any(fields.get(k) for k in needs):
+                problems.append(
+                    f"{section}.{name}.answer = {method!r} needs fields.{' or fields.'.join(needs)}"
+                )
+    return problems
+
+
+def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> None:
+    """Validate in place (filling defaults); raise ConfigError listing every problem."""
+    schema = schema or load_schema()
+    cls = _with_defaults(jsonschema.validators.validator_for(schema))
+    validator = cls(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
+    problems = [describe_error(e) for e in errors]
+    if not problems:
+        problems = _reference_problems(config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid config ({len(problems)} problem(s)):\n{lines}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.config",
+        description="Check config files (merged in order) against config/schema.yaml.",
+    )
+    parser.add_argument("configs", nargs="+", help="YAML config files, later ones override")
+    args = parser.parse_args(argv)
+    config = load_config(args.configs)
+    validate_config(config)
+    print(f"config OK: run={config['run']} shards={config['shards']}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,87 @@
+"""build_pool: merge the raw sources into one deduplicated, sharded question pool.
+
+Sources are taken in config order, so when two sources hold the same question the earlier one
+keeps it. Ids are hashes of the normalised text and shards are a function of the id alone, so
+a question lands in the same shard on every run and every machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from deepmath.io import DeepmathError, run_cli, setup_logging, write_json, write_parquet
+from deepmath.pull import SOURCE_COLUMNS
+from deepmath.text import dedup_key, normalize_text, shard_of, stable_id
+
+log = logging.getLogger("deepmath.pool")
+
+
+def build_pool(
+    frames: Sequence[pd.DataFrame], num_shards: int
+) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+    """Concatenate, normalise, drop exact and near-exact duplicates, split by id hash."""
+    if num_shards < 1:
+        raise DeepmathError(f"shards = {num_shards}; must be at least 1")
+    pool = pd.concat([f[SOURCE_COLUMNS] for f in frames], ignore_index=True)
+    n_in = len(pool)
+    pool["question"] = pool["question"].map(
+        lambda q: normalize_text(q) if isinstance(q, str) else ""
+    )
+    empty = pool["question"] == ""
+    pool = pool[~empty]
+    pool["id"] = pool["question"].map(stable_id)
+
+    exact = pool.duplicated("id", keep="first")
+    pool = pool[~exact]
+    keys = pool["question"].map(dedup_key)
+    near = keys.duplicated(keep="first")
+    pool = pool[~near].reset_index(drop=True)
+
+    shard_ids = pool["id"].map(lambda i: shard_of(i, num_shards))
+    shards = [
+        pool[shard_ids == s].sort_values("id").reset_index(drop=True) for s in range(num_shards)
+    ]
+    stats = {
+        "rows_in": int(n_in),
+        "empty_dropped": int(empty.sum()),
+        "exact_duplicates": int(exact.sum()),
+        "near_duplicates": int(near.sum()),
+        "rows_out": int(len(pool)),
+        "per_source": {k: int(v) for k, v in pool["source"].value_counts().sort_index().items()},
+        "per_shard": [int(len(s)) for s in shards],
+    }
+    return shards, stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.pool",
+        description="Merge raw sources into a deduplicated pool split into N shards.",
+    )
+    parser.add_argument("--in", dest="inputs", nargs="+", required=True, help="raw parquets")
+    parser.add_argument("--out", nargs="+", required=True, help="one parquet per shard, in order")
+    parser.add_argument("--stats", required=True, help="output stats JSON")
+    args = parser.parse_args(argv)
+    setup_logging()
+    frames = [pd.read_parquet(p) for p in args.inputs]
+    shards, stats = build_pool(frames, len(args.out))
+    log.info(
+        "pool: %d rows in, %d exact and %d near-exact duplicates removed, %d rows in %d shards",
+        stats["rows_in"],
+        stats["exact_duplicates"],
+        stats["near_duplicates"],
+        stats["rows_out"],
+        len(shards),
+    )
+    for shard, path in zip(shards, args.out, strict=True):
+        write_parquet(shard, path)
+    write_json(stats, args.stats)
+
+
+if __name__ == "__main__":
+    run_cli(main)

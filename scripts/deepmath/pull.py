@@ -1,0 +1,255 @@
+"""pull_source / pull_benchmark: load a dataset with `datasets` and normalise it.
+
+Both scales use the same loader: a hub id at a pinned revision (paper) or local json/parquet
+files inside an installed package (demo). Malformed rows (no question text) are counted and
+reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import string
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from deepmath.answers import extract_boxed, extract_gsm8k
+from deepmath.io import DeepmathError, resolve_path, run_cli, setup_logging, write_json, write_parquet
+from deepmath.text import normalize_text, stable_id
+
+log = logging.getLogger("deepmath.pull")
+
+SOURCE_COLUMNS = ["id", "source", "question", "reference_solution", "reference_answer"]
+BENCH_COLUMNS = ["bench", "id", "problem", "answer", "category"]
+_LOCAL_BUILDERS = {"json", "parquet", "csv", "text", "arrow"}
+
+
+def _resolve_files(files: str | list[str] | None) -> str | list[str] | None:
+    if files is None:
+        return None
+    if isinstance(files, str):
+        return resolve_path(files)
+    return [resolve_path(f) for f in files]
+
+
+def offline_hint(load: Mapping[str, Any], what: str) -> str:
+    """How to make a hub dataset available on a machine without internet."""
+    rev = load.get("revision") or "main"
+    return (
+        f"{what}: could not load '{load['path']}' (revision {rev}) from the Hugging Face Hub. "
+        "If this machine is offline, pre-fetch it where the hub is reachable "
+        f"(`huggingface-cli download --repo-type dataset {load['path']} --revision {rev}`, "
+        "or run the pull rules there with `snakemake --until pull_source pull_benchmark`) "
+        "and point HF_HOME at that cache with HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1."
+    )
+
+
+def load_table(load: Mapping[str, Any], what: str) -> pd.DataFrame:
+    """datasets.load_dataset(**load) as a flat DataFrame (struct columns become a.b)."""
+    import datasets
+
+    path = load["path"]
+    kwargs: dict[str, Any] = {"split": load["split"]}
+    if load.get("name"):
+        kwargs["name"] = load["name"]
+    if load.get("revision"):
+        kwargs["revision"] = load["revision"]
+    if load.get("data_files"):
+        kwargs["data_files"] = _resolve_files(load["data_files"])
+    is_hub = path not in _LOCAL_BUILDERS
+    try:
+        ds = datasets.load_dataset(path, **kwargs)
+    except FileNotFoundError as err:
+        if is_hub:
+            raise DeepmathError(offline_hint(load, what) + f" ({err})") from err
+        raise DeepmathError(f"{what}: data files not found: {err}") from err
+    except (ConnectionError, OSError) as err:
+        raise DeepmathError(offline_hint(load, what) + f" ({type(err).__name__}: {err})") from err
+    except ValueError as err:
+        raise DeepmathError(f"{what}: datasets.load_dataset failed: {err}") from err
+    return ds.flatten().to_pandas()
+
+
+def _column(df: pd.DataFrame, field: str | None, what: str) -> pd.Series:
+    if not field:
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+    if field not in df.columns:
+        raise DeepmathError(
+            f"{what}: column '{field}' not found; available columns: {', '.join(df.columns)}"
+        )
+    return df[field]
+
+
+def _as_text(value: Any) -> str | None:
+    """A cell as stripped text, or None when it is missing or empty."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, list | tuple) or hasattr(value, "tolist"):
+        # e.g. OlympiadBench's one-element final_answer lists
+        items = [str(v).strip() for v in list(value) if v is not None]
+        value = ", ".join(i for i in items if i)
+    text = str(value).strip()
+    return text or None
+
+
+def _choice_letter(value: Any) -> str | None:
+    try:
+        return string.ascii_uppercase[int(value)]
+    except (TypeError, ValueError, IndexError):
+        return _as_text(value)
+
+
+def derive_answers(answers: pd.Series, solutions: pd.Series, method: str) -> pd.Series:
+    """Reference answers per the configured method (column, boxed, gsm8k, choice_index, none)."""
+    if method == "column":
+        return answers.map(_as_text)
+    if method == "choice_index":
+        return answers.map(_choice_letter)
+    if method == "boxed":
+        return solutions.map(lambda s: extract_boxed(_as_text(s)))
+    if method == "gsm8k":
+        src = solutions if solutions.notna().any() else answers
+        return src.map(lambda s: extract_gsm8k(_as_text(s)))
+    return pd.Series([None] * len(answers), index=answers.index, dtype=object)
+
+
+def _with_choices(problem: str | None, choices: Any) -> str | None:
+    if problem is None or choices is None:
+        return problem
+    try:
+        options = list(choices)
+    except TypeError:
+        return problem
+    lines = [f"({string.ascii_uppercase[i]}) {c}" for i, c in enumerate(options[:26])]
+    return problem + "\n" + "\n".join(lines) if lines else problem
+
+
+def select_rows(df: pd.DataFrame, spec: Mapping[str, Any], seed: int, what: str) -> pd.DataFrame:
+    """Apply the config's filter, then limit (first rows, or a seeded sample)."""
+    flt = spec.get("filter")
+    if flt:
+        col = _column(df, flt["column"], what)
+        df = df[col.isin(flt["in"])]
+        log.info("%s: %d rows after filter %s in %s", what, len(df), flt["column"], flt["in"])
+    limit = spec.get("limit")
+    if limit and len(df) > limit:
+        df = df.sample(n=limit, random_state=seed) if spec.get("sample") else df.head(limit)
+    return df
+
+
+def normalise_source(
+    df: pd.DataFrame, spec: Mapping[str, Any], name: str, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Raw rows -> id, source, question, reference_solution, reference_answer (+ stats)."""
+    what = f"source '{name}'"
+    n_loaded = len(df)
+    df = select_rows(df, spec, seed, what)
+    fields = spec["fields"]
+    questions = _column(df, fields["question"], what).map(_as_text)
+    solutions = _column(df, fields.get("reference_solution"), what).map(_as_text)
+    answers = derive_answers(
+        _column(df, fields.get("reference_answer"), what), solutions, spec.get("answer", "none")
+    )
+    out = pd.DataFrame(
+        {
+            "source": name,
+            "question": questions.map(lambda q: normalize_text(q) if q else None),
+            "reference_solution": solutions,
+            "reference_answer": answers,
+        }
+    )
+    malformed = out["question"].isna()
+    out = out[~malformed].reset_index(drop=True)
+    out.insert(0, "id", out["question"].map(stable_id))
+    stats = {
+        "source": name,
+        "loaded": n_loaded,
+        "selected": int(len(df)),
+        "malformed_no_question": int(malformed.sum()),
+        "rows": int(len(out)),
+        "with_reference_answer": int(out["reference_answer"].notna().sum()),
+    }
+    return out[SOURCE_COLUMNS], stats
+
+
+def normalise_benchmark(
+    df: pd.DataFrame, spec: Mapping[str, Any], name: str, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Raw rows -> bench, id, problem, answer, category (+ stats)."""
+    what = f"benchmark '{name}'"
+    n_loaded = len(df)
+    df = select_rows(df, spec, seed, what).reset_index(drop=True)
+    fields = spec["fields"]
+    problems = _column(df, fields["problem"], what).map(_as_text)
+    if fields.get("choices"):
+        choices = _column(df, fields["choices"], what)
+        problems = pd.Series(
+            [_with_choices(p, c) for p, c in zip(problems, choices, strict=True)], dtype=object
+        )
+    answers = derive_answers(
+        _column(df, fields.get("answer"), what),
+        _column(df, fields.get("solution"), what).map(_as_text),
+        spec.get("answer", "none"),
+    )
+    ids = (
+        _column(df, fields["id"], what).map(str)
+        if fields.get("id")
+        else pd.Series([f"{name}/{i}" for i in range(len(df))], dtype=object)
+    )
+    out = pd.DataFrame(
+        {
+            "bench": name,
+            "id": ids,
+            "problem": problems.map(lambda p: normalize_text(p) if p else None),
+            "answer": answers,
+            "category": _column(df, fields.get("category"), what).map(_as_text),
+        }
+    )
+    malformed = out["problem"].isna()
+    out = out[~malformed].reset_index(drop=True)
+    stats = {
+        "bench": name,
+        "loaded": n_loaded,
+        "selected": int(len(df)),
+        "malformed_no_problem": int(malformed.sum()),
+        "rows": int(len(out)),
+        "with_answer": int(out["answer"].notna().sum()),
+    }
+    return out[BENCH_COLUMNS], stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.pull",
+        description="Pull one training source or benchmark with datasets.load_dataset.",
+    )
+    parser.add_argument("kind", choices=["source", "benchmark"])
+    parser.add_argument("--name", required=True, help="config name of the source/benchmark")
+    parser.add_argument("--spec", required=True, help="its config entry, as JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output parquet")
+    parser.add_argument("--stats", required=True, help="output stats JSON")
+    args = parser.parse_args(argv)
+    setup_logging()
+    spec = json.loads(args.spec)
+    what = f"{args.kind} '{args.name}'"
+    log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"]["split"])
+    log.info("offline mode: HF_HUB_OFFLINE=%s", os.environ.get("HF_HUB_OFFLINE", "0"))
+    raw = load_table(spec["load"], what)
+    normalise = normalise_source if args.kind == "source" else normalise_benchmark
+    table, stats = normalise(raw, spec, args.name, seed=args.seed)
+    if stats.get("malformed_no_question") or stats.get("malformed_no_problem"):
+        log.warning("%s: dropped malformed rows: %s", what, stats)
+    if table.empty:
+        raise DeepmathError(f"{what}: no usable rows after filtering ({stats})")
+    write_parquet(table, args.out)
+    write_json(stats, args.stats)
+    log.info("%s: wrote %d rows to %s", what, len(table), args.out)
+
+
+if __name__ == "__main__":
+    run_cli(main)
