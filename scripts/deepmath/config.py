@@ -86,8 +86,8 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         allowed = ", ".join(_allowed_keys(schema)) or "(none)"
         where = f" under '{key}'" if error.absolute_path else ""
         return f"unknown key '{_key([*error.absolute_path, extra[0]])}'; allowed keys{where}: {allowed}"
-    if kind == "propertyNames":
-        allowed = ", ".join(schema.get("propertyNames", {}).get("enum", []))
+    if "propertyNames" in error.schema_path:
+        allowed = ", ".join(map(str, schema.get("enum", [])))
         return f"unknown key '{key}.{value}'; allowed keys under '{key}': {allowed}"
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"

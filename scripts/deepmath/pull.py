@@ -96,6 +96,15 @@ def _as_text(value: Any) -> str | None:
     return text or None
 
 
+def _normalised(texts: pd.Series) -> pd.Series:
+    """normalize_text over a column, keeping missing values as None (object dtype)."""
+    return pd.Series(
+        [normalize_text(t) if isinstance(t, str) and t else None for t in texts],
+        index=texts.index,
+        dtype=object,
+    )
+
+
 def _choice_letter(value: Any) -> str | None:
     try:
         return string.ascii_uppercase[int(value)]
@@ -157,12 +166,12 @@ def normalise_source(
     out = pd.DataFrame(
         {
             "source": name,
-            "question": questions.map(lambda q: normalize_text(q) if q else None),
+            "question": _normalised(questions),
             "reference_solution": solutions,
             "reference_answer": answers,
         }
     )
-    malformed = out["question"].isna()
+    malformed = out["question"].map(lambda q: not isinstance(q, str))
     out = out[~malformed].reset_index(drop=True)
     out.insert(0, "id", out["question"].map(stable_id))
     stats = {
@@ -204,12 +213,12 @@ def normalise_benchmark(
         {
             "bench": name,
             "id": ids,
-            "problem": problems.map(lambda p: normalize_text(p) if p else None),
+            "problem": _normalised(problems),
             "answer": answers,
             "category": _column(df, fields.get("category"), what).map(_as_text),
         }
     )
-    malformed = out["problem"].isna()
+    malformed = out["problem"].map(lambda q: not isinstance(q, str))
     out = out[~malformed].reset_index(drop=True)
     stats = {
         "bench": name,

@@ -1,0 +1,109 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from deepmath.config import ConfigError, load_config, validate_config
+
+
+@pytest.fixture(scope="module")
+def demo(repo):
+    return load_config([repo / "config" / "demo.yaml"])
+
+
+def check(cfg):
+    with pytest.raises(ConfigError) as err:
+        validate_config(copy.deepcopy(cfg))
+    return str(err.value)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_shipped_configs_are_valid(repo, name):
+    cfg = load_config([repo / "config" / name])
+    validate_config(cfg)
+    assert cfg["environment"] is not None  # defaults were filled in
+
+
+def test_defaults_are_filled(demo):
+    cfg = copy.deepcopy(demo)
+    del cfg["decontamination"]["precheck_threshold"]
+    validate_config(cfg)
+    assert cfg["decontamination"]["precheck_threshold"] == 0.9
+    assert cfg["sources"]["math_train"]["role"] == "pool"
+
+
+def test_unknown_key_names_key_and_allowed_keys(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["embedding"]["batchsize"] = 8
+    msg = check(cfg)
+    assert "unknown key 'embedding.batchsize'" in msg
+    assert "batch_size" in msg and "max_seq_length" in msg
+
+
+def test_bad_enum_names_value_and_allowed_values(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["embedding"]["device"] = "gpu"
+    msg = check(cfg)
+    assert "embedding.device = 'gpu' is not allowed; allowed values: auto, cpu, cuda" in msg
+
+
+def test_wrong_type_and_range(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["shards"] = "four"
+    assert "shards = 'four' has the wrong type; expected integer" in check(cfg)
+    cfg["shards"] = 0
+    assert "shards = 0" in check(cfg) and "minimum" in check(cfg)
+
+
+def test_missing_required_key(demo):
+    cfg = copy.deepcopy(demo)
+    del cfg["decontamination"]["top_k"]
+    assert "missing key 'decontamination.top_k' (required)" in check(cfg)
+
+
+def test_unknown_field_name_in_source(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["sources"]["math_train"]["fields"]["answer"] = "x"
+    msg = check(cfg)
+    assert "sources.math_train.fields.answer" in msg
+    assert "question, reference_solution, reference_answer" in msg
+
+
+def test_cross_references(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["decontamination"]["benchmarks"] = ["math500", "aime99"]
+    msg = check(cfg)
+    assert "decontamination.benchmarks.1 = 'aime99' is not a benchmark" in msg
+    cfg = copy.deepcopy(demo)
+    cfg["embedding"]["model"] = "nope"
+    assert "embedding.model = 'nope' is not in models" in check(cfg)
+    cfg = copy.deepcopy(demo)
+    cfg["models"]["minilm"]["hub"] = {"repo_id": "a/b", "revision": "c"}
+    assert "exactly one of hub, gguf, local" in check(cfg)
+    cfg = copy.deepcopy(demo)
+    del cfg["sources"]["math_train"]["fields"]["reference_solution"]
+    assert "sources.math_train.answer = 'boxed' needs fields.reference_solution" in check(cfg)
+
+
+def test_cli_exit_code_and_message(repo, tmp_path, venv_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decontamination: {top_k: 0}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath.config", str(repo / "config" / "demo.yaml"), str(bad)],
+        capture_output=True, text=True, env=venv_env,
+    )
+    assert proc.returncode == 2
+    assert "decontamination.top_k = 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_snakemake_refuses_bad_config_with_the_key(repo, tmp_path, venv_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((repo / "config" / "demo.yaml").read_text() + "\nembeding: {}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad), "--cores", "1"],
+        capture_output=True, text=True, env=venv_env, cwd=repo,
+    )
+    assert proc.returncode != 0
+    assert "unknown key 'embeding'" in proc.stdout + proc.stderr

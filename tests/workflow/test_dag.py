@@ -1,0 +1,43 @@
+"""Dry runs of the paper config: the whole DAG, in seconds, without touching the network."""
+
+import time
+
+from tests.workflow.helpers import job_counts, snakemake
+
+
+def test_paper_dry_run_lists_every_stage(venv_env):
+    start = time.perf_counter()
+    proc = snakemake("-n", "--configfile", "config/config.yaml", "--cores", "8", env=venv_env)
+    elapsed = time.perf_counter() - start
+    counts = job_counts(proc.stdout)
+    assert counts["pull_source"] == 3  # the three pool sources (SimpleRL joins at assembly)
+    assert counts["build_pool"] == 1
+    assert counts["pull_benchmark"] == 17  # every decontamination benchmark
+    assert counts["prepare_model"] == 1  # the embedding model
+    assert counts["embed_benchmarks"] == 1
+    assert counts["embed_pool"] == 64
+    assert counts["retrieve_neighbors"] == 64
+    print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
+
+
+def test_one_shard_target_only_pulls_its_upstream(venv_env):
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        "config/config.yaml",
+        "--cores",
+        "1",
+        "results/deepmath-103k/decontam/shard-0007.neighbors.parquet",
+        env=venv_env,
+    )
+    counts = job_counts(proc.stdout)
+    assert counts["retrieve_neighbors"] == 1
+    assert counts["embed_pool"] == 1
+    assert "embeddings/shard-0008" not in proc.stdout  # build_pool writes all shards, once
+
+
+def test_rulegraph_renders(venv_env):
+    proc = snakemake("--rulegraph", "--configfile", "config/config.yaml", env=venv_env)
+    assert proc.stdout.lstrip().startswith("digraph")
+    for rule in ("pull_source", "build_pool", "embed_pool", "retrieve_neighbors"):
+        assert rule in proc.stdout
