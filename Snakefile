@@ -14,9 +14,6 @@ min_version("9.0")
 # The `deepmath` package lives in scripts/; rules run `python -m deepmath.<stage>`.
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 sys.path.insert(0, SCRIPTS)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [SCRIPTS, os.environ.get("PYTHONPATH", "")] if p
-)
 
 
 # A --configfile on the command line (or in a profile) replaces the paper config instead of

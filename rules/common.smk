@@ -1,9 +1,7 @@
-import json
-import os
-
 from snakemake.exceptions import WorkflowError
 
 from deepmath.config import ConfigError, validate_config
+from deepmath.workflow import as_json, setup_environment
 
 try:
     validate_config(config)
@@ -11,8 +9,7 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 
-for _name, _value in config["environment"].items():
-    os.environ.setdefault(_name, str(_value))
+setup_environment(SCRIPTS, config["environment"])
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -46,8 +43,3 @@ def timing(path):
 
 def model_dir(name):
     return f"{MODELS_DIR}/{name}"
-
-
-def as_json(value):
-    """Config entries go to the stage CLIs as one JSON argument (quoted with :q)."""
-    return json.dumps(value, sort_keys=True)

@@ -13,11 +13,6 @@ rule embed_benchmarks:
         vectors=res("embeddings/benchmarks.npy"),
         index=res("embeddings/benchmarks.parquet"),
         stats=res("embeddings/benchmarks.stats.json"),
-    params:
-        opts=(
-            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
-            f" --dtype {EMB['dtype']} --device {EMB['device']}"
-        ),
     log:
         logs("embed_benchmarks.log"),
     benchmark:
@@ -29,6 +24,11 @@ rule embed_benchmarks:
         mem_mb=16000,
         runtime=60,
         gpus=EMB["gpus"],
+    params:
+        opts=(
+            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
+            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        ),
     shell:
         "python -m deepmath.embed --model {input.model} --in {input.tables} --column problem"
         " --out {output.vectors} --index {output.index} --stats {output.stats} {params.opts}"
@@ -42,11 +42,6 @@ rule embed_pool:
     output:
         vectors=res("embeddings/shard-{shard}.npy"),
         stats=res("embeddings/shard-{shard}.stats.json"),
-    params:
-        opts=(
-            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
-            f" --dtype {EMB['dtype']} --device {EMB['device']}"
-        ),
     log:
         logs("embed_pool/shard-{shard}.log"),
     benchmark:
@@ -58,6 +53,11 @@ rule embed_pool:
         mem_mb=16000,
         runtime=120,
         gpus=EMB["gpus"],
+    params:
+        opts=(
+            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
+            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        ),
     shell:
         "python -m deepmath.embed --model {input.model} --in {input.table} --column question"
         " --out {output.vectors} --stats {output.stats} {params.opts} 2> {log}"
@@ -72,11 +72,6 @@ rule retrieve_neighbors:
     output:
         table=res("decontam/shard-{shard}.neighbors.parquet"),
         stats=res("decontam/shard-{shard}.neighbors.stats.json"),
-    params:
-        opts=(
-            f"--top-k {DECON['top_k']} --threshold {DECON['precheck_threshold']}"
-            f" --memory-mb {DECON['search_memory_mb']} --device {DECON['device']}"
-        ),
     log:
         logs("retrieve_neighbors/shard-{shard}.log"),
     benchmark:
@@ -87,6 +82,11 @@ rule retrieve_neighbors:
     resources:
         mem_mb=16000,
         runtime=60,
+    params:
+        opts=(
+            f"--top-k {DECON['top_k']} --threshold {DECON['precheck_threshold']}"
+            f" --memory-mb {DECON['search_memory_mb']} --device {DECON['device']}"
+        ),
     shell:
         "python -m deepmath.neighbors --pool {input.pool} --pool-emb {input.pool_emb}"
         " --bench {input.bench} --bench-emb {input.bench_emb} {params.opts}"

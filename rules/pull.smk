@@ -7,9 +7,6 @@ rule pull_source:
     output:
         table=res("raw/{source}.parquet"),
         stats=res("raw/{source}.stats.json"),
-    params:
-        spec=lambda w: as_json(config["sources"][w.source]),
-        seed=config["seed"],
     log:
         logs("pull_source/{source}.log"),
     benchmark:
@@ -19,6 +16,9 @@ rule pull_source:
     resources:
         mem_mb=16000,
         runtime=120,
+    params:
+        spec=lambda w: as_json(config["sources"][w.source]),
+        seed=config["seed"],
     shell:
         "python -m deepmath.pull source --name {wildcards.source} --spec {params.spec:q}"
         " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
@@ -48,9 +48,6 @@ rule pull_benchmark:
     output:
         table=res("benchmarks/{bench}.parquet"),
         stats=res("benchmarks/{bench}.stats.json"),
-    params:
-        spec=lambda w: as_json(config["benchmarks"][w.bench]),
-        seed=config["seed"],
     log:
         logs("pull_benchmark/{bench}.log"),
     benchmark:
@@ -60,6 +57,9 @@ rule pull_benchmark:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        spec=lambda w: as_json(config["benchmarks"][w.bench]),
+        seed=config["seed"],
     shell:
         "python -m deepmath.pull benchmark --name {wildcards.bench} --spec {params.spec:q}"
         " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
@@ -68,8 +68,6 @@ rule pull_benchmark:
 rule prepare_model:
     output:
         directory(model_dir("{model}")),
-    params:
-        spec=lambda w: as_json(config["models"][w.model]),
     log:
         logs("prepare_model/{model}.log"),
     benchmark:
@@ -79,5 +77,7 @@ rule prepare_model:
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        spec=lambda w: as_json(config["models"][w.model]),
     shell:
         "python -m deepmath.models --spec {params.spec:q} --out {output} 2> {log}"

@@ -85,7 +85,8 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(value) - set(schema.get("properties", {})))
         allowed = ", ".join(_allowed_keys(schema)) or "(none)"
         where = f" under '{key}'" if error.absolute_path else ""
-        return f"unknown key '{_key([*error.absolute_path, extra[0]])}'; allowed keys{where}: {allowed}"
+        bad = _key([*error.absolute_path, extra[0]])
+        return f"unknown key '{bad}'; allowed keys{where}: {allowed}"
     if "propertyNames" in error.schema_path:
         allowed = ", ".join(map(str, schema.get("enum", [])))
         return f"unknown key '{key}.{value}'; allowed keys under '{key}': {allowed}"

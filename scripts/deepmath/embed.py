@@ -70,7 +70,7 @@ def save_npy(array: np.ndarray, path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m deepmath.embed",
-        description="Embed one text column of parquet file(s) with a local sentence-transformers model.",
+        description="Embed a text column of parquet files with a sentence-transformers model.",
     )
     parser.add_argument("--model", required=True, help="local sentence-transformers folder")
     parser.add_argument("--in", dest="inputs", nargs="+", required=True, help="input parquet(s)")

@@ -18,7 +18,14 @@ from typing import Any
 import pandas as pd
 
 from deepmath.answers import extract_boxed, extract_gsm8k
-from deepmath.io import DeepmathError, resolve_path, run_cli, setup_logging, write_json, write_parquet
+from deepmath.io import (
+    DeepmathError,
+    resolve_path,
+    run_cli,
+    setup_logging,
+    write_json,
+    write_parquet,
+)
 from deepmath.text import normalize_text, stable_id
 
 log = logging.getLogger("deepmath.pull")

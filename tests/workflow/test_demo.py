@@ -15,9 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(venv_env):
     shutil.rmtree(RESULTS, ignore_errors=True)
-    proc = snakemake(
-        "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env
-    )
+    proc = snakemake("--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env)
     return proc
 
 
@@ -63,7 +61,11 @@ def test_partial_rebuild_of_one_shard(demo_run, venv_env):
     before = pd.read_parquet(target)
     (RESULTS / "embeddings" / "shard-0001.npy").unlink()
     proc = snakemake(
-        "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, str(target.relative_to(REPO)),
+        "--profile",
+        "profiles/demo",
+        "--configfile",
+        *DEMO_CONFIGS,
+        str(target.relative_to(REPO)),
         env=venv_env,
     )
     counts = job_counts(proc.stdout)
