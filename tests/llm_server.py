@@ -1,0 +1,259 @@
+"""A small, real OpenAI-compatible HTTP server for the LLM client tests (no client mocks).
+
+It answers ``POST /v1/chat/completions`` and ``POST /v1/completions`` deterministically: the
+text is a function of the last user message (or prompt) and the sampling params, and usage
+counts whitespace-separated words. Tests can make it misbehave on purpose, per request (keyed by
+the last user message / prompt) or for every request:
+
+- an HTTP status code (429, 500, 503, 400, ...) with a JSON error body,
+- ``"hang"``: hold the request without answering (past the client's timeout),
+- ``"drop"``: close the connection without answering.
+
+It records every request it receives and the peak number of requests in flight. Runs on
+127.0.0.1 on a free port in a daemon thread; ``stop()`` never waits for hanging handlers.
+Run ``python tests/llm_server.py [delay_s]`` to serve it standalone (prints its base URL).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Action = int | str  # HTTP status, "hang" or "drop"
+
+
+def reply_text(content: str, params: dict[str, Any], choice: int = 0) -> str:
+    """The deterministic answer: reversed content plus the params that shape it."""
+    text = f"echo {content[::-1]} t={params.get('temperature')} seed={params.get('seed')}"
+    return text if choice == 0 else f"{text} #{choice}"
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+class FakeLLMServer:
+    def __init__(self, delay_s: float = 0.0, hang_s: float = 30.0):
+        self.delay_s = delay_s
+        self.hang_s = hang_s
+        self.plan: dict[str, list[Action]] = {}  # content -> action per attempt, then success
+        self.always: Action | None = None  # applies to every request
+        self.require_key: str | None = None  # 401 unless "Authorization: Bearer <key>"
+        self.echo_auth_in_errors = False  # a hostile server that reflects the key in errors
+        self.received: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeLLMServer:
+        server = self
+
+        class Handler(_Handler):
+            app = server
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        httpd.request_queue_size = 256
+        httpd.allow_reuse_address = True
+        httpd.server_bind()
+        httpd.server_activate()
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    # ------------------------------------------------------------------ inspection
+    def count(self, content: str) -> int:
+        """How many times a request with this last user message / prompt arrived."""
+        with self._lock:
+            return sum(1 for r in self.received if r["content"] == content)
+
+    def contents(self, since: int = 0) -> list[str]:
+        with self._lock:
+            return [r["content"] for r in self.received[since:]]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self._attempts.clear()
+            self.max_in_flight = self.in_flight
+
+    # ------------------------------------------------------------------ behaviour
+    def action_for(self, content: str) -> Action | None:
+        with self._lock:
+            attempt = self._attempts.get(content, 0)
+            self._attempts[content] = attempt + 1
+        if self.always is not None:
+            return self.always
+        steps = self.plan.get(content, [])
+        return steps[attempt] if attempt < len(steps) else None
+
+    def wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.received.append(entry)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def done(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+    app: FakeLLMServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        return
+
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        if self.app.echo_auth_in_errors:
+            message += f" (you sent Authorization: {self.headers.get('Authorization')})"
+        body = {"error": {"message": message, "type": "injected", "code": status}}
+        self._send(status, body, {"Retry-After": "0"} if status == 429 else None)
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        if self.path.rstrip("/") in ("/health", "/v1/models"):
+            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+        app = self.app
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._send(400, {"error": {"message": "body is not JSON"}})
+            return
+        chat = self.path == "/v1/chat/completions"
+        if not chat and self.path != "/v1/completions":
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        if chat:
+            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            content = users[-1]["content"] if users else ""
+            prompt_words = sum(words(m.get("content", "")) for m in body.get("messages", []))
+        else:
+            content = body.get("prompt", "")
+            prompt_words = words(content)
+        app.record(
+            {
+                "path": self.path,
+                "content": content,
+                "body": body,
+                "auth": self.headers.get("Authorization"),
+                "time": time.monotonic(),
+            }
+        )
+        try:
+            self._answer(app, body, chat, content, prompt_words)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            app.done()
+
+    def _answer(self, app, body, chat, content, prompt_words) -> None:  # type: ignore[no-untyped-def]
+        if app.require_key and self.headers.get("Authorization") != f"Bearer {app.require_key}":
+            self._error(401, "invalid API key")
+            return
+        action = app.action_for(content)
+        if action == "hang":
+            app.wait(app.hang_s)
+            self.close_connection = True
+            return
+        if action == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if isinstance(action, int):
+            self._error(action, f"injected failure {action}")
+            return
+        if app.delay_s:
+            app.wait(app.delay_s)
+        n = int(body.get("n") or 1)
+        texts = [reply_text(content, body, i) for i in range(n)]
+        if chat:
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": t},
+                    "finish_reason": "stop",
+                }
+                for i, t in enumerate(texts)
+            ]
+        else:
+            choices = [
+                {"index": i, "text": t, "finish_reason": "length"} for i, t in enumerate(texts)
+            ]
+        completion = sum(words(t) for t in texts)
+        self._send(
+            200,
+            {
+                "id": "cmpl-fake",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model", ""),
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": prompt_words,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt_words + completion,
+                },
+            },
+        )
+
+
+if __name__ == "__main__":
+    srv = FakeLLMServer(delay_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    print(srv.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        srv.stop()

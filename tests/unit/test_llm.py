@@ -1,0 +1,399 @@
+"""The LLM client against a real local HTTP server that misbehaves on purpose (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from deepmath.io import DeepmathError
+from deepmath.llm import (
+    Journal,
+    LLMError,
+    cost_usd,
+    load_role,
+    make_request,
+    read_journal,
+    role_config,
+    run_requests,
+    write_usage,
+)
+
+from tests.llm_server import FakeLLMServer, reply_text
+
+FAST = {"backoff_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5}
+
+
+@pytest.fixture
+def server():
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+def role_for(srv: FakeLLMServer, **over):
+    cfg = {"model": "fake-model", "base_url": srv.url, "params": {"temperature": 0}, **FAST}
+    cfg.update(over)
+    return role_config("judge", cfg)
+
+
+def ask(role, text: str, sample: int = 0, **kw):
+    return make_request(role, [{"role": "user", "content": text}], sample=sample, **kw)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------- config + keys
+
+
+def test_role_config_validation_names_keys():
+    ok = role_config(
+        "rater",
+        {
+            "model": "gpt-4o",
+            "base_url": "https://user:pw@api.example.com/v1?key=abc",
+            "api_key_env": "DM_TEST_KEY",
+            "params": {"temperature": 1, "stop": "###", "top_k": 20},
+            "prices": {"prompt": 2.5, "completion": 10},
+        },
+    )
+    assert ok.params == {"temperature": 1.0, "stop": ["###"], "top_k": 20}
+    assert ok.endpoint == "https://api.example.com/v1"  # no user info, no query
+    assert (ok.max_concurrency, ok.max_retries, ok.timeout_s) == (8, 5, 600.0)
+
+    with pytest.raises(DeepmathError) as err:
+        role_config(
+            "judge",
+            {
+                "base_url": "ftp://x",
+                "serve": {"engine": "vllm"},
+                "max_concurrency": 0,
+                "max_retries": -1,
+                "timeout": 3,
+                "params": {"temprature": 0.5},
+                "prices": {"input": 1},
+            },
+        )
+    msg = str(err.value)
+    for part in (
+        "llm.judge.model",
+        "both serve and base_url",
+        "llm.judge.max_concurrency = 0",
+        "llm.judge.max_retries = -1",
+        "unknown key 'llm.judge.timeout'",
+        "llm.judge.params.temprature",
+        "llm.judge.prices",
+    ):
+        assert part in msg, part
+
+    with pytest.raises(DeepmathError, match="no server URL"):
+        role_config("solver", {"model": "m", "serve": {"engine": "vllm"}})
+    served = role_config(
+        "solver", {"model": "m", "serve": {"engine": "vllm"}}, base_url="http://127.0.0.1:8/v1"
+    )
+    assert served.served and served.base_url == "http://127.0.0.1:8/v1"
+    with pytest.raises(DeepmathError, match="either base_url"):
+        role_config("x", {"model": "m"})
+    with pytest.raises(DeepmathError, match=r"params.top_p = 1.5 must be in"):
+        role_config("x", {"model": "m", "base_url": "http://h/v1", "params": {"top_p": 1.5}})
+    with pytest.raises(DeepmathError, match="defined roles: judge"):
+        load_role({"llm": {"judge": {"model": "m", "base_url": "http://h/v1"}}}, "rater")
+
+
+def test_request_keys_are_stable_and_cover_model_messages_params_sample(server):
+    role = role_for(server, params={"temperature": 0.6, "seed": 42})
+    a = ask(role, "hi", meta="row-1")
+    assert a.key == ask(role, "hi", meta="other metadata").key  # meta is not hashed
+    assert a.params["seed"] == 42 and ask(role, "hi", sample=3).params["seed"] == 45
+    others = {
+        ask(role, "hi!").key,
+        ask(role, "hi", sample=1).key,
+        ask(role, "hi", params={"temperature": 0.7}).key,
+        ask(role_for(server, model="other"), "hi").key,
+        make_request(role, prompt="hi").key,
+    }
+    assert a.key not in others and len(others) == 5
+    # 1 and 1.0 are the same temperature: same key
+    r1 = role_for(server, params={"temperature": 1})
+    r2 = role_for(server, params={"temperature": 1.0})
+    assert ask(r1, "x").key == ask(r2, "x").key
+    with pytest.raises(DeepmathError, match="exactly one of messages or prompt"):
+        make_request(role)
+    with pytest.raises(DeepmathError, match="'content' string"):
+        make_request(role, [{"role": "user"}])
+
+
+# ----------------------------------------------------------------------------- happy path
+
+
+def test_results_in_order_with_usage_and_dedup(server, tmp_path):
+    role = role_for(server, max_concurrency=4, prices={"prompt": 2.0, "completion": 8.0})
+    texts = [f"question number {i}" for i in range(12)]
+    reqs = [ask(role, t, meta=i) for i, t in enumerate(texts)] + [ask(role, texts[0], meta="dup")]
+    journal = tmp_path / "j.jsonl"
+    out = run_requests(role, reqs, journal, progress=False)
+    assert [r.text for r in out] == [reply_text(t, {"temperature": 0.0}) for t in texts + texts[:1]]
+    assert [r.meta for r in out] == [*range(12), "dup"]
+    assert all(r.finish_reasons == ("stop",) and r.attempts == 1 for r in out)
+    assert len(server.received) == 12  # the duplicate was sent once
+    u = out.usage
+    assert (u.requests, u.unique_requests, u.sent_requests, u.replayed_requests) == (13, 12, 12, 0)
+    assert u.sent_prompt_tokens == 12 * 3 and u.sent_completion_tokens == 12 * 6
+    assert len(lines(journal)) == 12
+
+    # second run: everything from the journal, nothing sent
+    again = run_requests(role, reqs, journal, progress=False)
+    assert [r.text for r in again] == [r.text for r in out]
+    assert all(r.replayed for r in again) and len(server.received) == 12
+    assert (again.usage.sent_requests, again.usage.replayed_requests) == (0, 12)
+
+    doc = write_usage(tmp_path / "out.parquet.usage.json", [out.usage, again.usage])
+    judge = doc["roles"]["judge"]
+    assert judge["sent"]["requests"] == 12 and judge["replayed"]["requests"] == 12
+    sent_cost = cost_usd(36, 72, {"prompt": 2.0, "completion": 8.0})
+    assert sent_cost == pytest.approx((36 * 2 + 72 * 8) / 1e6)
+    assert judge["cost_usd"]["sent"] == pytest.approx(sent_cost, abs=1e-6)
+    assert doc["cost_usd"]["total"] == pytest.approx(2 * sent_cost, abs=1e-6)
+    assert json.loads((tmp_path / "out.parquet.usage.json").read_text()) == doc
+
+
+def test_samples_n_choices_and_plain_completions(server, tmp_path):
+    role = role_for(server, params={"temperature": 0.6, "seed": 7, "n": 2})
+    reqs = [ask(role, "q", sample=i) for i in range(3)]
+    reqs.append(make_request(role, prompt="complete me", params={"n": 1}))
+    out = run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
+    assert out[1].texts == (
+        reply_text("q", {"temperature": 0.6, "seed": 8}),
+        reply_text("q", {"temperature": 0.6, "seed": 8}, 1),
+    )
+    assert {r["body"]["seed"] for r in server.received} == {7, 8, 9}
+    assert out[3].text == reply_text("complete me", {"temperature": 0.6, "seed": 7})
+    assert out[3].finish_reasons == ("length",)
+    paths = {r["content"]: r["path"] for r in server.received}
+    assert paths == {"q": "/v1/chat/completions", "complete me": "/v1/completions"}
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_retries_succeed_after_transient_failures(server, tmp_path, caplog):
+    role = role_for(server, max_retries=3, timeout_s=0.5, max_concurrency=4)
+    server.hang_s = 3.0
+    server.plan = {"flaky": [429, 500, 503], "dropped": ["drop"], "slow": ["hang"]}
+    names = ["flaky", "dropped", "slow", "fine"]
+    with caplog.at_level(logging.INFO, logger="deepmath"):
+        out = run_requests(
+            role, [ask(role, n) for n in names], tmp_path / "j.jsonl", progress=False
+        )
+    assert [r.text for r in out] == [reply_text(n, {"temperature": 0.0}) for n in names]
+    assert [server.count(n) for n in names] == [4, 2, 2, 1]
+    assert [r.attempts for r in out] == [4, 2, 2, 1]
+    assert out.usage.retries == 5 and out.usage.attempts == 9
+    assert "HTTP 429" in caplog.text and "timed out after 0.5 s" in caplog.text
+    assert "connection error" in caplog.text
+    journaled = {e["texts"][0]: e["attempts"] for e in lines(tmp_path / "j.jsonl")}
+    assert [journaled[r.text] for r in out] == [4, 2, 2, 1]
+
+
+def test_permanent_failure_names_role_and_endpoint_after_all_attempts(server, tmp_path):
+    role = role_for(server, max_retries=2, max_concurrency=1)
+    server.plan = {"doomed": [503] * 10}
+    reqs = [ask(role, "first"), ask(role, "doomed"), ask(role, "never sent")]
+    with pytest.raises(LLMError) as err:
+        run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
+    msg = str(err.value)
+    assert "role 'judge'" in msg and server.url in msg and "fake-model" in msg
+    assert "after 3 attempt(s)" in msg and "HTTP 503" in msg
+    assert server.count("doomed") == 3  # 1 + max_retries, no hidden client retries
+    assert server.count("never sent") == 0  # nothing new starts after a fatal failure
+    assert [e["texts"][0] for e in lines(tmp_path / "j.jsonl")] == [
+        reply_text("first", {"temperature": 0.0})
+    ]
+    # an endpoint nobody listens on: connection errors, same clear error
+    dead = role_config(
+        "solver", {"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_retries": 1, **FAST}
+    )
+    with pytest.raises(LLMError, match=r"role 'solver'.*127\.0\.0\.1:9/v1.*2 attempt.*connection"):
+        run_requests(dead, [ask(dead, "x")], tmp_path / "dead.jsonl", progress=False)
+
+
+def test_client_error_fails_at_once_and_in_flight_work_is_kept(server, tmp_path):
+    server.delay_s = 0.2
+    server.plan = {"bad": [400] * 5}
+    role = role_for(server, max_retries=5, max_concurrency=4)
+    reqs = [ask(role, "bad")] + [ask(role, f"ok {i}") for i in range(3)] + [ask(role, "later")]
+    with pytest.raises(LLMError, match=r"non-retryable error after 1 attempt\(s\).*HTTP 400"):
+        run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
+    assert server.count("bad") == 1
+    # the three requests in flight beside it finished and are journaled for the rerun
+    assert len(lines(tmp_path / "j.jsonl")) == 3 and server.count("later") == 0
+
+    # return_errors: the run goes on; the failed one is reported, not journaled
+    out = run_requests(role, reqs, tmp_path / "j.jsonl", progress=False, return_errors=True)
+    assert out[0].error and "HTTP 400" in out[0].error and out[0].texts == ()
+    assert [r.replayed for r in out[1:]] == [True, True, True, False]
+    assert out.usage.failed_requests == 1 and server.count("ok 0") == 1
+    assert len(lines(tmp_path / "j.jsonl")) == 4
+
+
+def test_concurrency_bound_is_respected(server, tmp_path):
+    server.delay_s = 0.05
+    for limit in (1, 4):
+        server.reset()
+        role = role_for(server, max_concurrency=limit)
+        reqs = [ask(role, f"c{limit} {i}") for i in range(24)]
+        run_requests(role, reqs, tmp_path / f"j{limit}.jsonl", progress=False)
+        assert len(server.received) == 24
+        assert server.max_in_flight <= limit
+        assert server.max_in_flight >= min(limit, 2)  # it really runs concurrently
+
+
+# ----------------------------------------------------------------------------- resume
+
+CLIENT_SCRIPT = """
+import json, sys
+from deepmath.io import setup_logging
+from deepmath.llm import make_request, role_config, run_requests
+setup_logging()
+url, journal, out = sys.argv[1:4]
+role = role_config("solver", {"model": "fake-model", "base_url": url, "max_concurrency": 4,
+                              "params": {"temperature": 0.6, "seed": 1}})
+reqs = [make_request(role, [{"role": "user", "content": f"question {i:02d}"}]) for i in range(40)]
+res = run_requests(role, reqs, journal)
+json.dump({"texts": [r.text for r in res], "sent": res.usage.sent_requests,
+           "replayed": res.usage.replayed_requests}, open(out, "w"))
+"""
+
+
+def run_client(args, env):
+    return subprocess.Popen(
+        [sys.executable, "-c", CLIENT_SCRIPT, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_resume_after_sigkill_sends_no_duplicates(tmp_path, venv_env):
+    journal = tmp_path / ".journal" / "solve" / "shard-0000.jsonl"
+    questions = [f"question {i:02d}" for i in range(40)]
+    with FakeLLMServer(delay_s=0.15) as srv:
+        # the same role and requests as CLIENT_SCRIPT (concurrency does not enter the key)
+        role = role_config(
+            "solver",
+            {"model": "fake-model", "base_url": srv.url, "params": {"temperature": 0.6, "seed": 1}},
+        )
+        question_of = {ask(role, q).key: q for q in questions}
+        proc = run_client([srv.url, str(journal), str(tmp_path / "a.json")], venv_env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= 10:
+                break
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        journaled = {question_of[k] for k in read_journal(journal)}
+        first = srv.contents()
+        assert 10 <= len(journaled) < 40, "the kill must land mid-shard"
+        assert journaled <= set(first)
+
+        proc = run_client([srv.url, str(journal), str(tmp_path / "b.json")], venv_env)
+        log_text = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, log_text
+        resumed = json.loads((tmp_path / "b.json").read_text())
+        second = srv.contents(len(first))
+
+        # a clean, uninterrupted run for comparison
+        srv.delay_s = 0
+        clean = run_requests(
+            role, [ask(role, q) for q in questions], tmp_path / "clean.jsonl", progress=False
+        )
+    # (a) every request journaled before the rerun reached the server exactly once overall;
+    # the rerun sent exactly the rest (those in flight at the kill), once each
+    both = Counter(first + second)
+    assert all(both[q] == 1 for q in journaled)
+    assert sorted(second) == sorted(set(questions) - journaled)
+    assert resumed["replayed"] == len(journaled) and resumed["sent"] == 40 - len(journaled)
+    assert "already in journal" in log_text
+    # (b) same output as a clean run; the journal holds each key once, every line whole
+    assert resumed["texts"] == [r.text for r in clean]
+    assert len(lines(journal)) == 40 and set(read_journal(journal)) == set(question_of)
+
+
+def test_torn_last_line_is_repaired_and_bad_lines_skipped(server, tmp_path):
+    role = role_for(server)
+    reqs = [ask(role, f"t{i}") for i in range(5)]
+    journal = tmp_path / "j.jsonl"
+    run_requests(role, reqs, journal, progress=False)
+    raw = journal.read_bytes()
+    body = raw.splitlines(keepends=True)
+    # SIGKILL mid-write: the last line is cut in half
+    journal.write_bytes(b"".join(body[:-1]) + body[-1][: len(body[-1]) // 2])
+    server.reset()
+    out = run_requests(role, reqs, journal, progress=False)
+    assert server.contents() == ["t4"]
+    assert [r.replayed for r in out] == [True] * 4 + [False]
+    assert journal.read_bytes().endswith(b"\n") and len(lines(journal)) == 5
+
+    # a whole entry whose newline never made it is kept; junk mid-file is skipped
+    journal.write_bytes(b"".join(body[:2]) + b"{not json\n" + b"".join(body[2:]).rstrip(b"\n"))
+    server.reset()
+    with Journal(journal) as j:
+        assert len(j.entries) == 5 and j.skipped_lines == 1
+        # one writer at a time
+        with pytest.raises(DeepmathError, match="in use by another process"):
+            Journal(journal).open()
+    out = run_requests(role, reqs, journal, progress=False)
+    assert server.contents() == [] and all(r.replayed for r in out)
+    assert journal.read_bytes().endswith(b"\n")
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def test_secret_never_written_to_journal_usage_logs_or_errors(
+    server, tmp_path, caplog, capfd, monkeypatch
+):
+    secret = "sk-test-DO-NOT-LEAK-0123456789"
+    monkeypatch.setenv("DM_TEST_KEY", secret)
+    server.require_key = secret
+    server.echo_auth_in_errors = True  # a hostile server reflecting the key in its errors
+    role = role_for(server, api_key_env="DM_TEST_KEY", max_retries=1)
+    server.plan = {"retry me": [503]}
+    journal = tmp_path / "j.jsonl"
+    with caplog.at_level(logging.DEBUG):
+        out = run_requests(role, [ask(role, "hello"), ask(role, "retry me")], journal)
+        write_usage(tmp_path / "x.usage.json", [out.usage])
+        server.plan = {"rejected": [400]}
+        with pytest.raises(LLMError) as err:
+            run_requests(role, [ask(role, "rejected")], journal)
+    assert all(r["auth"] == f"Bearer {secret}" for r in server.received)  # the key is used
+    assert "you sent Authorization: Bearer ***" in str(err.value)
+    captured = capfd.readouterr()
+    for text in (
+        journal.read_text(),
+        (tmp_path / "x.usage.json").read_text(),
+        caplog.text,
+        captured.out + captured.err,
+        str(err.value),
+        repr(role),
+    ):
+        assert secret not in text
+    assert "HTTP 503" in caplog.text  # the retry was logged, redacted
+
+    # a missing variable is reported by name, only when something must be sent
+    monkeypatch.delenv("DM_TEST_KEY")
+    replay = run_requests(role, [ask(role, "hello")], journal, progress=False)
+    assert replay[0].replayed
+    with pytest.raises(DeepmathError, match="DM_TEST_KEY is not set"):
+        run_requests(role, [ask(role, "new")], journal, progress=False)
