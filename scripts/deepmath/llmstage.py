@@ -1,0 +1,97 @@
+"""What every LLM stage shares: its CLI options, getting an endpoint, running the requests.
+
+A stage builds its requests from its input rows, calls :func:`run_stage_requests`, parses the
+answers and writes its table. The endpoint is external (``base_url``) or a vLLM server this
+job starts (``serve:``). The server is only started when the journal lacks some request, so a
+rerun after a finished-but-killed job costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from deepmath.io import DeepmathError
+from deepmath.llm import (
+    Request,
+    Responses,
+    RoleConfig,
+    read_journal,
+    role_config,
+    run_requests,
+    write_usage,
+)
+
+log = logging.getLogger("deepmath.llmstage")
+
+# Keys never include the URL, so requests can be built (and checked against the journal)
+# before any server exists. This stand-in URL is never contacted.
+NOT_STARTED_URL = "http://127.0.0.1:9/v1"
+
+
+def add_llm_args(parser: argparse.ArgumentParser) -> None:
+    """The options every LLM stage CLI takes (the rules fill them from config)."""
+    group = parser.add_argument_group("LLM endpoint")
+    group.add_argument("--role", required=True, help="role name (config llm.<role>)")
+    group.add_argument("--role-spec", required=True, help="config llm.<role>, as JSON")
+    group.add_argument("--prompt", required=True, help="prompt template file")
+    group.add_argument("--journal", required=True, help="resume journal (JSON lines)")
+    group.add_argument("--usage", required=True, help="output usage JSON (tokens, cost)")
+    group.add_argument("--model-dir", help="local model folder for a served role")
+    group.add_argument("--server-dir", help="folder for server logs, caches and the registry")
+
+
+def build_role(args: argparse.Namespace) -> RoleConfig:
+    spec = json.loads(args.role_spec)
+    return role_config(args.role, spec, base_url=NOT_STARTED_URL if "serve" in spec else None)
+
+
+@contextlib.contextmanager
+def endpoint(args: argparse.Namespace, role: RoleConfig) -> Iterator[RoleConfig]:
+    """The role with a live base_url: as configured, or a vLLM server started for this job."""
+    spec = json.loads(args.role_spec)
+    if "serve" not in spec:
+        yield role
+        return
+    if not args.model_dir or not args.server_dir:
+        raise DeepmathError(
+            f"llm.{args.role} is served: the rule must pass --model-dir and --server-dir"
+        )
+    from deepmath.serve import serve_endpoint
+
+    with serve_endpoint(spec["serve"], args.model_dir, role.model, args.server_dir) as url:
+        yield replace(role, base_url=url)
+
+
+def run_stage_requests(
+    args: argparse.Namespace, role: RoleConfig, requests: Sequence[Request]
+) -> Responses:
+    """Replay the journal, start the endpoint only if something is missing, send the rest."""
+    done = read_journal(args.journal)
+    missing = sum(1 for r in {r.key: r for r in requests}.values() if r.key not in done)
+    log.info(
+        "role %s (%s): %d requests, %d in the journal, %d to send",
+        role.name,
+        role.model,
+        len(requests),
+        len(requests) - missing,
+        missing,
+    )
+    if missing == 0:
+        responses = run_requests(role, requests, args.journal, progress=False)
+    else:
+        with endpoint(args, role) as live:
+            responses = run_requests(live, requests, args.journal)
+    write_usage(args.usage, [responses.usage])
+    return responses
+
+
+def first_text(response: Any) -> str | None:
+    """The text of the first choice, or None when the request failed."""
+    texts = getattr(response, "texts", None)
+    return texts[0] if texts else None

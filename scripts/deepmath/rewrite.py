@@ -1,0 +1,91 @@
+"""rewrite_questions: drop proofs and open-ended items; rewrite forum posts to one question.
+
+The original text stays next to the rewrite. Two flags mark the paper's known leak: answers
+that are Yes/No/True/False, and questions that still read like proofs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import pandas as pd
+
+from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.llm import make_request
+from deepmath.llmstage import add_llm_args, build_role, first_text, run_stage_requests
+from deepmath.prompts import load_prompt
+from deepmath.verdicts import is_proof_like, is_yes_no, parse_rewrite
+
+log = logging.getLogger("deepmath.rewrite")
+
+
+def apply_rewrites(
+    table: pd.DataFrame, texts: list[str | None], on_unparseable: str
+) -> pd.DataFrame:
+    """Add the rewrite columns and the flags; drop items the rewriter dropped."""
+    verdicts = [parse_rewrite(t) for t in texts]
+    out = table.copy()
+    out["original_question"] = out["question"]
+    out["rewrite_status"] = [
+        "unparseable" if v is None else ("keep" if v.keep else "drop") for v in verdicts
+    ]
+    out["rewrite_reason"] = [v.reason if v else None for v in verdicts]
+    out["rewrite_answer"] = [v.answer if v else None for v in verdicts]
+    out["question"] = [
+        v.question if v is not None and v.keep and v.question else q
+        for v, q in zip(verdicts, out["question"], strict=True)
+    ]
+    answers = out["rewrite_answer"].where(out["rewrite_answer"].notna(), out["reference_answer"])
+    out["flag_yes_no"] = [is_yes_no(a) for a in answers]
+    out["flag_proof_like"] = [is_proof_like(q) for q in out["question"]]
+    keep = out["rewrite_status"] == "keep"
+    if on_unparseable == "keep":
+        keep |= out["rewrite_status"] == "unparseable"
+    return out[keep].reset_index(drop=True), out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.rewrite",
+        description="Drop proof/open-ended items and rewrite the rest to one verifiable question.",
+    )
+    parser.add_argument("--in", dest="inp", required=True, help="difficulty shard parquet")
+    parser.add_argument("--spec", required=True, help="config rewrite, as JSON")
+    parser.add_argument("--out", required=True, help="output parquet (kept, rewritten)")
+    parser.add_argument("--stats", required=True, help="output stats JSON")
+    add_llm_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    spec = json.loads(args.spec)
+    table = pd.read_parquet(args.inp)
+    prompt = load_prompt(args.prompt, ("question", "reference_answer"))
+    role = build_role(args)
+    requests = [
+        make_request(
+            role,
+            [{"role": "user", "content": prompt.render({"question": q, "reference_answer": a})}],
+        )
+        for q, a in zip(table["question"], table["reference_answer"], strict=True)
+    ]
+    responses = run_stage_requests(args, role, requests)
+    kept, everything = apply_rewrites(
+        table, [first_text(r) for r in responses], spec.get("on_unparseable", "drop")
+    )
+    status = everything["rewrite_status"].value_counts()
+    stats = {
+        "questions": int(len(table)),
+        "kept": int(len(kept)),
+        "verdicts": {k: int(v) for k, v in status.items()},
+        "rewritten": int((kept["question"] != kept["original_question"]).sum()),
+        "flag_yes_no": int(kept["flag_yes_no"].sum()),
+        "flag_proof_like": int(kept["flag_proof_like"].sum()),
+    }
+    log.info("kept %d of %d questions; verdicts %s", len(kept), len(table), stats["verdicts"])
+    write_parquet(kept, args.out)
+    write_json(stats, args.stats)
+
+
+if __name__ == "__main__":
+    run_cli(main)

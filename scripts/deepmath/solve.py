@@ -1,0 +1,72 @@
+"""solve: k solutions per question from the solver role (paper: 3 from DeepSeek-R1).
+
+Each solution is stored whole (reasoning included), with its finish reason, so verification
+can tell a truncated solution from a wrong one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import pandas as pd
+
+from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.llm import make_request
+from deepmath.llmstage import add_llm_args, build_role, run_stage_requests
+from deepmath.prompts import load_prompt
+
+log = logging.getLogger("deepmath.solve")
+
+
+def full_text(response: object) -> str | None:
+    """Reasoning (if the server split it off) and answer joined as R1 writes them."""
+    texts = getattr(response, "texts", None)
+    if not texts:
+        return None
+    reasoning = (getattr(response, "reasoning", None) or [None])[0]
+    return f"<think>\n{reasoning}\n</think>\n{texts[0]}" if reasoning else texts[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.solve",
+        description="Write k solutions per question with the solver role.",
+    )
+    parser.add_argument("--in", dest="inp", required=True, help="rewritten shard parquet")
+    parser.add_argument("--spec", required=True, help="config solve, as JSON")
+    parser.add_argument("--out", required=True, help="output parquet")
+    parser.add_argument("--stats", required=True, help="output stats JSON")
+    add_llm_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    samples = int(json.loads(args.spec)["samples"])
+    table = pd.read_parquet(args.inp)
+    prompt = load_prompt(args.prompt, ("question",))
+    role = build_role(args)
+    requests = [
+        make_request(role, [{"role": "user", "content": prompt.render({"question": q})}], sample=i)
+        for q in table["question"]
+        for i in range(samples)
+    ]
+    responses = run_stage_requests(args, role, requests)
+    for i in range(samples):
+        picked = responses[i::samples]
+        table[f"r1_solution_{i + 1}"] = [full_text(r) for r in picked]
+        table[f"finish_reason_{i + 1}"] = [
+            (r.finish_reasons or [None])[0] if r.texts else None for r in picked
+        ]
+    truncated = sum(
+        int((table[f"finish_reason_{i + 1}"] == "length").sum()) for i in range(samples)
+    )
+    stats = {"questions": int(len(table)), "solutions": len(responses), "truncated": truncated}
+    log.info(
+        "%d solutions for %d questions (%d hit max_tokens)", len(responses), len(table), truncated
+    )
+    write_parquet(table, args.out)
+    write_json(stats, args.stats)
+
+
+if __name__ == "__main__":
+    run_cli(main)
