@@ -23,8 +23,8 @@ log = logging.getLogger("deepmath.rewrite")
 
 def apply_rewrites(
     table: pd.DataFrame, texts: list[str | None], on_unparseable: str
-) -> pd.DataFrame:
-    """Add the rewrite columns and the flags; drop items the rewriter dropped."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept rows, all rows), with the rewrite columns and the two flags added."""
     verdicts = [parse_rewrite(t) for t in texts]
     out = table.copy()
     out["original_question"] = out["question"]
