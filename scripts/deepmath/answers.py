@@ -190,7 +190,12 @@ _SIZING = re.compile(
     r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])"
 )
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![a-zA-Z])|\\circ(?![a-zA-Z])")
-_UNIT_WORDS = re.compile(r"^(.*?\d[^a-zA-Z\\]*?)\s+([a-zA-Z]{2,}\.?(?:\s+[a-zA-Z]{2,}\.?)*)\s*$")
+# Trailing unit words after a number: "12 inches", "5 cm^2", "4.5e33 ergs s^{-1}", "3 km/h".
+# The first word needs two letters so that "2 x^2" stays an expression.
+_UNIT_TOKEN = r"[a-zA-Z]+\.?(?:\^\{?-?\d+\}?)?(?:/[a-zA-Z]+(?:\^\{?-?\d+\}?)?)?"
+_UNIT_WORDS = re.compile(
+    r"^(.*?\d[^a-zA-Z\\]*?)\s+((?=[a-zA-Z]{2})" + _UNIT_TOKEN + r"(?:\s+" + _UNIT_TOKEN + r")*)\s*$"
+)
 _HEURISTIC_MAX = 300  # answers longer than this skip the backtracking-prone heuristics
 _NOT_UNITS = {"and", "or", "if", "for", "when", "where", "else", "otherwise", "pi", "i", "e"}
 _ASSIGN = re.compile(
@@ -290,12 +295,12 @@ def normalize_answer(ans: str | None) -> str:
     s = re.sub(r"(\d)\{,\}(\d)", r"\1,\2", s)  # 1{,}000
     s = re.sub(r"\s+(?:and|or)\s+", ", ", s)
     m = _UNIT_WORDS.match(s) if len(s) <= _HEURISTIC_MAX else None  # quadratic regex
-    if m and not set(m.group(2).lower().replace(".", "").split()) & _NOT_UNITS:
+    if m and not set(re.findall(r"[a-z]+", m.group(2).lower())) & _NOT_UNITS:
         s = m.group(1)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"([(\[{])\s+", r"\1", s)
     s = re.sub(r"\s+([)\]}])", r"\1", s)
-    s = s.rstrip(".").strip()
+    s = s.rstrip(" .,;")
     if _THOUSANDS.fullmatch(s):  # 1,000 is a number; [0,100] and 1, 2 are not touched
         s = s.replace(",", "")
     m = _ASSIGN.match(s) if len(s) <= _HEURISTIC_MAX else None
