@@ -1,7 +1,14 @@
 from snakemake.exceptions import WorkflowError
 
 from deepmath.config import ConfigError, validate_config
-from deepmath.workflow import as_json, setup_environment
+from deepmath.workflow import (
+    as_json,
+    llm_cli,
+    role_gpus,
+    role_nodes,
+    served_model,
+    setup_environment,
+)
 
 try:
     validate_config(config)
@@ -17,6 +24,7 @@ SHARDS = [f"{i:04d}" for i in range(config["shards"])]
 MODELS_DIR = config["models_dir"]
 POOL_SOURCES = [n for n, s in config["sources"].items() if s["role"] == "pool"]
 DECONTAM_BENCHMARKS = config["decontamination"]["benchmarks"]
+SERVERS = f"{RESULTS}/.servers"
 
 
 wildcard_constraints:
@@ -43,3 +51,37 @@ def timing(path):
 
 def model_dir(name):
     return f"{MODELS_DIR}/{name}"
+
+
+def journal(rule, shard):
+    """Resume journal of an LLM job: outside the declared outputs, so never deleted."""
+    return f"{RESULTS}/.journal/{rule}/shard-{shard}.jsonl"
+
+
+def served_model_dir(role):
+    """Local folder of the model a served role runs (None for an external endpoint)."""
+    name = served_model(config, role)
+    return model_dir(name) if name else None
+
+
+def llm_inputs(role):
+    """The model folder a served role needs as input (prepare_model makes it)."""
+    path = served_model_dir(role)
+    return [path] if path else []
+
+
+def llm_params(rule, role, prompt):
+    """Params function giving the shared LLM options of a stage CLI."""
+
+    def build(wildcards, output):
+        return llm_cli(
+            config,
+            role,
+            config["prompts"][prompt],
+            journal(rule, wildcards.shard),
+            output.usage,
+            SERVERS,
+            served_model_dir(role),
+        )
+
+    return build

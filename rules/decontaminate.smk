@@ -3,6 +3,7 @@
 
 EMB = config["embedding"]
 DECON = config["decontamination"]
+JUDGE = DECON["judge_role"]
 
 
 rule embed_benchmarks:
@@ -91,3 +92,52 @@ rule retrieve_neighbors:
         "python -m deepmath.neighbors --pool {input.pool} --pool-emb {input.pool_emb}"
         " --bench {input.bench} --bench-emb {input.bench_emb} {params.opts}"
         " --out {output.table} --stats {output.stats} 2> {log}"
+
+
+rule judge_contamination:
+    input:
+        neighbors=res("decontam/shard-{shard}.neighbors.parquet"),
+        model=llm_inputs(JUDGE),
+    output:
+        table=res("decontam/shard-{shard}.judged.parquet"),
+        usage=res("decontam/shard-{shard}.judged.usage.json"),
+    params:
+        spec=as_json(DECON),
+        llm=llm_params("judge_contamination", JUDGE, "judge"),
+    log:
+        logs("judge_contamination/shard-{shard}.log"),
+    benchmark:
+        timing("judge_contamination/shard-{shard}")
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=32000,
+        runtime=720,
+        gpus=role_gpus(config, JUDGE),
+        nodes=role_nodes(config, JUDGE),
+    shell:
+        "python -m deepmath.decontaminate judge --neighbors {input.neighbors}"
+        " --spec {params.spec:q} --out {output.table} {params.llm} 2> {log}"
+
+
+rule decontaminate:
+    input:
+        pool=res("pool/shard-{shard}.parquet"),
+        judged=res("decontam/shard-{shard}.judged.parquet"),
+    output:
+        table=res("decontam/shard-{shard}.parquet"),
+        report=res("decontam/shard-{shard}.contaminated.parquet"),
+        stats=res("decontam/shard-{shard}.stats.json"),
+    log:
+        logs("decontaminate/shard-{shard}.log"),
+    benchmark:
+        timing("decontaminate/shard-{shard}")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m deepmath.decontaminate apply --pool {input.pool} --judged {input.judged}"
+        " --out {output.table} --report {output.report} --stats {output.stats} 2> {log}"

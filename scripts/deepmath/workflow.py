@@ -26,3 +26,55 @@ def setup_environment(scripts_dir: str, extra: Mapping[str, Any]) -> None:
 def as_json(value: Any) -> str:
     """A config entry as one JSON argument for a stage CLI (quote it with {params.x:q})."""
     return json.dumps(value, sort_keys=True)
+
+
+def served_model(config: Mapping[str, Any], role: str) -> str | None:
+    """The `models:` entry a served role runs, or None for an external endpoint."""
+    serve = (config.get("llm", {}).get(role) or {}).get("serve")
+    return serve.get("model") if serve else None
+
+
+def role_gpus(config: Mapping[str, Any], role: str) -> int:
+    """GPUs per node a served role needs (tensor x pipeline parallel spread over its nodes)."""
+    serve = (config.get("llm", {}).get(role) or {}).get("serve") or {}
+    if not serve:
+        return 0
+    total = int(serve.get("tensor_parallel", 1)) * int(serve.get("pipeline_parallel", 1))
+    nodes = max(1, int(serve.get("nodes", 1)))
+    return 0 if serve.get("device") == "cpu" else max(1, total // nodes)
+
+
+def role_nodes(config: Mapping[str, Any], role: str) -> int:
+    serve = (config.get("llm", {}).get(role) or {}).get("serve") or {}
+    return max(1, int(serve.get("nodes", 1))) if serve else 1
+
+
+def llm_cli(
+    config: Mapping[str, Any],
+    role: str,
+    prompt: str,
+    journal: str,
+    usage: str,
+    server_dir: str,
+    model_dir: str | None,
+) -> str:
+    """The shared LLM options of a stage CLI, shell-quoted (see deepmath.llmstage)."""
+    import shlex
+
+    args = [
+        "--role",
+        role,
+        "--role-spec",
+        as_json(config["llm"][role]),
+        "--prompt",
+        prompt,
+        "--journal",
+        journal,
+        "--usage",
+        usage,
+        "--server-dir",
+        server_dir,
+    ]
+    if model_dir:
+        args += ["--model-dir", model_dir]
+    return " ".join(shlex.quote(a) for a in args)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from deepmath.answers import (
     ERROR,
     MATCH,

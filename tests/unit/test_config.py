@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+
 from deepmath.config import ConfigError, load_config, validate_config
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from deepmath.io import DeepmathError
 from deepmath.llm import (
     Journal,
@@ -24,7 +25,6 @@ from deepmath.llm import (
     run_requests,
     write_usage,
 )
-
 from tests.llm_server import FakeLLMServer, reply_text
 
 FAST = {"backoff_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5}

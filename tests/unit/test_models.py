@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from deepmath.io import DeepmathError, resolve_path
 from deepmath.models import PROVENANCE_FILE, _copy_matching, prepare_model, validate_spec
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepmath.io import DeepmathError
 from deepmath.neighbors import block_rows, neighbor_table, topk_cosine
 

@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+
 from deepmath.io import DeepmathError
 from deepmath.pool import build_pool
 from deepmath.pull import SOURCE_COLUMNS

@@ -2,6 +2,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from deepmath.io import DeepmathError, resolve_path
 from deepmath.pull import load_table, normalise_benchmark, normalise_source
 

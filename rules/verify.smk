@@ -1,0 +1,25 @@
+# Answer verification: the consistency filter between solutions and reference answers.
+
+
+rule verify_answers:
+    input:
+        res("solutions/shard-{shard}.parquet"),
+    output:
+        table=res("verified/shard-{shard}.parquet"),
+        rejected=res("verified/shard-{shard}.rejected.parquet"),
+        stats=res("verified/shard-{shard}.stats.json"),
+    params:
+        spec=as_json(config["verify"]),
+    log:
+        logs("verify_answers/shard-{shard}.log"),
+    benchmark:
+        timing("verify_answers/shard-{shard}")
+    conda:
+        "../envs/data.yaml"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    shell:
+        "python -m deepmath.verify --in {input} --spec {params.spec:q} --workers {threads}"
+        " --out {output.table} --rejected {output.rejected} --stats {output.stats} 2> {log}"
