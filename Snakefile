@@ -26,9 +26,12 @@ if not config:
 include: "rules/common.smk"
 include: "rules/pull.smk"
 include: "rules/decontaminate.smk"
+include: "rules/label.smk"
+include: "rules/solve.smk"
+include: "rules/verify.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(res("decontam/shard-{shard}.neighbors.parquet"), shard=SHARDS),
+        expand(res("topics/shard-{shard}.parquet"), shard=SHARDS),

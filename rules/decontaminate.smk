@@ -101,9 +101,6 @@ rule judge_contamination:
     output:
         table=res("decontam/shard-{shard}.judged.parquet"),
         usage=res("decontam/shard-{shard}.judged.usage.json"),
-    params:
-        spec=as_json(DECON),
-        llm=llm_params("judge_contamination", JUDGE, "judge"),
     log:
         logs("judge_contamination/shard-{shard}.log"),
     benchmark:
@@ -116,6 +113,9 @@ rule judge_contamination:
         runtime=720,
         gpus=role_gpus(config, JUDGE),
         nodes=role_nodes(config, JUDGE),
+    params:
+        spec=as_json(DECON),
+        llm=llm_params("judge_contamination", JUDGE, "judge"),
     shell:
         "python -m deepmath.decontaminate judge --neighbors {input.neighbors}"
         " --spec {params.spec:q} --out {output.table} {params.llm} 2> {log}"

@@ -14,9 +14,6 @@ rule rate_difficulty:
         table=res("difficulty/shard-{shard}.parquet"),
         stats=res("difficulty/shard-{shard}.stats.json"),
         usage=res("difficulty/shard-{shard}.usage.json"),
-    params:
-        spec=as_json(config["difficulty"]),
-        llm=llm_params("rate_difficulty", RATER, "difficulty"),
     log:
         logs("rate_difficulty/shard-{shard}.log"),
     benchmark:
@@ -29,6 +26,9 @@ rule rate_difficulty:
         runtime=720,
         gpus=role_gpus(config, RATER),
         nodes=role_nodes(config, RATER),
+    params:
+        spec=as_json(config["difficulty"]),
+        llm=llm_params("rate_difficulty", RATER, "difficulty"),
     shell:
         "python -m deepmath.difficulty --in {input.table} --spec {params.spec:q}"
         " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
@@ -42,9 +42,6 @@ rule rewrite_questions:
         table=res("rewrite/shard-{shard}.parquet"),
         stats=res("rewrite/shard-{shard}.stats.json"),
         usage=res("rewrite/shard-{shard}.usage.json"),
-    params:
-        spec=as_json(config["rewrite"]),
-        llm=llm_params("rewrite_questions", REWRITER, "rewrite"),
     log:
         logs("rewrite_questions/shard-{shard}.log"),
     benchmark:
@@ -57,6 +54,9 @@ rule rewrite_questions:
         runtime=720,
         gpus=role_gpus(config, REWRITER),
         nodes=role_nodes(config, REWRITER),
+    params:
+        spec=as_json(config["rewrite"]),
+        llm=llm_params("rewrite_questions", REWRITER, "rewrite"),
     shell:
         "python -m deepmath.rewrite --in {input.table} --spec {params.spec:q}"
         " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
@@ -70,9 +70,6 @@ rule classify_topic:
         table=res("topics/shard-{shard}.parquet"),
         stats=res("topics/shard-{shard}.stats.json"),
         usage=res("topics/shard-{shard}.usage.json"),
-    params:
-        spec=as_json(config["topics"]),
-        llm=llm_params("classify_topic", TOPIC, "topic"),
     log:
         logs("classify_topic/shard-{shard}.log"),
     benchmark:
@@ -85,6 +82,9 @@ rule classify_topic:
         runtime=360,
         gpus=role_gpus(config, TOPIC),
         nodes=role_nodes(config, TOPIC),
+    params:
+        spec=as_json(config["topics"]),
+        llm=llm_params("classify_topic", TOPIC, "topic"),
     shell:
         "python -m deepmath.topics --in {input.table} --spec {params.spec:q}"
         " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"

@@ -11,9 +11,6 @@ rule solve:
         table=res("solutions/shard-{shard}.parquet"),
         stats=res("solutions/shard-{shard}.stats.json"),
         usage=res("solutions/shard-{shard}.usage.json"),
-    params:
-        spec=as_json(config["solve"]),
-        llm=llm_params("solve", SOLVER, "solve"),
     log:
         logs("solve/shard-{shard}.log"),
     benchmark:
@@ -26,6 +23,9 @@ rule solve:
         runtime=2880,
         gpus=role_gpus(config, SOLVER),
         nodes=role_nodes(config, SOLVER),
+    params:
+        spec=as_json(config["solve"]),
+        llm=llm_params("solve", SOLVER, "solve"),
     shell:
         "python -m deepmath.solve --in {input.table} --spec {params.spec:q}"
         " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"

@@ -8,8 +8,6 @@ rule verify_answers:
         table=res("verified/shard-{shard}.parquet"),
         rejected=res("verified/shard-{shard}.rejected.parquet"),
         stats=res("verified/shard-{shard}.stats.json"),
-    params:
-        spec=as_json(config["verify"]),
     log:
         logs("verify_answers/shard-{shard}.log"),
     benchmark:
@@ -20,6 +18,8 @@ rule verify_answers:
     resources:
         mem_mb=16000,
         runtime=120,
+    params:
+        spec=as_json(config["verify"]),
     shell:
         "python -m deepmath.verify --in {input} --spec {params.spec:q} --workers {threads}"
         " --out {output.table} --rejected {output.rejected} --stats {output.stats} 2> {log}"
