@@ -29,9 +29,11 @@ include: "rules/decontaminate.smk"
 include: "rules/label.smk"
 include: "rules/solve.smk"
 include: "rules/verify.smk"
+include: "rules/dataset.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(res("topics/shard-{shard}.parquet"), shard=SHARDS),
+        DATASET_FILES,
+        res("dataset/README.md"),

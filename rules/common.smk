@@ -23,8 +23,16 @@ RESULTS = f"results/{RUN}"
 SHARDS = [f"{i:04d}" for i in range(config["shards"])]
 MODELS_DIR = config["models_dir"]
 POOL_SOURCES = [n for n, s in config["sources"].items() if s["role"] == "pool"]
+SUPPLEMENT_SOURCES = [
+    n for n, s in config["sources"].items() if s["role"] == "supplement"
+]
 DECONTAM_BENCHMARKS = config["decontamination"]["benchmarks"]
 SERVERS = f"{RESULTS}/.servers"
+# Jobs of a local run may share one server per model (serve.share: workflow); on a cluster
+# every job starts its own.
+SERVER_REGISTRY = (
+    f"{SERVERS}/registry" if workflow.local_exec and not workflow.remote_exec else None
+)
 
 
 wildcard_constraints:
@@ -55,7 +63,7 @@ def model_dir(name):
 
 def journal(rule, shard):
     """Resume journal of an LLM job: outside the declared outputs, so never deleted."""
-    return f"{RESULTS}/.journal/{rule}/shard-{shard}.jsonl"
+    return f"{RESULTS}/.journal/{rule}/{shard}.jsonl"
 
 
 def served_model_dir(role):
@@ -78,10 +86,21 @@ def llm_params(rule, role, prompt):
             config,
             role,
             config["prompts"][prompt],
-            journal(rule, wildcards.shard),
+            journal(rule, getattr(wildcards, "shard", None) or wildcards.source),
             output.usage,
             SERVERS,
             served_model_dir(role),
+            SERVER_REGISTRY,
         )
 
     return build
+
+
+onsuccess:
+    if SERVER_REGISTRY:
+        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY}")
+
+
+onerror:
+    if SERVER_REGISTRY:
+        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY}")

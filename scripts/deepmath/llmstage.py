@@ -12,8 +12,10 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from deepmath.io import DeepmathError
@@ -43,7 +45,11 @@ def add_llm_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--journal", required=True, help="resume journal (JSON lines)")
     group.add_argument("--usage", required=True, help="output usage JSON (tokens, cost)")
     group.add_argument("--model-dir", help="local model folder for a served role")
-    group.add_argument("--server-dir", help="folder for server logs, caches and the registry")
+    group.add_argument("--server-dir", help="folder for this job's server log and caches")
+    group.add_argument(
+        "--server-registry",
+        help="registry of servers shared by the jobs of a local run (share: workflow)",
+    )
 
 
 def build_role(args: argparse.Namespace) -> RoleConfig:
@@ -62,9 +68,11 @@ def endpoint(args: argparse.Namespace, role: RoleConfig) -> Iterator[RoleConfig]
         raise DeepmathError(
             f"llm.{args.role} is served: the rule must pass --model-dir and --server-dir"
         )
-    from deepmath.serve import serve_endpoint
+    from deepmath.serve import role_serve_config, serving
 
-    with serve_endpoint(spec["serve"], args.model_dir, role.model, args.server_dir) as url:
+    cfg = role_serve_config(args.role, spec)
+    state = Path(args.server_dir) / f"{args.role}-{os.getpid()}"
+    with serving(cfg, args.model_dir, state_dir=state, registry=args.server_registry) as url:
         yield replace(role, base_url=url)
 
 

@@ -41,7 +41,9 @@ def role_gpus(config: Mapping[str, Any], role: str) -> int:
         return 0
     total = int(serve.get("tensor_parallel", 1)) * int(serve.get("pipeline_parallel", 1))
     nodes = max(1, int(serve.get("nodes", 1)))
-    return 0 if serve.get("device") == "cpu" else max(1, total // nodes)
+    if "gpus" in serve:
+        return int(serve["gpus"])
+    return max(1, total // nodes)
 
 
 def role_nodes(config: Mapping[str, Any], role: str) -> int:
@@ -57,6 +59,7 @@ def llm_cli(
     usage: str,
     server_dir: str,
     model_dir: str | None,
+    registry: str | None = None,
 ) -> str:
     """The shared LLM options of a stage CLI, shell-quoted (see deepmath.llmstage)."""
     import shlex
@@ -77,4 +80,6 @@ def llm_cli(
     ]
     if model_dir:
         args += ["--model-dir", model_dir]
+    if registry:
+        args += ["--server-registry", registry]
     return " ".join(shlex.quote(a) for a in args)

@@ -10,13 +10,25 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     proc = snakemake("-n", "--configfile", "config/config.yaml", "--cores", "8", env=venv_env)
     elapsed = time.perf_counter() - start
     counts = job_counts(proc.stdout)
-    assert counts["pull_source"] == 3  # the three pool sources (SimpleRL joins at assembly)
+    assert counts["pull_source"] == 4  # three pool sources + the SimpleRL supplement
     assert counts["build_pool"] == 1
     assert counts["pull_benchmark"] == 17  # every decontamination benchmark
-    assert counts["prepare_model"] == 1  # the embedding model
+    assert counts["prepare_model"] == 3  # embedder, served judge, served solver
     assert counts["embed_benchmarks"] == 1
-    assert counts["embed_pool"] == 64
-    assert counts["retrieve_neighbors"] == 64
+    for rule in (
+        "embed_pool",
+        "retrieve_neighbors",
+        "judge_contamination",
+        "decontaminate",
+        "rate_difficulty",
+        "rewrite_questions",
+        "solve",
+        "verify_answers",
+        "classify_topic",
+    ):
+        assert counts[rule] == 64, rule
+    for rule in ("rate_supplement", "solve_supplement", "topic_supplement", "assemble_dataset"):
+        assert counts[rule] == 1, rule
     print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
 
 

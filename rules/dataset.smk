@@ -1,0 +1,121 @@
+# The published dataset: the supplement set (the paper's SimpleRL level 3-5 problems, whose
+# answers are ground truth) gets difficulty, solutions and topics with the same rules, then
+# everything is assembled into the DeepMath-103K schema with a dataset card.
+
+DATASET = config["dataset"]
+DATASET_FILES = [
+    res(f"dataset/data/train-{i:05d}-of-{DATASET['num_shards']:05d}.parquet")
+    for i in range(DATASET["num_shards"])
+]
+
+
+use rule rate_difficulty as rate_supplement with:
+    input:
+        table=res("raw/{source}.parquet"),
+        model=llm_inputs(RATER),
+    output:
+        table=res("supplement/{source}.difficulty.parquet"),
+        stats=res("supplement/{source}.difficulty.stats.json"),
+        usage=res("supplement/{source}.difficulty.usage.json"),
+    log:
+        logs("rate_supplement/{source}.log"),
+    benchmark:
+        timing("rate_supplement/{source}")
+    params:
+        spec=as_json({**config["difficulty"], "threshold": 0, "unrated": "keep"}),
+        llm=llm_params("rate_supplement", RATER, "difficulty"),
+
+
+use rule solve as solve_supplement with:
+    input:
+        table=res("supplement/{source}.difficulty.parquet"),
+        model=llm_inputs(SOLVER),
+    output:
+        table=res("supplement/{source}.solutions.parquet"),
+        stats=res("supplement/{source}.solutions.stats.json"),
+        usage=res("supplement/{source}.solutions.usage.json"),
+    log:
+        logs("solve_supplement/{source}.log"),
+    benchmark:
+        timing("solve_supplement/{source}")
+    params:
+        spec=as_json(config["solve"]),
+        llm=llm_params("solve_supplement", SOLVER, "solve"),
+
+
+use rule classify_topic as topic_supplement with:
+    input:
+        table=res("supplement/{source}.solutions.parquet"),
+        model=llm_inputs(TOPIC),
+    output:
+        table=res("supplement/{source}.topics.parquet"),
+        stats=res("supplement/{source}.topics.stats.json"),
+        usage=res("supplement/{source}.topics.usage.json"),
+    log:
+        logs("topic_supplement/{source}.log"),
+    benchmark:
+        timing("topic_supplement/{source}")
+    params:
+        spec=as_json(config["topics"]),
+        llm=llm_params("topic_supplement", TOPIC, "topic"),
+
+
+def stage_stats():
+    """The stats files the dataset card's funnel is computed from."""
+    per_shard = {
+        "decontam": "decontam/shard-{shard}.stats.json",
+        "difficulty": "difficulty/shard-{shard}.stats.json",
+        "rewrite": "rewrite/shard-{shard}.stats.json",
+        "verified": "verified/shard-{shard}.stats.json",
+        "topics": "topics/shard-{shard}.stats.json",
+    }
+    stats = {k: expand(res(v), shard=SHARDS) for k, v in per_shard.items()}
+    stats["raw"] = expand(res("raw/{source}.stats.json"), source=POOL_SOURCES)
+    stats["pool"] = [res("pool/stats.json")]
+    return stats
+
+
+def usage_files():
+    files = []
+    for step in ("decontam/shard-{shard}.judged", "difficulty/shard-{shard}"):
+        files += expand(res(step + ".usage.json"), shard=SHARDS)
+    for step in ("rewrite", "solutions", "topics"):
+        files += expand(res(step + "/shard-{shard}.usage.json"), shard=SHARDS)
+    for step in ("difficulty", "solutions", "topics"):
+        files += expand(
+            res("supplement/{source}." + step + ".usage.json"),
+            source=SUPPLEMENT_SOURCES,
+        )
+    return files
+
+
+rule assemble_dataset:
+    input:
+        main=expand(res("topics/shard-{shard}.parquet"), shard=SHARDS),
+        supplement=expand(
+            res("supplement/{source}.topics.parquet"), source=SUPPLEMENT_SOURCES
+        ),
+        stats=[f for files in stage_stats().values() for f in files],
+        usage=usage_files(),
+    output:
+        data=DATASET_FILES,
+        card=res("dataset/README.md"),
+    log:
+        logs("assemble_dataset.log"),
+    benchmark:
+        timing("assemble_dataset")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=32000,
+        runtime=60,
+    params:
+        stats=as_json(stage_stats()),
+        config=as_json(config),
+        shards=DATASET["num_shards"],
+        name=DATASET["name"],
+        out=res("dataset"),
+    shell:
+        "python -m deepmath.dataset --main {input.main} --supplement {input.supplement}"
+        " --stats {params.stats:q} --usage {input.usage} --config {params.config:q}"
+        " --num-shards {params.shards} --name {params.name:q} --out-dir {params.out} 2> {log}"

