@@ -5,6 +5,7 @@ Run the embedded default with `snakemake --profile profiles/demo`; the paper rec
 """
 
 import os
+import re
 import sys
 
 from snakemake.utils import min_version
@@ -30,6 +31,7 @@ include: "rules/label.smk"
 include: "rules/solve.smk"
 include: "rules/verify.smk"
 include: "rules/dataset.smk"
+include: "rules/train.smk"
 
 
 rule all:

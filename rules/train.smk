@@ -1,0 +1,132 @@
+# RL training: verl-format data, GRPO with verl on Ray (multi-node Slurm) or TRL on CPU,
+# merged Hugging Face checkpoints. Trainer state lives in results/<run>/.train/<model>/,
+# outside the declared outputs, so a failed or preempted job resumes instead of restarting.
+
+RL = config["rl"]
+RL_RUNS = RL["runs"]
+VERL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "verl"]
+TRL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "trl"]
+
+
+def one_of(names):
+    """Wildcard regex matching exactly these names (nothing when the list is empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def rl_spec(model):
+    common = {k: v for k, v in RL.items() if k != "runs"}
+    return as_json({**common, **RL_RUNS[model], "seed": config["seed"], "name": model})
+
+
+def init_model(wildcards):
+    return model_dir(RL_RUNS[wildcards.model]["init"])
+
+
+def train_dir(model):
+    return f"{RESULTS}/.train/{model}"
+
+
+rule prepare_rl_data:
+    input:
+        DATASET_FILES,
+    output:
+        train=res("rl/{model}/train.parquet"),
+        val=res("rl/{model}/val.parquet"),
+        stats=res("rl/{model}/stats.json"),
+    log:
+        logs("prepare_rl_data/{model}.log"),
+    benchmark:
+        timing("prepare_rl_data/{model}")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        spec=lambda w: rl_spec(w.model),
+    shell:
+        "python -m deepmath.rldata --in {input} --spec {params.spec:q}"
+        " --train-out {output.train} --val-out {output.val} --stats {output.stats} 2> {log}"
+
+
+rule train_grpo:
+    input:
+        train=res("rl/{model}/train.parquet"),
+        val=res("rl/{model}/val.parquet"),
+        model=init_model,
+    output:
+        done=res("checkpoints/{model}/verl.done.json"),
+    log:
+        logs("train_grpo/{model}.log"),
+    benchmark:
+        timing("train_grpo/{model}")
+    wildcard_constraints:
+        model=one_of(VERL_RUNS),
+    conda:
+        "../envs/train.yaml"
+    threads: 16
+    resources:
+        mem_mb=512000,
+        runtime=7 * 24 * 60,
+        nodes=lambda w: RL_RUNS[w.model]["nodes"],
+        gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
+    params:
+        spec=lambda w: rl_spec(w.model),
+        work=lambda w: train_dir(w.model),
+        reward=f"{SCRIPTS}/deepmath/reward.py",
+    shell:
+        "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model}"
+        " --train {input.train} --val {input.val} --reward {params.reward}"
+        " --work-dir {params.work} --done {output.done} 2> {log}"
+
+
+rule merge_checkpoint:
+    input:
+        res("checkpoints/{model}/verl.done.json"),
+    output:
+        directory(res("checkpoints/{model}/hf")),
+    log:
+        logs("merge_checkpoint/{model}.log"),
+    benchmark:
+        timing("merge_checkpoint/{model}")
+    wildcard_constraints:
+        model=one_of(VERL_RUNS),
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=128000,
+        runtime=120,
+    params:
+        work=lambda w: train_dir(w.model),
+    shell:
+        "python -m deepmath.merge --work-dir {params.work} --step latest --out {output}"
+        " 2> {log}"
+
+
+rule train_trl:
+    input:
+        train=res("rl/{model}/train.parquet"),
+        val=res("rl/{model}/val.parquet"),
+        model=init_model,
+    output:
+        directory(res("checkpoints/{model}/hf")),
+    log:
+        logs("train_trl/{model}.log"),
+    benchmark:
+        timing("train_trl/{model}")
+    wildcard_constraints:
+        model=one_of(TRL_RUNS),
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
+    params:
+        spec=lambda w: rl_spec(w.model),
+        work=lambda w: train_dir(w.model),
+    shell:
+        "python -m deepmath.train_trl --spec {params.spec:q} --model-dir {input.model}"
+        " --train {input.train} --val {input.val} --work-dir {params.work} --out {output}"
+        " 2> {log}"
