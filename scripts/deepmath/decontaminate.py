@@ -29,8 +29,13 @@ JUDGE_SLOTS = ("problem1", "problem2")
 
 
 def pairs_to_judge(neighbors: pd.DataFrame, min_score: float | None) -> pd.Series:
-    """Mask of neighbour rows the LLM must judge: not settled by the pre-check, close enough."""
-    mask = ~neighbors["precheck"].astype(bool)
+    """Mask of neighbour rows the LLM must judge.
+
+    A question the string pre-check already flagged is contaminated whatever its other pairs
+    say, so none of its pairs is judged; the rest are, if close enough.
+    """
+    settled = neighbors.groupby("id")["precheck"].transform("any").astype(bool)
+    mask = ~settled
     if min_score is not None:
         mask &= neighbors["score"] >= min_score
     return mask

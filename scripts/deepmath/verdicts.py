@@ -146,12 +146,12 @@ _PROOF = re.compile(
 
 def is_yes_no(answer: str | None) -> bool:
     """The paper's known leak: ~18% of DeepMath answers are Yes/No/True/False."""
-    if not answer:
-        return False
+    if not isinstance(answer, str) or not answer:
+        return False  # missing (None, or NaN from a parquet null)
     text = re.sub(r"\\text\{([^}]*)\}", r"\1", answer).strip(" $.").lower()
     return text in _YES_NO
 
 
 def is_proof_like(question: str | None) -> bool:
     """Questions asking for a proof or justification rather than a value."""
-    return bool(question and _PROOF.search(question))
+    return isinstance(question, str) and bool(_PROOF.search(question))
