@@ -1,0 +1,116 @@
+"""assemble_dataset: the published schema exactly, a loadable dataset, an idempotent build."""
+
+import hashlib
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+from deepmath.dataset import COLUMNS, SCHEMA, main, merge, to_published
+
+# The features of zwhe99/DeepMath-103K's dataset card (REFERENCE.md, "Published schema").
+PUBLISHED = [
+    ("question", "string"),
+    ("final_answer", "string"),
+    ("difficulty", "float64"),
+    ("topic", "string"),
+    ("r1_solution_1", "string"),
+    ("r1_solution_2", "string"),
+    ("r1_solution_3", "string"),
+]
+
+
+def labelled(n: int, offset: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"i{i}" for i in range(offset, offset + n)],
+            "question": [f"What is {i} + {i}?" for i in range(offset, offset + n)],
+            "final_answer": [str(2 * i) for i in range(offset, offset + n)],
+            "reference_answer": [str(2 * i) for i in range(offset, offset + n)],
+            "difficulty": [float(1 + i % 9) for i in range(n)],
+            "topic": ["Mathematics -> Algebra -> Prealgebra -> Arithmetic"] * n,
+            "r1_solution_1": ["\\boxed{x}"] * n,
+            "r1_solution_2": ["\\boxed{x}"] * n,
+            "r1_solution_3": ["\\boxed{x}"] * n,
+            "verify_reason": ["agree"] * n,  # extra columns must not leak into the output
+        }
+    )
+
+
+def build(tmp_path, name: str) -> tuple:
+    main_path, supp_path = tmp_path / "main.parquet", tmp_path / "supp.parquet"
+    labelled(7).to_parquet(main_path)
+    supp = labelled(3, offset=5)  # two questions overlap with the main set
+    supp.drop(columns=["final_answer"]).to_parquet(supp_path)
+    stats_files = {}
+    for stage, payload in {
+        "raw": {"rows": 20},
+        "pool": {"rows_out": 18},
+        "decontam": {"clean": 15, "contaminated_by_benchmark": {"math500": 3}},
+        "difficulty": {"kept": 12},
+        "rewrite": {"kept": 10},
+        "verified": {"verified": 7},
+        "topics": {"questions": 7},
+    }.items():
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps(payload))
+        stats_files[stage] = [str(path)]
+    usage = tmp_path / "usage.json"
+    usage.write_text(
+        json.dumps(
+            {"roles": {"rater": {"sent": {"requests": 4, "prompt_tokens": 100,
+                                          "completion_tokens": 10},
+                                 "cost_usd": {"total": 0.5}}}}
+        )
+    )  # fmt: skip
+    out = tmp_path / name
+    main(
+        ["--main", str(main_path), "--supplement", str(supp_path), "--stats",
+         json.dumps(stats_files), "--usage", str(usage), "--config", json.dumps({"run": "t"}),
+         "--num-shards", "2", "--out-dir", str(out)]
+    )  # fmt: skip
+    return out
+
+
+def test_schema_matches_the_published_card(tmp_path):
+    out = build(tmp_path, "ds")
+    files = sorted((out / "data").glob("*.parquet"))
+    assert [f.name for f in files] == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
+    for f in files:
+        schema = pq.read_schema(f)
+        assert [(n, str(t)) for n, t in zip(schema.names, schema.types, strict=True)] == [
+            (n, "double" if t == "float64" else t) for n, t in PUBLISHED
+        ]
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    assert [(k, v.dtype) for k, v in ds.features.items()] == PUBLISHED
+    assert len(ds) == 8  # 7 main + 3 supplement - 2 duplicates
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert [(f["name"], f["dtype"]) for f in header["dataset_info"]["features"]] == PUBLISHED
+    assert header["dataset_info"]["splits"][0]["num_examples"] == 8
+    assert "| after answer verification | 7 |" in card
+    assert "| math500 | 3 |" in card
+    assert "Total: $0.50" in card
+
+
+def test_build_is_idempotent(tmp_path):
+    def digest(folder):
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*"))]
+
+    first, second = build(tmp_path, "a"), build(tmp_path, "b")
+    assert digest(first / "data") == digest(second / "data")
+
+
+def test_merge_and_published_columns():
+    table, dropped = merge(
+        to_published(labelled(3)), to_published(labelled(2, 2), "reference_answer")
+    )
+    assert dropped == 1 and len(table) == 4
+    assert list(table.columns) == COLUMNS == SCHEMA.names
+    assert str(table["difficulty"].dtype) == "float64"
