@@ -10,12 +10,16 @@ from tests.workflow.helpers import DEMO_CONFIGS, REPO, job_counts, snakemake
 
 RESULTS = REPO / "results" / "pytest-demo"
 pytestmark = pytest.mark.slow
+# The retrieval half of the demo DAG, run for real. The LLM stages are covered on a few rows by
+# test_llm_stages.py; the full demo (all stages, minutes of CPU LLM time) is `make demo`.
+TARGETS = [f"results/pytest-demo/decontam/shard-{s}.neighbors.parquet" for s in ("0000", "0001")]
 
 
 @pytest.fixture(scope="module")
 def demo_run(venv_env):
     shutil.rmtree(RESULTS, ignore_errors=True)
-    proc = snakemake("--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env)
+    proc = snakemake(*TARGETS, "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS,
+                     env=venv_env)  # fmt: skip
     return proc
 
 
@@ -41,7 +45,7 @@ def test_every_seeded_math500_item_is_flagged(demo_run):
         [pd.read_parquet(p) for p in (RESULTS / "decontam").glob("*.neighbors.parquet")]
     )
     seeded = neighbors[neighbors["question"].isin(set(math500["problem"]))]["id"].unique()
-    assert len(seeded) >= 5  # the demo seeds MATH test rows, ~10 of them MATH-500 items
+    assert len(seeded) >= 3  # the demo seeds MATH test rows, some of them MATH-500 items
     flagged = set(neighbors.loc[neighbors["precheck"], "id"])
     assert set(seeded) <= flagged
     # and retrieval put the verbatim item first
@@ -51,7 +55,7 @@ def test_every_seeded_math500_item_is_flagged(demo_run):
 
 def test_rerun_has_nothing_to_do(demo_run, venv_env):
     proc = snakemake(
-        "-n", "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env
+        *TARGETS, "-n", "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env
     )
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
