@@ -32,6 +32,7 @@ include: "rules/solve.smk"
 include: "rules/verify.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -39,3 +40,4 @@ rule all:
     input:
         DATASET_FILES,
         res("dataset/README.md"),
+        res("tables/main_results.md") if EVAL_MODELS else [],

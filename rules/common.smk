@@ -104,3 +104,96 @@ onsuccess:
 onerror:
     if SERVER_REGISTRY:
         shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY}")
+
+
+# --- dataset (rules/dataset.smk)
+
+DATASET = config["dataset"]
+DATASET_FILES = [
+    res(f"dataset/data/train-{i:05d}-of-{DATASET['num_shards']:05d}.parquet")
+    for i in range(DATASET["num_shards"])
+]
+
+
+def stage_stats():
+    """The stats files the dataset card's funnel is computed from."""
+    per_shard = {
+        "decontam": "decontam/shard-{shard}.stats.json",
+        "difficulty": "difficulty/shard-{shard}.stats.json",
+        "rewrite": "rewrite/shard-{shard}.stats.json",
+        "verified": "verified/shard-{shard}.stats.json",
+        "topics": "topics/shard-{shard}.stats.json",
+    }
+    stats = {k: expand(res(v), shard=SHARDS) for k, v in per_shard.items()}
+    stats["raw"] = expand(res("raw/{source}.stats.json"), source=POOL_SOURCES)
+    stats["pool"] = [res("pool/stats.json")]
+    return stats
+
+
+def usage_files():
+    """Every usage file of the run's LLM jobs (the dataset card sums their cost)."""
+    per_shard = [
+        "decontam/shard-{shard}.judged.usage.json",
+        "difficulty/shard-{shard}.usage.json",
+        "rewrite/shard-{shard}.usage.json",
+        "solutions/shard-{shard}.usage.json",
+        "topics/shard-{shard}.usage.json",
+    ]
+    per_source = [
+        "supplement/{source}.difficulty.usage.json",
+        "supplement/{source}.solutions.usage.json",
+        "supplement/{source}.topics.usage.json",
+    ]
+    files = [f for p in per_shard for f in expand(res(p), shard=SHARDS)]
+    return files + [
+        f for p in per_source for f in expand(res(p), source=SUPPLEMENT_SOURCES)
+    ]
+
+
+# --- training (rules/train.smk)
+
+RL = config["rl"]
+RL_RUNS = RL["runs"]
+VERL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "verl"]
+TRL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "trl"]
+
+
+def one_of(names):
+    """Wildcard regex matching exactly these names (nothing when the list is empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def rl_spec(model):
+    common = {k: v for k, v in RL.items() if k != "runs"}
+    return as_json({**common, **RL_RUNS[model], "seed": config["seed"], "name": model})
+
+
+def init_model(wildcards):
+    return model_dir(RL_RUNS[wildcards.model]["init"])
+
+
+def train_dir(model):
+    return f"{RESULTS}/.train/{model}"
+
+
+# --- evaluation (rules/evaluate.smk)
+
+EVAL = config["evaluation"]
+EVAL_MODELS = EVAL.get("models", {})
+EVAL_BENCHES = EVAL.get("benchmarks", [])
+
+
+def eval_model_dir(wildcards):
+    """The folder evaluated: a prepared `models:` entry or one of our merged checkpoints."""
+    entry = EVAL_MODELS[wildcards.model]
+    if "checkpoint" in entry:
+        return res(f"checkpoints/{entry['checkpoint']}/hf")
+    return model_dir(entry["model"])
+
+
+def eval_spec(model):
+    return as_json({**EVAL, **EVAL_MODELS[model], "model_name": model})
+
+
+def eval_gpus(wildcards):
+    return int((EVAL.get("engine") or {}).get("gpus", 0))

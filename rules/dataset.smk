@@ -2,12 +2,6 @@
 # answers are ground truth) gets difficulty, solutions and topics with the same rules, then
 # everything is assembled into the DeepMath-103K schema with a dataset card.
 
-DATASET = config["dataset"]
-DATASET_FILES = [
-    res(f"dataset/data/train-{i:05d}-of-{DATASET['num_shards']:05d}.parquet")
-    for i in range(DATASET["num_shards"])
-]
-
 
 use rule rate_difficulty as rate_supplement with:
     input:
@@ -60,35 +54,6 @@ use rule classify_topic as topic_supplement with:
         llm=llm_params("topic_supplement", TOPIC, "topic"),
 
 
-def stage_stats():
-    """The stats files the dataset card's funnel is computed from."""
-    per_shard = {
-        "decontam": "decontam/shard-{shard}.stats.json",
-        "difficulty": "difficulty/shard-{shard}.stats.json",
-        "rewrite": "rewrite/shard-{shard}.stats.json",
-        "verified": "verified/shard-{shard}.stats.json",
-        "topics": "topics/shard-{shard}.stats.json",
-    }
-    stats = {k: expand(res(v), shard=SHARDS) for k, v in per_shard.items()}
-    stats["raw"] = expand(res("raw/{source}.stats.json"), source=POOL_SOURCES)
-    stats["pool"] = [res("pool/stats.json")]
-    return stats
-
-
-def usage_files():
-    files = []
-    for step in ("decontam/shard-{shard}.judged", "difficulty/shard-{shard}"):
-        files += expand(res(step + ".usage.json"), shard=SHARDS)
-    for step in ("rewrite", "solutions", "topics"):
-        files += expand(res(step + "/shard-{shard}.usage.json"), shard=SHARDS)
-    for step in ("difficulty", "solutions", "topics"):
-        files += expand(
-            res("supplement/{source}." + step + ".usage.json"),
-            source=SUPPLEMENT_SOURCES,
-        )
-    return files
-
-
 rule assemble_dataset:
     input:
         main=expand(res("topics/shard-{shard}.parquet"), shard=SHARDS),
@@ -114,7 +79,7 @@ rule assemble_dataset:
         config=as_json(config),
         shards=DATASET["num_shards"],
         name=DATASET["name"],
-        out=res("dataset"),
+        out=lambda w, output: os.path.dirname(output.card),
     shell:
         "python -m deepmath.dataset --main {input.main} --supplement {input.supplement}"
         " --stats {params.stats:q} --usage {input.usage} --config {params.config:q}"

@@ -2,29 +2,6 @@
 # merged Hugging Face checkpoints. Trainer state lives in results/<run>/.train/<model>/,
 # outside the declared outputs, so a failed or preempted job resumes instead of restarting.
 
-RL = config["rl"]
-RL_RUNS = RL["runs"]
-VERL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "verl"]
-TRL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "trl"]
-
-
-def one_of(names):
-    """Wildcard regex matching exactly these names (nothing when the list is empty)."""
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def rl_spec(model):
-    common = {k: v for k, v in RL.items() if k != "runs"}
-    return as_json({**common, **RL_RUNS[model], "seed": config["seed"], "name": model})
-
-
-def init_model(wildcards):
-    return model_dir(RL_RUNS[wildcards.model]["init"])
-
-
-def train_dir(model):
-    return f"{RESULTS}/.train/{model}"
-
 
 rule prepare_rl_data:
     input:

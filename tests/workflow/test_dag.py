@@ -12,8 +12,9 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     counts = job_counts(proc.stdout)
     assert counts["pull_source"] == 4  # three pool sources + the SimpleRL supplement
     assert counts["build_pool"] == 1
-    assert counts["pull_benchmark"] == 17  # every decontamination benchmark
-    assert counts["prepare_model"] == 3  # embedder, served judge, served solver
+    assert counts["pull_benchmark"] == 17 + 6  # decontamination sets + evaluation sets
+    # embedder, served judge and solver, RL inits (2), hub baselines (2)
+    assert counts["prepare_model"] == 7
     assert counts["embed_benchmarks"] == 1
     for rule in (
         "embed_pool",
@@ -29,6 +30,13 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         assert counts[rule] == 64, rule
     for rule in ("rate_supplement", "solve_supplement", "topic_supplement", "assemble_dataset"):
         assert counts[rule] == 1, rule
+    for rule in ("prepare_rl_data", "train_grpo", "merge_checkpoint"):
+        assert counts[rule] == 2, rule  # DeepMath-1.5B and DeepMath-Zero-7B
+    assert counts["generate_eval"] == counts["score_eval"] == 5 * 6  # models x eval sets
+    assert counts["results_table"] == 1
+    # GRPO runs on 8 nodes x 8 GPUs
+    train = proc.stdout.split("rule train_grpo:")[1].split("\n\n")[0]
+    assert "nodes=8" in train and "gpus=8" in train
     print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
 
 

@@ -1,0 +1,79 @@
+# Evaluation: n samples per problem (vLLM), scored with the shared checker, and the results
+# table with the paper's numbers side by side.
+
+
+rule generate_eval:
+    input:
+        bench=res("benchmarks/{bench}.parquet"),
+        model=eval_model_dir,
+    output:
+        table=res("eval/{model}/{bench}/generations.parquet"),
+        usage=res("eval/{model}/{bench}/generations.usage.json"),
+    log:
+        logs("generate_eval/{model}/{bench}.log"),
+    benchmark:
+        timing("generate_eval/{model}/{bench}")
+    conda:
+        "../envs/eval.yaml"
+    threads: 2
+    resources:
+        mem_mb=64000,
+        runtime=24 * 60,
+        gpus=eval_gpus,
+    params:
+        spec=lambda w: eval_spec(w.model),
+        journal=lambda w: f"{RESULTS}/.journal/generate_eval/{w.model}/{w.bench}.jsonl",
+        registry=f"--server-registry {SERVER_REGISTRY}" if SERVER_REGISTRY else "",
+    shell:
+        "python -m deepmath.evaluate generate --bench {input.bench} --model-dir {input.model}"
+        " --spec {params.spec:q} --journal {params.journal} --server-dir {SERVERS}"
+        " {params.registry} --out {output.table} --usage {output.usage} 2> {log}"
+
+
+rule score_eval:
+    input:
+        res("eval/{model}/{bench}/generations.parquet"),
+    output:
+        metrics=res("eval/{model}/{bench}/metrics.json"),
+        scored=res("eval/{model}/{bench}/scored.parquet"),
+    log:
+        logs("score_eval/{model}/{bench}.log"),
+    benchmark:
+        timing("score_eval/{model}/{bench}")
+    conda:
+        "../envs/eval.yaml"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        spec=lambda w: eval_spec(w.model),
+    shell:
+        "python -m deepmath.evaluate score --in {input} --spec {params.spec:q}"
+        " --out {output.metrics} --scored {output.scored} 2> {log}"
+
+
+rule results_table:
+    input:
+        expand(
+            res("eval/{model}/{bench}/metrics.json"),
+            model=EVAL_MODELS,
+            bench=EVAL_BENCHES,
+        ),
+    output:
+        md=res("tables/main_results.md"),
+        csv=res("tables/main_results.csv"),
+    log:
+        logs("results_table.log"),
+    benchmark:
+        timing("results_table")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=as_json(EVAL),
+    shell:
+        "python -m deepmath.evaluate table --metrics {input} --spec {params.spec:q}"
+        " --out-md {output.md} --out-csv {output.csv} 2> {log}"
