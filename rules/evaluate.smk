@@ -24,9 +24,10 @@ rule generate_eval:
         spec=lambda w: eval_spec(w.model),
         journal=lambda w: f"{RESULTS}/.journal/generate_eval/{w.model}/{w.bench}.jsonl",
         registry=f"--server-registry {SERVER_REGISTRY}" if SERVER_REGISTRY else "",
+        servers=SERVERS,
     shell:
         "python -m deepmath.evaluate generate --bench {input.bench} --model-dir {input.model}"
-        " --spec {params.spec:q} --journal {params.journal} --server-dir {SERVERS}"
+        " --spec {params.spec:q} --journal {params.journal} --server-dir {params.servers}"
         " {params.registry} --out {output.table} --usage {output.usage} 2> {log}"
 
 
