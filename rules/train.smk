@@ -104,6 +104,7 @@ rule train_trl:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
     shell:
-        "python -m deepmath.train_trl --spec {params.spec:q} --model-dir {input.model}"
+        "OMP_NUM_THREADS={threads} python -m deepmath.train_trl --spec {params.spec:q}"
+        " --model-dir {input.model}"
         " --train {input.train} --val {input.val} --work-dir {params.work} --out {output}"
         " 2> {log}"
