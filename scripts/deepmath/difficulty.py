@@ -7,7 +7,6 @@ the config policy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -17,8 +16,13 @@ import numpy as np
 import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
-from deepmath.llm import make_request
-from deepmath.llmstage import add_llm_args, build_role, first_text, run_stage_requests
+from deepmath.llmstage import (
+    build_role,
+    first_text,
+    run_stage_requests,
+    stage_parser,
+    user_requests,
+)
 from deepmath.prompts import load_prompt
 from deepmath.verdicts import parse_rating
 
@@ -56,15 +60,11 @@ def stats_for(table: pd.DataFrame, kept: pd.Series, samples: int) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepmath.difficulty",
-        description="Rate each question k times on the AoPS 1-10 scale and filter by the mean.",
+    parser = stage_parser(
+        "difficulty",
+        "Rate each question k times on the AoPS 1-10 scale and filter by the mean.",
+        "clean shard parquet",
     )
-    parser.add_argument("--in", dest="inp", required=True, help="clean shard parquet")
-    parser.add_argument("--spec", required=True, help="config difficulty, as JSON")
-    parser.add_argument("--out", required=True, help="output parquet (kept questions)")
-    parser.add_argument("--stats", required=True, help="output stats JSON")
-    add_llm_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
     spec = json.loads(args.spec)
@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question",))
     role = build_role(args)
-    requests = [
-        make_request(role, [{"role": "user", "content": prompt.render({"question": q})}], sample=i)
-        for q in table["question"]
-        for i in range(samples)
-    ]
+    requests = user_requests(role, prompt, table[["question"]].to_dict("records"), samples)
     responses = run_stage_requests(args, role, requests)
     parsed = [parse_rating(first_text(r)) for r in responses]
     ratings = [parsed[i * samples : (i + 1) * samples] for i in range(len(table))]

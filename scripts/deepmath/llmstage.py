@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from deepmath.llm import (
     Request,
     Responses,
     RoleConfig,
+    make_request,
     read_journal,
     role_config,
     run_requests,
@@ -50,6 +51,28 @@ def add_llm_args(parser: argparse.ArgumentParser) -> None:
         "--server-registry",
         help="registry of servers shared by the jobs of a local run (share: workflow)",
     )
+
+
+def stage_parser(module: str, description: str, input_help: str) -> argparse.ArgumentParser:
+    """The CLI of a table-in, table-out LLM stage: --in/--spec/--out/--stats + LLM options."""
+    parser = argparse.ArgumentParser(prog=f"python -m deepmath.{module}", description=description)
+    parser.add_argument("--in", dest="inp", required=True, help=input_help)
+    parser.add_argument("--spec", required=True, help="this step's config section, as JSON")
+    parser.add_argument("--out", required=True, help="output parquet")
+    parser.add_argument("--stats", required=True, help="output stats JSON")
+    add_llm_args(parser)
+    return parser
+
+
+def user_requests(
+    role: RoleConfig, prompt: Any, rows: Iterable[Mapping[str, Any]], samples: int = 1
+) -> list[Request]:
+    """One chat request per row and sample index, the prompt's slots filled from the row."""
+    return [
+        make_request(role, [{"role": "user", "content": prompt.render(row)}], sample=i)
+        for row in rows
+        for i in range(samples)
+    ]
 
 
 def build_role(args: argparse.Namespace) -> RoleConfig:

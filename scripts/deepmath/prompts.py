@@ -36,7 +36,8 @@ class Prompt:
             if name not in self.slots:
                 return match.group(0)
             value = values[name]
-            return "" if value is None else str(value)
+            missing = value is None or (isinstance(value, float) and value != value)  # NaN
+            return "" if missing else str(value)
 
         return _SLOT.sub(fill, self.text)
 

@@ -6,15 +6,19 @@ that are Yes/No/True/False, and questions that still read like proofs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 
 import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
-from deepmath.llm import make_request
-from deepmath.llmstage import add_llm_args, build_role, first_text, run_stage_requests
+from deepmath.llmstage import (
+    build_role,
+    first_text,
+    run_stage_requests,
+    stage_parser,
+    user_requests,
+)
 from deepmath.prompts import load_prompt
 from deepmath.verdicts import is_proof_like, is_yes_no, parse_rewrite
 
@@ -47,28 +51,19 @@ def apply_rewrites(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepmath.rewrite",
-        description="Drop proof/open-ended items and rewrite the rest to one verifiable question.",
+    parser = stage_parser(
+        "rewrite",
+        "Drop proof/open-ended items and rewrite the rest to one verifiable question.",
+        "difficulty shard parquet",
     )
-    parser.add_argument("--in", dest="inp", required=True, help="difficulty shard parquet")
-    parser.add_argument("--spec", required=True, help="config rewrite, as JSON")
-    parser.add_argument("--out", required=True, help="output parquet (kept, rewritten)")
-    parser.add_argument("--stats", required=True, help="output stats JSON")
-    add_llm_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
     spec = json.loads(args.spec)
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question", "reference_answer"))
     role = build_role(args)
-    requests = [
-        make_request(
-            role,
-            [{"role": "user", "content": prompt.render({"question": q, "reference_answer": a})}],
-        )
-        for q, a in zip(table["question"], table["reference_answer"], strict=True)
-    ]
+    rows = table[["question", "reference_answer"]].to_dict("records")
+    requests = user_requests(role, prompt, rows)
     responses = run_stage_requests(args, role, requests)
     kept, everything = apply_rewrites(
         table, [first_text(r) for r in responses], spec.get("on_unparseable", "drop")

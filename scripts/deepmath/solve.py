@@ -6,15 +6,13 @@ can tell a truncated solution from a wrong one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 
 import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
-from deepmath.llm import make_request
-from deepmath.llmstage import add_llm_args, build_role, run_stage_requests
+from deepmath.llmstage import build_role, run_stage_requests, stage_parser, user_requests
 from deepmath.prompts import load_prompt
 
 log = logging.getLogger("deepmath.solve")
@@ -30,26 +28,18 @@ def full_text(response: object) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m deepmath.solve",
-        description="Write k solutions per question with the solver role.",
+    parser = stage_parser(
+        "solve",
+        "Write k solutions per question with the solver role.",
+        "rewritten shard parquet",
     )
-    parser.add_argument("--in", dest="inp", required=True, help="rewritten shard parquet")
-    parser.add_argument("--spec", required=True, help="config solve, as JSON")
-    parser.add_argument("--out", required=True, help="output parquet")
-    parser.add_argument("--stats", required=True, help="output stats JSON")
-    add_llm_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
     samples = int(json.loads(args.spec)["samples"])
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question",))
     role = build_role(args)
-    requests = [
-        make_request(role, [{"role": "user", "content": prompt.render({"question": q})}], sample=i)
-        for q in table["question"]
-        for i in range(samples)
-    ]
+    requests = user_requests(role, prompt, table[["question"]].to_dict("records"), samples)
     responses = run_stage_requests(args, role, requests)
     for i in range(samples):
         picked = responses[i::samples]
