@@ -25,3 +25,27 @@ def venv_env() -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_DATASETS_OFFLINE"] = "1"
     return env
+
+
+SMOLLM2 = REPO / "results" / "models" / "smollm2"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Convert the demo's SmolLM2 GGUF into an HF folder once, before tests are collected.
+
+    Several tests run the real tiny model (vLLM serving, TRL, evaluation); on a fresh clone the
+    folder does not exist yet, and those tests must run, not skip. Built by the workflow's own
+    prepare_model rule (~30 s), shared with `make demo` (results/models/).
+    """
+    if (SMOLLM2 / "config.json").exists() or session.config.option.collectonly:
+        return
+    import subprocess
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/demo",
+         str(SMOLLM2.relative_to(REPO))],
+        cwd=REPO, env=env, check=True, capture_output=True,
+    )  # fmt: skip

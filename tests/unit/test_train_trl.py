@@ -257,7 +257,14 @@ def run_cli(spec, rl_data, work, out, env):
 def smollm2(venv_env):
     if not SMOLLM2.exists():
         subprocess.run(
-            [sys.executable, "-m", "snakemake", "--profile", "profiles/demo", str(SMOLLM2)],
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--profile",
+                "profiles/demo",
+                str(SMOLLM2.relative_to(REPO)),
+            ],
             cwd=REPO,
             env=venv_env,
             check=True,

@@ -41,7 +41,14 @@ def role(max_tokens: int, **params) -> str:
 def work(tmp_path_factory, venv_env):
     if not MODEL.exists():
         subprocess.run(
-            [sys.executable, "-m", "snakemake", "--profile", "profiles/demo", str(MODEL)],
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--profile",
+                "profiles/demo",
+                str(MODEL.relative_to(REPO)),
+            ],
             cwd=REPO,
             env=venv_env,
             check=True,

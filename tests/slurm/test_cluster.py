@@ -1,0 +1,303 @@
+"""The Slurm profiles on a real Slurm cluster: slurmctld + two slurmd with 8 fake GPUs each,
+started on this machine by the `slurm_cluster` fixture (tests/slurm/cluster.py).
+
+Every run goes through the real profiles (profiles/slurm, profiles/slurm-a100) stacked with the
+CI overlay profiles/ci-slurm (squeue status, short polls) and a site file naming the cluster's
+partitions. Runs are started in the background by the `runs` fixture (each under `timeout -k`,
+so a hang fails its test instead of CI) and each test waits for its own:
+
+- demo_slurm / demo_local: the demo DAG up to the decontamination neighbours (12 jobs) on
+  Slurm, and the same targets with the local executor (profiles/demo), under two run names;
+- probe_generic: tests/slurm/probe's GPU rules and a rule that fails once (profiles/slurm);
+- probe_sacct: the plugin's default status command (sacct) on a cluster without accounting;
+- probe_a100: the 2-node rule of profiles/slurm-a100 starting Ray over both nodes (started
+  when the others have ended; see `Runs`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.slurm.conftest import RUN_TIMEOUT_S
+from tests.slurm.helpers import (
+    PROBE_SNAKEFILE,
+    REPO,
+    TIMED_OUT,
+    SnakemakeRun,
+    slurm_job_ids,
+)
+
+pytestmark = pytest.mark.slurm
+
+DEMO_CONFIGS = ["config/demo.yaml", "tests/slurm/config/demo-subset.yaml"]
+SLURM_RUN, LOCAL_RUN = "slurm-ci", "slurm-ci-local"
+DEMO_JOBS = {
+    "pull_source": 3,
+    "pull_benchmark": 2,
+    "prepare_model": 1,
+    "build_pool": 1,
+    "embed_benchmarks": 1,
+    "embed_pool": 2,
+    "retrieve_neighbors": 2,
+}
+SACCT_TIMEOUT_S = 100
+# Which background runs each test needs (only those of the selected tests are started).
+NEEDS = {
+    "test_demo_subset_on_slurm_matches_the_local_run": ("demo_slurm", "demo_local"),
+    "test_gpu_rules_get_their_gpus": ("probe_generic",),
+    "test_failed_job_is_detected_and_retried_with_more_runtime": ("probe_generic",),
+    "test_two_node_rule_starts_ray_over_both_nodes": ("probe_a100",),
+    "test_sacct_without_accounting_hangs_and_the_timeout_catches_it": ("probe_sacct",),
+}
+
+
+def _targets(run: str) -> list[str]:
+    return [f"results/{run}/decontam/shard-{s}.neighbors.parquet" for s in ("0000", "0001")]
+
+
+def _demo_args(run: str, profiles: list[str], extra: list[str] = ()) -> list[str]:
+    # targets first: --configfile takes every argument after it
+    args = [*_targets(run)]
+    for profile in profiles:
+        args += ["--profile", profile]
+    return [
+        *args,
+        *extra,
+        "--config",
+        f"run={run}",
+        f"models_dir=results/{run}/models",
+        "--configfile",
+        *DEMO_CONFIGS,
+    ]
+
+
+class Runs:
+    """The background runs of this module, started in two phases.
+
+    Phase 1 starts at once: the two demo runs, the GPU/retry probe and the sacct probe (the
+    probes' jobs are tiny shell commands). Phase 2, the 2-node Ray job, starts when phase 1 has
+    ended: Ray's start needs a machine that is not saturated, and its job needs both nodes
+    whole (--exclusive) anyway. Only the runs of the selected tests are started.
+    """
+
+    PHASES = {
+        "demo_slurm": 1,
+        "demo_local": 1,
+        "probe_generic": 1,
+        "probe_sacct": 1,
+        "probe_a100": 2,
+    }
+
+    def __init__(self, request, cluster, slurm_env, venv_env, tmp_path_factory, needed):
+        self.request, self.cluster, self.tmp = request, cluster, tmp_path_factory
+        self.slurm_env, self.venv_env = slurm_env, venv_env
+        self.needed = needed
+        self.logs = tmp_path_factory.mktemp("runs")
+        self.started: dict[str, SnakemakeRun | str] = {}
+        self._start_phase(1)
+
+    def get(self, name: str) -> SnakemakeRun:
+        phase = self.PHASES[name]
+        if name not in self.started:
+            for other, run in self.started.items():
+                if self.PHASES[other] < phase and isinstance(run, SnakemakeRun):
+                    run.wait()
+            self._start_phase(phase)
+        run = self.started[name]
+        if isinstance(run, str):
+            pytest.skip(run)
+        return run
+
+    def kill(self) -> None:
+        for run in self.started.values():
+            if isinstance(run, SnakemakeRun):
+                run.kill()
+
+    def _start(self, name, args, env, workdir=None, timeout_s=RUN_TIMEOUT_S):
+        run = SnakemakeRun(name, args, env=env, log=self.logs / f"{name}.log", timeout_s=timeout_s)
+        run.workdir = workdir
+        self.started[name] = run
+
+    def _start_phase(self, phase: int) -> None:
+        todo = [n for n, p in self.PHASES.items() if p == phase and n in self.needed]
+        ci = ["--profile", "profiles/ci-slurm"]
+        probe = ["-s", str(PROBE_SNAKEFILE)]
+        for name in todo:
+            if name == "demo_slurm":
+                shutil.rmtree(REPO / "results" / SLURM_RUN, ignore_errors=True)
+                args = _demo_args(
+                    SLURM_RUN,
+                    ["profiles/slurm", "profiles/ci-slurm"],
+                    ["--slurm-logdir", f"results/{SLURM_RUN}/slurm-logs"],
+                )
+                self._start(name, args, self.slurm_env)
+            elif name == "demo_local":
+                shutil.rmtree(REPO / "results" / LOCAL_RUN, ignore_errors=True)
+                self._start(name, _demo_args(LOCAL_RUN, ["profiles/demo"]), self.venv_env)
+            elif name == "probe_generic":
+                wd = self.tmp.mktemp("probe-generic")
+                targets = ["probe/gpu8.txt", "probe/gpu1.txt", "probe/retried.txt"]
+                args = ["--profile", "profiles/slurm", *ci, *probe, "--directory", str(wd)]
+                self._start(name, [*args, *targets], self.slurm_env, wd)
+            elif name == "probe_sacct":
+                # no CI overlay: the plugin's default status command (sacct)
+                wd = self.tmp.mktemp("probe-sacct")
+                args = ["--profile", "profiles/slurm", *probe, "--directory", str(wd)]
+                args += ["--slurm-init-seconds-before-status-checks", "2", "probe/gpu1.txt"]
+                self._start(name, args, self.slurm_env, wd, timeout_s=SACCT_TIMEOUT_S)
+            elif name == "probe_a100":
+                try:
+                    ray_bin = self.request.getfixturevalue("ray_bin")
+                except pytest.skip.Exception as skip:
+                    self.started[name] = str(skip)
+                    continue
+                wd = self.tmp.mktemp("probe-a100")
+                args = ["--profile", "profiles/slurm-a100", *ci, *probe, "--directory", str(wd)]
+                # one attempt: a Ray start that fails should fail the test, not wait 3 times
+                args += ["--retries", "0", "--config", f"ray_bin={ray_bin}", "--"]
+                self._start(name, [*args, "probe/ray.json"], self.slurm_env, wd)
+
+
+@pytest.fixture(scope="module")
+def runs(request, slurm_cluster, slurm_env, venv_env, tmp_path_factory):
+    selected = {i.originalname for i in request.session.items if i.module is request.module}
+    needed = {name for test in selected for name in NEEDS.get(test, ())}
+    runs = Runs(request, slurm_cluster, slurm_env, venv_env, tmp_path_factory, needed)
+    yield runs
+    runs.kill()
+
+
+def _run(runs: Runs, name: str) -> SnakemakeRun:
+    run = runs.get(name)
+    run.wait()
+    print(f"\n{name}: ended {run.seconds:.0f} s after it started")
+    return run
+
+
+def test_cluster_is_up_with_two_gpu_nodes(slurm_cluster):
+    assert slurm_cluster.start_seconds is not None and slurm_cluster.start_seconds < 60
+    states = slurm_cluster.node_states()
+    assert sorted(states) == [n.name for n in slurm_cluster.nodes]
+    gres = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N %G").stdout
+    assert gres.count(f"gpu:{slurm_cluster.gpu_type}:8") == 2 * len(slurm_cluster.partitions)
+
+
+def test_demo_subset_on_slurm_matches_the_local_run(runs, slurm_cluster):
+    """(a) 12 demo jobs through `--profile profiles/slurm`: same artifacts as a local run."""
+    out = _run(runs, "demo_slurm").check(slurm_cluster.diagnostics())
+    _run(runs, "demo_local").check()
+
+    # every job went through Slurm and ran on one of the cluster's nodes
+    ids = slurm_job_ids(out)
+    assert {rule: len(v) for rule, v in ids.items()} == DEMO_JOBS
+    logs = sorted((REPO / "results" / SLURM_RUN / "slurm-logs").rglob("*.log"))
+    assert len(logs) == sum(DEMO_JOBS.values())
+    for log in logs:
+        assert re.search(r"Host: dmci-n[12]\b", log.read_text(errors="replace")), log
+
+    slurm_root, local_root = REPO / "results" / SLURM_RUN, REPO / "results" / LOCAL_RUN
+    artifacts = sorted(
+        p.relative_to(slurm_root)
+        for sub in ("raw", "benchmarks", "pool", "embeddings", "decontam")
+        for p in (slurm_root / sub).glob("*")
+        if p.suffix in (".parquet", ".npy")
+    )
+    assert {str(a) for a in artifacts} >= {
+        "decontam/shard-0000.neighbors.parquet",
+        "decontam/shard-0001.neighbors.parquet",
+        "embeddings/benchmarks.npy",
+        "pool/shard-0000.parquet",
+    }
+    for rel in artifacts:
+        mine, theirs = slurm_root / rel, local_root / rel
+        assert theirs.exists(), rel
+        if rel.suffix == ".npy":
+            a, b = np.load(mine), np.load(theirs)
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-3), rel
+        else:
+            # same rows and columns; float columns (scores) close, everything else exact
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(mine), pd.read_parquet(theirs), check_exact=False, rtol=1e-4
+            )
+    neighbors = pd.read_parquet(slurm_root / "decontam" / "shard-0000.neighbors.parquet")
+    assert len(neighbors) > 0 and (neighbors.groupby("id").size() == 5).all()
+
+
+def _kv(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if re.match(r"^\w+=", line))
+
+
+def test_gpu_rules_get_their_gpus(runs, slurm_cluster):
+    """(b) `gpus=N` rules get `--gres=gpu:N` from the profile: Slurm sets CUDA_VISIBLE_DEVICES."""
+    run = _run(runs, "probe_generic")
+    run.check(slurm_cluster.diagnostics())
+    for name, gpus in (("gpu8.txt", 8), ("gpu1.txt", 1)):
+        text = (run.workdir / "probe" / name).read_text()
+        seen = _kv(text)
+        assert seen["host"] in {n.name for n in slurm_cluster.nodes}
+        assert int(seen["gpus"]) == gpus
+        devices = seen["CUDA_VISIBLE_DEVICES"].split(",")
+        assert len(devices) == gpus and all(d.isdigit() for d in devices), text
+        assert f"TresPerNode=gres:gpu:{gpus}" in text and "Partition=gpu" in text, text
+
+
+def test_failed_job_is_detected_and_retried_with_more_runtime(runs, slurm_cluster):
+    """(d) attempt 1 exits non-zero: Slurm marks the job FAILED, Snakemake resubmits it with
+    twice the runtime (the profile's runtime by attempt), and attempt 2 succeeds."""
+    run = _run(runs, "probe_generic")
+    out = run.check(slurm_cluster.diagnostics())
+    attempts = [
+        dict(re.findall(r"(\w+)=(\S+)", line))
+        for line in (run.workdir / "probe" / "retried.txt").read_text().splitlines()
+    ]
+    assert [a["attempt"] for a in attempts] == ["1", "2"]
+    assert attempts[0]["job"] != attempts[1]["job"]  # a new Slurm job
+    # profiles/slurm: verify_answers runtime = min(120 x attempt, max_runtime) minutes
+    assert [a["TimeLimit"] for a in attempts] == ["02:00:00", "04:00:00"]
+    assert slurm_job_ids(out)["verify_answers"] == [a["job"] for a in attempts]
+    failed = slurm_cluster.job_info(attempts[0]["job"])
+    assert failed["JobState"] == "FAILED" and failed["ExitCode"] != "0:0", failed
+    assert re.search(rf"SLURM-job '{attempts[0]['job']}' failed", out), out[-3000:]
+
+
+def test_two_node_rule_starts_ray_over_both_nodes(runs, slurm_cluster):
+    """(c) profiles/slurm-a100's 2-node shape: `python -m deepmath.raycluster run` sees 2 nodes."""
+    run = _run(runs, "probe_a100")
+    out = run.check(slurm_cluster.diagnostics())
+    report = json.loads((run.workdir / "probe" / "ray.json").read_text())
+    addrs = sorted(n.addr for n in slurm_cluster.nodes)
+    assert report["nodes"] == addrs
+    # a Ray task pinned to each Ray node ran on that Slurm node (its own hostname)
+    assert report["task_hosts"] == {n.addr: n.name for n in slurm_cluster.nodes}
+    assert report["gpus"] == {a: 8 for a in addrs}
+    # the allocation: both nodes, whole, one task each, 8 GPUs per node
+    (jobid,) = slurm_job_ids(out)["solve"]
+    info = slurm_cluster.job_info(jobid)
+    assert info["NumNodes"] == "2" and info["NumTasks"] == "2", info
+    assert info["OverSubscribe"] == "NO", info  # --exclusive
+    assert info["TresPerNode"] == f"gres:gpu:{slurm_cluster.gpu_type}:8", info
+    # and Ray was torn down inside the job
+    ray_logs = run.workdir / "probe" / "ray-logs"
+    assert {p.name for p in ray_logs.glob("*.log")} == {"ray-head.log", "ray-dmci-n2.log"}
+
+
+def test_sacct_without_accounting_hangs_and_the_timeout_catches_it(runs, slurm_cluster):
+    """(e) why the CI overlay uses squeue, and why every run is under `timeout -k`.
+
+    With the plugin's default status command (sacct) and no accounting database, the job
+    finishes on the cluster but Snakemake never hears of it: only the timeout ends the run.
+    """
+    run = _run(runs, "probe_sacct")
+    code = run.wait()
+    out = run.output
+    assert code in TIMED_OUT, f"expected the sacct run to hang (exit {code}):\n{out[-3000:]}"
+    (jobid,) = slurm_job_ids(out)["embed_pool"]
+    assert slurm_cluster.job_info(jobid)["JobState"] == "COMPLETED"
+    assert (run.workdir / "probe" / "gpu1.txt").exists()
+    assert "Finished jobid" not in out
