@@ -39,21 +39,7 @@ def role(max_tokens: int, **params) -> str:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, venv_env):
-    if not MODEL.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--profile",
-                "profiles/demo",
-                str(MODEL.relative_to(REPO)),
-            ],
-            cwd=REPO,
-            env=venv_env,
-            check=True,
-            capture_output=True,
-        )
+    assert (MODEL / "config.json").exists()  # built at session start (tests/conftest.py)
     path = tmp_path_factory.mktemp("llm")
     yield path
     subprocess.run(
