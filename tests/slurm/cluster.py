@@ -3,13 +3,18 @@
 Debian's Slurm 22.05 packages (installed with apt when missing), every file of the cluster in
 one folder (``root``): slurm.conf, gres.conf, cgroup.conf, the munge key and socket, state,
 pid and log files, and fake GPU devices. Nothing is written under /etc except one line per node
-in /etc/hosts (``127.0.0.x <node>``, so that jobs and Ray can resolve node names), removed again
+in /etc/hosts (``127.0.x.y <node>``, so that jobs and Ray can resolve node names), removed again
 by ``stop()``.
+
+Several clusters may run on one machine at once (two test sessions): each takes a free "slot"
+(its own node names and 127.0.<slot>.x addresses) and records itself in
+/tmp/deepmath-slurm-ci/; a later start ends only the clusters whose test process has died
+without stopping them.
 
 How the pieces fit on one host (see REFERENCE.md §B):
 
 - each slurmd runs under ``unshare --uts`` with its node's hostname and its own address
-  (127.0.0.2, 127.0.0.3, ...; Ray rewrites 127.0.0.1 to the outside address, so it is not used
+  (127.0.<slot>.2, .3, ...; Ray rewrites 127.0.0.1 to the outside address, so it is not used
   for nodes) and port; ``SlurmdParameters=config_overrides`` lets a node declare more CPUs and
   memory than this machine has;
 - GPUs without hardware: ``Gres=gpu:<type>:8`` per node and a gres.conf whose ``File=`` entries
@@ -34,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -63,8 +69,10 @@ CLIENTS = [
 ]
 HOSTS_FILE = Path("/etc/hosts")
 HOSTS_MARK = "# deepmath-slurm-ci"
-# Processes of a cluster whose session died without stop(): ended by the next start().
-STALE_RECORD = Path(tempfile.gettempdir()) / "deepmath-slurm-ci.json"
+# One record per running cluster (owner process, daemons, /etc/hosts lines), so that a later
+# start() can end the clusters whose test process died without stop(), and only those.
+RECORDS = Path(tempfile.gettempdir()) / "deepmath-slurm-ci"
+MAX_SLOTS = 50
 
 
 class ClusterError(RuntimeError):
@@ -104,13 +112,15 @@ def ensure_installed(timeout: float = 600) -> str:
     if _installed():
         return "already installed"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
+    # Wait for a dpkg lock held by another apt run instead of failing at once.
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    cmd = ["apt-get", *lock, "install", "-y", "--no-install-recommends", *PACKAGES]
     start = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         # Package lists missing or stale (fresh containers): refresh once and retry.
         subprocess.run(
-            ["apt-get", "update"], env=env, capture_output=True, text=True, timeout=timeout
+            ["apt-get", *lock, "update"], env=env, capture_output=True, text=True, timeout=timeout
         )
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not _installed():
@@ -138,7 +148,11 @@ def _free_port() -> int:
 
 
 class LocalSlurm:
-    """munged + slurmctld + ``nodes`` slurmd on 127.0.0.2.., all state under ``root``."""
+    """munged + slurmctld + ``nodes`` slurmd on 127.0.<slot>.2.., all state under ``root``.
+
+    Node names are ``<prefix>-n1``, ``<prefix>-n2``, ... (``<prefix><slot>-n1`` for slots > 0);
+    ``nodes`` is filled in by ``start()``.
+    """
 
     def __init__(
         self,
@@ -155,12 +169,11 @@ class LocalSlurm:
         self.root = Path(root).resolve()
         self.cpus, self.mem_mb, self.gpus, self.gpu_type = cpus, mem_mb, gpus, gpu_type
         self.partitions = list(partitions)
-        self.prefix = prefix
+        self.prefix, self.num_nodes = prefix, nodes
         self.host = socket.gethostname().split(".")[0]
         self.ctld_port = _free_port()
-        self.nodes = [
-            Node(f"{prefix}-n{i + 1}", f"127.0.0.{i + 2}", _free_port()) for i in range(nodes)
-        ]
+        self.slot: int | None = None
+        self.nodes: list[Node] = []
         self.conf = self.root / "etc" / "slurm.conf"
         self.bin = self.root / "bin"
         self.log_dir = self.root / "log"
@@ -283,10 +296,18 @@ class LocalSlurm:
     def start(self, timeout: float = 90) -> float:
         """Start everything and wait until every node is idle; returns the seconds it took."""
         t0 = time.monotonic()
-        _end_stale()
-        self.write_files()
-        self._add_hosts()
-        _record(self)
+        RECORDS.mkdir(exist_ok=True)
+        with _records_lock():
+            _end_stale()
+            self.slot = _free_slot()
+            name = self.prefix if self.slot == 0 else f"{self.prefix}{self.slot}"
+            self.nodes = [
+                Node(f"{name}-n{i + 1}", f"127.0.{self.slot}.{i + 2}", _free_port())
+                for i in range(self.num_nodes)
+            ]
+            self.write_files()
+            self._add_hosts()
+            _record(self)
         try:
             munged = shutil.which("munged") or "/usr/sbin/munged"
             self._spawn(
@@ -345,7 +366,7 @@ class LocalSlurm:
         self._procs = {}
         self._remove_hosts()
         with contextlib.suppress(OSError):
-            STALE_RECORD.unlink()
+            _record_path(self.root).unlink()
 
     def __enter__(self) -> LocalSlurm:
         self.start()
@@ -480,40 +501,89 @@ def _end(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
             proc.wait(timeout=wait)
 
 
+def _record_path(root: Path) -> Path:
+    return RECORDS / f"{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a process (/proc/<pid>/stat field 22): tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@contextlib.contextmanager
+def _records_lock():
+    import fcntl
+
+    with open(RECORDS / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _record(cluster: LocalSlurm) -> None:
-    """Remember the daemons' ids and the hosts lines, so a later session can clean up."""
+    """Remember this cluster: its owner (this process), daemons, slot and /etc/hosts lines."""
     data = {
+        "owner": os.getpid(),
+        "owner_start": _process_start(os.getpid()),
         "root": str(cluster.root),
+        "slot": cluster.slot,
         "pids": [p.pid for p in cluster._procs.values()],
         "hosts": cluster._hosts_added,
     }
     with contextlib.suppress(OSError):
-        STALE_RECORD.write_text(json.dumps(data))
+        _record_path(cluster.root).write_text(json.dumps(data))
+
+
+def _live_records() -> list[dict]:
+    out = []
+    for path in RECORDS.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            if _process_start(data["owner"]) == data["owner_start"]:
+                out.append(data)
+    return out
+
+
+def _free_slot() -> int:
+    used = {data["slot"] for data in _live_records()}
+    for slot in range(MAX_SLOTS):
+        if slot not in used:
+            return slot
+    raise ClusterError(f"{MAX_SLOTS} local Slurm clusters already run on this machine")
 
 
 def _end_stale() -> None:
-    """End the daemons of a cluster whose test session was killed before stop()."""
-    try:
-        data = json.loads(STALE_RECORD.read_text())
-    except (OSError, ValueError):
-        return
-    for pid in data.get("pids", []):
+    """End the clusters whose owning test process is gone (killed before stop())."""
+    for path in RECORDS.glob("*.json"):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
-        # Only processes that are still that cluster's (their command line names its root).
-        if data["root"] in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-    if data.get("hosts"):
+        if _process_start(data["owner"]) == data["owner_start"]:
+            continue  # its test session is still running: not ours to touch
+        for pid in data.get("pids", []):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            # Only processes that are still that cluster's (their command line names its root).
+            if data["root"] in cmdline:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        if data.get("hosts"):
+            with contextlib.suppress(OSError):
+                lines = HOSTS_FILE.read_text().splitlines()
+                kept = [line for line in lines if line not in data["hosts"]]
+                with open(HOSTS_FILE, "w") as fh:
+                    fh.write("\n".join(kept) + "\n")
         with contextlib.suppress(OSError):
-            lines = HOSTS_FILE.read_text().splitlines()
-            kept = [line for line in lines if line not in data["hosts"]]
-            with open(HOSTS_FILE, "w") as fh:
-                fh.write("\n".join(kept) + "\n")
-    with contextlib.suppress(OSError):
-        STALE_RECORD.unlink()
+            path.unlink()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Fixtures of the Slurm tests: the local cluster, its site file, a Ray venv, Snakemake runs.
 
 - ``slurm_cluster`` (session): installs Debian's Slurm + munge with apt when missing, starts
-  munged, slurmctld and two slurmd (127.0.0.2/3, 8 fake GPUs each) in a temp folder, and stops
+  munged, slurmctld and two slurmd (127.0.<slot>.2/.3, 8 fake GPUs each) in a temp folder, stops
   them at the end. Tests that use it are skipped, with the reason, only where the machine
   cannot run it (not root, not Linux, no apt to install Slurm).
 - ``slurm_env``: the environment Snakemake runs in against that cluster: the workflow's venv
@@ -44,7 +44,8 @@ def slurm_cluster(tmp_path_factory):
     try:
         installed = slurm.ensure_installed()
     except (slurm.ClusterError, subprocess.TimeoutExpired, OSError) as err:
-        pytest.skip(f"cannot install Slurm with apt: {err}")
+        # apt is there but failed (no network, broken lists): an error, not a reason to skip
+        pytest.fail(f"cannot install Slurm with apt: {err}", pytrace=False)
     cluster = slurm.LocalSlurm(tmp_path_factory.mktemp("slurm"))
     took = cluster.start()
     print(f"\nlocal Slurm: {installed}; up in {took:.1f} s under {cluster.root}")
@@ -134,5 +135,8 @@ def ray_bin(ray_venv, tmp_path_factory) -> Path:
         f'exec {ray_venv}/python {REPO}/tests/slurm/probe/ray_scoped.py "$@"\n'
     )
     wrapper.chmod(0o755)
-    (bin_dir / "python").symlink_to(ray_venv / "python")
+    # A script, not a symlink: Python finds its venv from the path it was started as.
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\nexec {ray_venv}/python "$@"\n')
+    python.chmod(0o755)
     return bin_dir

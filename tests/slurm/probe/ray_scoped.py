@@ -3,8 +3,9 @@
 deepmath.raycluster tears down with `ray stop --force` on every node, which ends every Ray
 process of the machine. On a real cluster the job holds its nodes exclusively; here both
 "nodes" are this one shared machine, so `stop` ends only the Ray processes that belong to this
-Slurm job (SLURM_JOB_ID in their environment, the test's Ray venv in their command line), with
-SIGKILL as `--force` does. Every other subcommand is the real `ray`.
+Slurm job (SLURM_JOB_ID in their environment; the test's Ray venv in their command line, or a
+`ray::` process title as `ray stop` matches them), with SIGKILL as `--force` does. Every other
+subcommand is the real `ray`.
 
 Installed by the `ray_bin` fixture as `ray` next to a `python` of the Ray venv, with the real
 Ray bin/ in DEEPMATH_TEST_RAY_BIN.
@@ -34,7 +35,9 @@ if job:
                 environ = fh.read().split(b"\0")
         except OSError:
             continue
-        if venv in cmdline and mark in environ:
+        # Ray's processes: started from the test's Ray venv, or renamed `ray::<Name>` (workers
+        # and agents set their process title), of this job.
+        if mark in environ and (venv in cmdline or cmdline.startswith(b"ray::")):
             try:
                 os.kill(int(pid), signal.SIGKILL)
                 ended += 1
