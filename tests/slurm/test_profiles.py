@@ -237,7 +237,7 @@ def test_profiles_agree_except_gpu_type_partitions_and_topology(monkeypatch):
     assert loaded["slurm"]["software-deployment-method"] == "conda"
 
 
-def test_site_account_and_qos_reach_the_jobs(venv_env, site_file, tmp_path):
+def test_site_account_and_qos_reach_the_jobs(venv_env, site_file, tmp_path, monkeypatch):
     site = yaml.safe_load(site_file.read_text())
     site.update(account="proj123", qos="normal")
     path = tmp_path / "site.yaml"
@@ -251,6 +251,9 @@ def test_site_account_and_qos_reach_the_jobs(venv_env, site_file, tmp_path):
     )
     jobs = dry_run_jobs(out)
     assert jobs and all(j["res.slurm_account"] == "proj123" for j in jobs if j["rule"] != "all")
+    # the QoS is an executor setting (sbatch --qos), not a job resource
+    assert _load_profile("slurm-h20", path, monkeypatch)["slurm-qos"] == "normal"
+    assert "slurm-qos" not in _load_profile("slurm-h20", site_file, monkeypatch)
 
 
 def test_missing_site_file_says_what_to_do(venv_env, tmp_path):
