@@ -1,10 +1,10 @@
 """assemble_dataset: the published DeepMath-103K parquet and its dataset card.
 
 The output has exactly the schema of ``zwhe99/DeepMath-103K`` (question, final_answer,
-difficulty float64, topic, r1_solution_1..3, nothing else) in ``data/train-XXXXX-of-NNNNN``
-shards, loadable with ``datasets.load_dataset("parquet", ...)``. The card is written from the
-run's own artifacts: the funnel counts, the distributions, the contamination summary, the cost
-from the usage files, and the exact config and tool versions.
+difficulty float64, topic, r1_solution_1..3, nothing else) in shards named like
+``data/train-00000-of-00010.parquet``, loadable with ``datasets.load_dataset("parquet", ...)``.
+The card is written from the run's own artifacts: the funnel counts, the distributions, the
+contamination summary, the cost from the usage files, and the exact config and tool versions.
 """
 
 from __future__ import annotations
