@@ -64,7 +64,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepmath.io import DeepmathError, run_cli, setup_logging, write_json, write_parquet
+from deepmath.io import DeepmathError, load_spec, run_cli, setup_logging, write_json, write_parquet
 from deepmath.metrics import PASS_K, majority_vote, mean_or_none, summarize
 
 log = logging.getLogger("deepmath.evaluate")
@@ -187,21 +187,7 @@ class EvalSpec:
 
 def load_spec_arg(text: str) -> dict[str, Any]:
     """``--spec``: JSON text, or the path of a JSON file."""
-    try:
-        spec = json.loads(text)
-    except ValueError:
-        path = Path(text)
-        if not path.is_file():
-            raise DeepmathError(
-                "--spec is neither JSON nor the path of a JSON file: " + text[:80]
-            ) from None
-        try:
-            spec = json.loads(path.read_text())
-        except ValueError as err:
-            raise DeepmathError(f"--spec file {path} is not JSON: {err}") from None
-    if not isinstance(spec, Mapping):
-        raise DeepmathError("--spec must be a JSON object (config evaluation + model entry)")
-    return dict(spec)
+    return load_spec(text, "config evaluation + model entry")
 
 
 def _unknown(problems: list[str], block: Mapping[str, Any], allowed: Mapping[str, str], where: str):

@@ -101,6 +101,27 @@ def setup_logging(verbose: bool = False) -> logging.Logger:
     return logging.getLogger("deepmath")
 
 
+def load_spec(text: str, what: str = "config entry") -> dict[str, Any]:
+    """A stage's ``--spec``: JSON object text, or the path of a JSON file; one-line errors."""
+    try:
+        spec = json.loads(text)
+    except ValueError as err:
+        if text.lstrip().startswith("{"):
+            raise DeepmathError(f"--spec is not valid JSON: {err}") from None
+        path = Path(text)
+        if not path.is_file():
+            raise DeepmathError(
+                "--spec is neither JSON nor the path of a JSON file: " + text[:80]
+            ) from None
+        try:
+            spec = json.loads(path.read_text())
+        except ValueError as err:
+            raise DeepmathError(f"--spec file {path} is not JSON: {err}") from None
+    if not isinstance(spec, dict):
+        raise DeepmathError(f"--spec must be a JSON object ({what})")
+    return spec
+
+
 def run_cli(main: Any) -> None:
     """Run a CLI entry point; a DeepmathError becomes a one-line message and exit code 2."""
     try:

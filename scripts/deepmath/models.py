@@ -19,7 +19,6 @@ import argparse
 import gc
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -32,6 +31,7 @@ from deepmath.io import (
     PKG_SCHEME,
     DeepmathError,
     atomic_path,
+    load_spec,
     resolve_path,
     run_cli,
     setup_logging,
@@ -429,10 +429,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def parse_spec(text: str) -> dict[str, Any]:
     """Decode the ``--spec`` JSON with a one-line error instead of a traceback."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DeepmathError(f"--spec is not valid JSON ({err})") from err
+    return load_spec(text, "a models: entry")
 
 
 def main(argv: list[str] | None = None) -> None:

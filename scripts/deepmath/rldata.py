@@ -16,7 +16,6 @@ rows with an empty question or answer are counted and dropped.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deepmath.io import DeepmathError, atomic_path, run_cli, setup_logging, write_json
+from deepmath.io import DeepmathError, atomic_path, load_spec, run_cli, setup_logging, write_json
 from deepmath.reward import GATES
 
 log = logging.getLogger("deepmath.rldata")
@@ -236,12 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        spec = json.loads(args.spec)
-    except json.JSONDecodeError as err:
-        raise DeepmathError(f"--spec is not valid JSON: {err}") from err
-    if not isinstance(spec, dict):
-        raise DeepmathError("--spec must be a JSON object")
+    spec = load_spec(args.spec, "rl.runs.<name> merged with rl keys")
     stats = prepare(args.inputs, spec, args.train_out, args.val_out)
     write_json(stats, args.stats)
 

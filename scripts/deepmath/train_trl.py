@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepmath.io import DeepmathError, atomic_path, run_cli, setup_logging, write_json
+from deepmath.io import DeepmathError, atomic_path, load_spec, run_cli, setup_logging, write_json
 
 log = logging.getLogger("deepmath.train_trl")
 
@@ -441,12 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        spec = json.loads(args.spec)
-    except json.JSONDecodeError as err:
-        raise DeepmathError(f"--spec is not valid JSON: {err}") from err
-    if not isinstance(spec, dict):
-        raise DeepmathError("--spec must be a JSON object")
+    spec = load_spec(args.spec, "config rl.runs.<name>")
     train(spec, args.model_dir, args.train, args.val, args.work_dir, args.out)
 
 

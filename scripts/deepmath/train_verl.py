@@ -37,6 +37,7 @@ from typing import Any
 
 from deepmath import verl_recipe
 from deepmath.io import DeepmathError, run_cli, setup_logging, write_json
+from deepmath.io import load_spec as read_spec
 
 log = logging.getLogger("deepmath.train_verl")
 
@@ -49,18 +50,7 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 
 def load_spec(text: str) -> dict[str, Any]:
     """The run spec from a JSON string or a JSON file."""
-    raw = text.strip()
-    if not raw.startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise DeepmathError(f"--spec: neither a JSON object nor a file: {text!r}")
-        raw = path.read_text()
-    try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise DeepmathError(f"--spec is not valid JSON: {err}") from None
-    if not isinstance(spec, dict):
-        raise DeepmathError("--spec must be a JSON object (config rl.runs.<name>)")
+    spec = read_spec(text.strip(), "config rl.runs.<name>")
     backend = spec.get("backend", "verl")
     if backend != "verl":
         raise DeepmathError(f"train_verl runs backend 'verl', the spec says {backend!r}")
