@@ -331,7 +331,8 @@ def test_resume_after_sigkill_sends_no_duplicates(tmp_path, venv_env):
 
 
 def test_torn_last_line_is_repaired_and_bad_lines_skipped(server, tmp_path):
-    role = role_for(server)
+    # one request at a time, so the journal's last line is the last request (t4)
+    role = role_for(server, max_concurrency=1)
     reqs = [ask(role, f"t{i}") for i in range(5)]
     journal = tmp_path / "j.jsonl"
     run_requests(role, reqs, journal, progress=False)
