@@ -172,6 +172,12 @@ def init_model(wildcards):
     return model_dir(RL_RUNS[wildcards.model]["init"])
 
 
+def chat_template(model):
+    """The run's chat template file as a list (an input when set; empty otherwise)."""
+    path = RL_RUNS[model].get("chat_template")
+    return [path] if path else []
+
+
 def train_dir(model):
     return f"{RESULTS}/.train/{model}"
 

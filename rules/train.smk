@@ -31,6 +31,7 @@ rule train_grpo:
         train=res("rl/{model}/train.parquet"),
         val=res("rl/{model}/val.parquet"),
         model=init_model,
+        template=lambda w: chat_template(w.model),
     output:
         done=res("checkpoints/{model}/verl.done.json"),
     log:
@@ -59,7 +60,8 @@ rule train_grpo:
 
 rule merge_checkpoint:
     input:
-        res("checkpoints/{model}/verl.done.json"),
+        done=res("checkpoints/{model}/verl.done.json"),
+        template=lambda w: chat_template(w.model),
     output:
         directory(res("checkpoints/{model}/hf")),
     log:
@@ -75,9 +77,12 @@ rule merge_checkpoint:
         runtime=120,
     params:
         work=lambda w: train_dir(w.model),
+        template=lambda w, input: (
+            f"--chat-template {input.template}" if input.template else ""
+        ),
     shell:
         "python -m deepmath.merge --work-dir {params.work} --step latest --out {output}"
-        " 2> {log}"
+        " {params.template} 2> {log}"
 
 
 rule train_trl:
@@ -85,6 +90,7 @@ rule train_trl:
         train=res("rl/{model}/train.parquet"),
         val=res("rl/{model}/val.parquet"),
         model=init_model,
+        template=lambda w: chat_template(w.model),
     output:
         directory(res("checkpoints/{model}/hf")),
     log:

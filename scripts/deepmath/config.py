@@ -130,6 +130,18 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                 f"models.{name} must have exactly one of hub, gguf, local (has: "
                 f"{', '.join(kinds) or 'none'})"
             )
+    for name, run in ((config.get("rl") or {}).get("runs") or {}).items():
+        if run.get("init") not in models:
+            problems.append(
+                f"rl.runs.{name}.init = {run.get('init')!r} is not in models; allowed values: "
+                f"{', '.join(sorted(models)) or '(no models defined)'}"
+            )
+        template = run.get("chat_template")
+        if template and not Path(template).is_file():
+            problems.append(
+                f"rl.runs.{name}.chat_template = {template!r}: no such file (paths are relative "
+                "to the workflow directory)"
+            )
     for section, answer_keys, solution_keys in (
         ("sources", ("reference_answer",), ("reference_solution",)),
         ("benchmarks", ("answer",), ("solution",)),

@@ -22,6 +22,7 @@ from typing import Any
 
 from deepmath import verl_recipe
 from deepmath.io import DeepmathError, atomic_path, run_cli, setup_logging
+from deepmath.templates import install_chat_template, read_chat_template
 from deepmath.train_verl import actor_dir, check_actor_checkpoint, latest_step, verl_python
 
 log = logging.getLogger("deepmath.merge")
@@ -87,7 +88,12 @@ def _verl_version(python: str) -> str | None:
     return out.stdout.strip() or None
 
 
-def merge(work_dir: Path, step: str, out: Path, python: str) -> dict[str, Any]:
+def merge(
+    work_dir: Path, step: str, out: Path, python: str, chat_template: Path | None = None
+) -> dict[str, Any]:
+    """Merge one step into ``out``; ``chat_template`` (the run's own, e.g. ORZ) is installed in
+    the folder so that evaluation prompts the model as it was trained."""
+    template = read_chat_template(chat_template) if chat_template else None
     ckpt_dir = verl_recipe.checkpoint_dir(work_dir)
     number = resolve_step(ckpt_dir, step)
     local_dir = actor_dir(ckpt_dir, number)
@@ -100,6 +106,8 @@ def merge(work_dir: Path, step: str, out: Path, python: str) -> dict[str, Any]:
         code = subprocess.call(cmd)
         if code != 0:
             raise DeepmathError(f"verl.model_merger exited with code {code} (see the log above)")
+        if template is not None:
+            install_chat_template(tmp, template)
         files = check_hf_folder(tmp)
         provenance = {
             "step": number,
@@ -109,6 +117,7 @@ def merge(work_dir: Path, step: str, out: Path, python: str) -> dict[str, Any]:
             "files": files,
             "command": [*cmd[:-1], str(out)],
             "verl": _verl_version(python),
+            "chat_template": str(chat_template) if chat_template else None,
             "seconds": round(time.monotonic() - started, 1),
             "merged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -128,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step", default="latest", help="step number or 'latest' (default)")
     p.add_argument("--out", required=True, help="HF folder to write (atomically)")
     p.add_argument("--python", help="Python that runs verl (default $DEEPMATH_VERL_PYTHON)")
+    p.add_argument("--chat-template", help="jinja file to install as the folder's chat template")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -135,7 +145,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    merge(Path(args.work_dir).resolve(), args.step, Path(args.out), verl_python(args.python))
+    merge(
+        Path(args.work_dir).resolve(),
+        args.step,
+        Path(args.out),
+        verl_python(args.python),
+        Path(args.chat_template) if args.chat_template else None,
+    )
 
 
 if __name__ == "__main__":

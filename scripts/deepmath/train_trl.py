@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmath.io import DeepmathError, atomic_path, load_spec, run_cli, setup_logging, write_json
+from deepmath.templates import read_chat_template
 
 log = logging.getLogger("deepmath.train_trl")
 
@@ -287,6 +288,9 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, padding_side="left", truncation_side="left"
     )
+    if spec.get("chat_template"):
+        # the run's own prompt format (e.g. ORZ); saved with the tokenizer into the output
+        tokenizer.chat_template = read_chat_template(spec["chat_template"])
     if not tokenizer.chat_template:
         raise DeepmathError(f"{model_dir}: the tokenizer has no chat template")
     max_prompt = int(recipe["max_prompt_length"])
@@ -425,6 +429,8 @@ def save_folder(
         else:
             assert checkpoint is not None
             shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(*TRAINING_STATE))
+            if tokenizer is not None:  # this run's template, whatever the checkpoint holds
+                tokenizer.save_pretrained(str(tmp))
         write_json(summary, tmp / SUMMARY_FILE)
         if final.exists():  # a rerun outside Snakemake: replace the old folder whole
             shutil.rmtree(final)

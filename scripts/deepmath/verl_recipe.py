@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmath.io import DeepmathError
+from deepmath.templates import read_chat_template
 
 MAIN_PPO = "verl.trainer.main_ppo"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -249,10 +250,20 @@ def hydra_value(value: Any) -> str:
         bare = _BARE.fullmatch(value) and value not in ("null", "true", "false")
         if bare and not re.fullmatch(r"[+\-]?[0-9.][0-9.eE+\-]*", value):
             return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return _quoted(value)
     if isinstance(value, list | tuple):
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     raise DeepmathError(f"cannot pass {type(value).__name__} {value!r} to hydra")
+
+
+def _quoted(value: str) -> str:
+    """A single-quoted hydra string. Hydra reads backslashes literally except in a run just
+    before a quote, where they pair up, so only such runs are doubled ('\\n' stays as is)."""
+    if "${" in value:
+        raise DeepmathError(f"cannot pass {value[:60]!r}... to hydra: it contains '${{'")
+    body = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
+    return "'" + body + "'"
 
 
 def render(items: Mapping[str, Any]) -> list[str]:
@@ -325,6 +336,12 @@ def override_items(
         f"{actor}.entropy_coeff": float(r["entropy_coeff"]),
         f"{actor}.use_kl_loss": kl is not None,
     }
+    if spec.get("chat_template"):
+        # the Zero recipe's ORZ prompt replaces the base model's own template everywhere verl
+        # turns messages into tokens (rollout and dataset length filter alike)
+        items["actor_rollout_ref.model.custom_chat_template"] = read_chat_template(
+            spec["chat_template"]
+        )
     if kl is not None:
         items[f"{actor}.kl_loss_type"] = kl["type"]
         items[f"{actor}.kl_loss_coef"] = float(kl["coef"])

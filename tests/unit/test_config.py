@@ -84,6 +84,14 @@ def test_cross_references(demo):
     cfg = copy.deepcopy(demo)
     del cfg["sources"]["math_train"]["fields"]["reference_solution"]
     assert "sources.math_train.answer = 'boxed' needs fields.reference_solution" in check(cfg)
+    cfg = copy.deepcopy(demo)
+    cfg["rl"]["runs"]["smollm2-grpo"]["init"] = "qwen"
+    assert "rl.runs.smollm2-grpo.init = 'qwen' is not in models" in check(cfg)
+    cfg = copy.deepcopy(demo)
+    cfg["rl"]["runs"]["smollm2-grpo"]["chat_template"] = "config/templates/nope.jinja"
+    assert "rl.runs.smollm2-grpo.chat_template = 'config/templates/nope.jinja': no such" in check(
+        cfg
+    )
 
 
 def test_cli_exit_code_and_message(repo, tmp_path, venv_env):

@@ -224,12 +224,15 @@ def test_finished_checkpoint_is_exported_without_training(rl_data, tmp_path):
     history = [{"step": 1, "reward": -1.0}, {"step": 2, "reward": 0.5}]
     state = {"global_step": 2, "log_history": history}
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
-    summary = train({**TINY, "steps": 2}, str(SMOLLM2), train_path, val_path, str(work), str(out))
+    orz = REPO / "config" / "templates" / "orz.jinja"
+    spec = {**TINY, "steps": 2, "chat_template": str(orz)}
+    summary = train(spec, str(SMOLLM2), train_path, val_path, str(work), str(out))
     assert (summary["global_step"], summary["steps_this_run"]) == (2, 0)
     assert summary["reward_mean_per_step"] == {"1": -1.0, "2": 0.5}
     assert json.loads((out / SUMMARY_FILE).read_text())["resumed_from"] == str(ckpt)
     assert (out / "model.safetensors").read_bytes() == (SMOLLM2 / "model.safetensors").read_bytes()
-    assert (out / "chat_template.jinja").exists()
+    # the run's template (here ORZ) replaces SmolLM2's own in the exported folder
+    assert (out / "chat_template.jinja").read_text() == orz.read_text()
     assert not (out / "optimizer.pt").exists() and not (out / "trainer_state.json").exists()
 
     # a checkpoint whose log has no reward for a step: the reward never ran, so no output

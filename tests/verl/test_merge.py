@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.verl.conftest import PAPER_1_5B, PROBE, REWARD
+from tests.verl.conftest import PAPER_1_5B, PROBE, REPO, REWARD
 
 TIMEOUT = 300
 
@@ -40,9 +40,12 @@ def checkpoint(verl_python, verl_env, tmp_path_factory):
     return work
 
 
-def _merge(work, out, verl_python, venv_env, step="latest"):
+ORZ = REPO / "config" / "templates" / "orz.jinja"
+
+
+def _merge(work, out, verl_python, venv_env, step="latest", *extra):
     cmd = [sys.executable, "-m", "deepmath.merge", "--work-dir", str(work), "--step", step]
-    cmd += ["--out", str(out), "--python", str(verl_python)]
+    cmd += ["--out", str(out), "--python", str(verl_python), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=venv_env, timeout=TIMEOUT)
 
 
@@ -63,7 +66,8 @@ def test_merge_gives_the_trained_weights(checkpoint, verl_python, venv_env):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = checkpoint / "hf"
-    proc = _merge(checkpoint, out, verl_python, venv_env)
+    # the Zero-7B run's ORZ template goes into the merged folder with the weights
+    proc = _merge(checkpoint, out, verl_python, venv_env, "latest", "--chat-template", str(ORZ))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert not list(checkpoint.glob(".hf.tmp-*"))
     provenance = json.loads((out / "deepmath_merge.json").read_text())
@@ -71,6 +75,7 @@ def test_merge_gives_the_trained_weights(checkpoint, verl_python, venv_env):
     assert provenance["fsdp"] == {"FSDP_version": 2, "world_size": 2}
     assert provenance["verl"] == "0.9.1"
     assert provenance["command"][-1] == str(out)
+    assert provenance["chat_template"] == str(ORZ)
 
     model = AutoModelForCausalLM.from_pretrained(out)
     trained = load_file(checkpoint / "trained.safetensors")
@@ -86,6 +91,11 @@ def test_merge_gives_the_trained_weights(checkpoint, verl_python, venv_env):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([tokenizer(text)["input_ids"]])).logits
     assert torch.isfinite(logits.float()).all()
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2+2?"}], tokenize=False, add_generation_prompt=True
+    )
+    assert prompt.startswith("A conversation between User and Assistant.")
+    assert prompt.endswith("\nUser: What is 2+2?\nAssistant: <think>")
 
 
 def test_merge_errors(checkpoint, verl_python, venv_env, tmp_path):

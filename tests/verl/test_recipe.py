@@ -228,6 +228,40 @@ def test_hydra_values(value, text):
     assert verl_recipe.hydra_value(value) == text
 
 
+HOSTILE = [
+    "a\\nb",  # a jinja '\n' literal: the backslash must stay single
+    "a\\'b",  # backslash before a quote
+    "ends in a backslash\\",
+    "x\\\\'y",
+    "{{ '\\n' + m['c'] }}\nline two {% if x %}",
+    'double "quotes"',
+    (REPO / "config" / "templates" / "orz.jinja").read_text(),
+]
+
+
+def test_hydra_reads_back_every_string(verl_python, verl_env):
+    """verl's own hydra parses each quoted value back to the exact string."""
+    code = (
+        "import json, sys\n"
+        "from hydra.core.override_parser.overrides_parser import OverridesParser\n"
+        "p = OverridesParser.create()\n"
+        "print(json.dumps([p.parse_override(o).value() for o in json.load(sys.stdin)]))\n"
+    )
+    overrides = [f"k={verl_recipe.hydra_value(v)}" for v in HOSTILE]
+    proc = subprocess.run(
+        [str(verl_python), "-c", code],
+        input=json.dumps(overrides),
+        capture_output=True,
+        text=True,
+        env=verl_env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == HOSTILE
+    with pytest.raises(DeepmathError, match="contains"):
+        verl_recipe.hydra_value("${oc.env:HOME}")
+
+
 def test_optional_items():
     spec = copy.deepcopy(PAPER_1_5B)
     spec["recipe"].update(keep_checkpoints=3, test_freq=100, strategy="fsdp", top_p=0.95)

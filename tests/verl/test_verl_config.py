@@ -115,6 +115,13 @@ def test_config_yaml_runs_compose(probe):
         assert "compose_error" not in probe[name], (name, probe[name].get("compose_error"))
         assert probe[name]["validated"] is True
         assert probe[name]["custom_reward_fn"]["name"] == "compute_score"
+    # Zero-7B trains with the ORZ prompt: the template reaches verl's model config unchanged
+    # (newlines, quotes, braces and backslashes survive the hydra override grammar)
+    zero = probe["config:deepmath-zero-7b"]["resolved"]
+    template = (REPO / "config" / "templates" / "orz.jinja").read_text()
+    assert _get(zero, "actor_rollout_ref.model.custom_chat_template") == template
+    one_five = probe["config:deepmath-1.5b"]["resolved"]
+    assert _get(one_five, "actor_rollout_ref.model.custom_chat_template") is None
 
 
 def test_unknown_key_is_an_error(probe):

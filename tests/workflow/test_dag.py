@@ -61,3 +61,29 @@ def test_rulegraph_renders(venv_env):
     assert proc.stdout.lstrip().startswith("digraph")
     for rule in ("pull_source", "build_pool", "embed_pool", "retrieve_neighbors"):
         assert rule in proc.stdout
+
+
+def test_zero_7b_trains_and_merges_with_the_orz_template(venv_env):
+    """The template is an input of training and merging (a change re-runs them) and the merge
+    writes it into the checkpoint; DeepMath-1.5B keeps its model's own template."""
+    target = "results/deepmath-103k/checkpoints/{}/hf"
+    proc = snakemake(
+        "-n",
+        "-p",
+        "--configfile",
+        "config/config.yaml",
+        "--cores",
+        "8",
+        target.format("deepmath-zero-7b"),
+        target.format("deepmath-1.5b"),
+        env=venv_env,
+    )
+    merges = [
+        block for block in proc.stdout.split("\n\n") if "python -m deepmath.merge" in block
+    ]
+    assert len(merges) == 2
+    for block in merges:
+        zero = "checkpoints/deepmath-zero-7b/" in block
+        assert ("--chat-template config/templates/orz.jinja" in block) is zero, block
+    train = [b for b in proc.stdout.split("\n\n") if "rule train_grpo:" in b]
+    assert sum("config/templates/orz.jinja" in b.split("output:")[0] for b in train) == 1
