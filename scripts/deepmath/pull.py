@@ -99,6 +99,8 @@ def _as_text(value: Any) -> str | None:
         # e.g. OlympiadBench's one-element final_answer lists
         items = [str(v).strip() for v in list(value) if v is not None]
         value = ", ".join(i for i in items if i)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # numeric answer columns (MAWPS: 43.0) read as the integer "43"
     text = str(value).strip()
     return text or None
 

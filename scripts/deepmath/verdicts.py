@@ -38,7 +38,8 @@ def parse_judge(text: str | None) -> bool | None:
 
 
 _SCORE_LINE = re.compile(
-    r"(?:score|rating|difficulty)\s*(?:is|of|=|:)?\s*\**\s*(\d+(?:\.\d+)?)(?![\d.eE])",
+    r"(?:score|rating|difficulty)\s*(?:is|of|=|:)?\s*\**\s*(\d+(?:\.\d+)?)(?![\d.eE])"
+    r"(?:\s*/\s*(\d+))?",
     re.IGNORECASE,
 )
 _BOXED_NUM = re.compile(r"\\boxed\{\s*(\d+(?:\.\d+)?)\s*\}")
@@ -59,14 +60,14 @@ def parse_rating(text: str | None) -> float | None:
     body = strip_reasoning(text)
     if "=== report over ===" in body:
         body = body.split("=== report over ===", 1)[0]
-    for pattern in (_SCORE_LINE, _BOXED_NUM):
-        found = pattern.findall(body)
-        if found:
-            try:
-                return _snap_rating(float(found[-1]))
-            except ValueError:
-                return None
-    return None
+    lines = _SCORE_LINE.findall(body)
+    if lines:
+        value, scale = lines[-1]
+        if scale and scale != "10":
+            return None  # "Rating: 3.3/5" is on some other scale, not the rubric's 1-10
+        return _snap_rating(float(value))
+    boxed = _BOXED_NUM.findall(body)
+    return _snap_rating(float(boxed[-1])) if boxed else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from deepmath.verdicts import (
     is_proof_like,
@@ -102,3 +106,30 @@ def test_flags():
     assert is_proof_like("Prove that there are infinitely many primes.")
     assert is_proof_like("Show that $f$ is continuous.")
     assert not is_proof_like("Find the number of primes below 100.")
+
+
+# ----------------------------------------------------------------------------- real outputs
+
+TESTS = Path(__file__).resolve().parents[1]
+REAL = json.loads((TESTS / "data" / "smollm2_outputs.json").read_text())
+DEMO_TREE = yaml.safe_load((TESTS.parent / "config" / "demo.yaml").read_text())["topics"]["tree"]
+
+
+@pytest.mark.parametrize("case", REAL["judge"], ids=lambda c: c["text"][:30])
+def test_judge_on_real_smollm2_outputs(case):
+    assert parse_judge(case["text"]) is case["expected"]
+
+
+@pytest.mark.parametrize("case", REAL["rating"], ids=lambda c: c["text"][:30])
+def test_rating_on_real_smollm2_outputs(case):
+    assert parse_rating(case["text"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", REAL["rewrite"], ids=lambda c: c["text"][:30])
+def test_rewrite_on_real_smollm2_outputs(case):
+    assert parse_rewrite(case["text"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", REAL["topic"], ids=lambda c: c["text"][:30])
+def test_topic_on_real_smollm2_outputs(case):
+    assert parse_topic(case["text"], DEMO_TREE) == case["expected"]
