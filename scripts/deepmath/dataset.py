@@ -121,6 +121,31 @@ def funnel(stats: Mapping[str, Sequence[Mapping[str, Any]]], final_rows: int, su
     ]
 
 
+def difficulty_histogram(difficulty: pd.Series) -> pd.Series:
+    """Rows per rounded difficulty (AoPS 1-10), ascending; unrated rows left out.
+
+    One definition for the dataset card and the report, so both show the same bars.
+    """
+    return difficulty.dropna().round().value_counts().sort_index()
+
+
+def topic_areas(topics: pd.Series, depth: int = 2) -> pd.Series:
+    """Rows per topic prefix of ``depth`` levels (``A -> B``), most common first.
+
+    Full ``A -> B -> C`` paths are too many to read at paper scale; two levels give the areas.
+    """
+    return topics.map(lambda t: " -> ".join(str(t).split(" -> ")[:depth])).value_counts()
+
+
+def contamination_by_benchmark(decontam_stats: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Contaminated questions per benchmark, summed over the decontamination shards' stats."""
+    contamination: dict[str, int] = {}
+    for s in decontam_stats:
+        for bench, n in (s.get("contaminated_by_benchmark") or {}).items():
+            contamination[bench] = contamination.get(bench, 0) + int(n)
+    return contamination
+
+
 def usage_totals(usages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Requests, tokens and dollars per role over all usage files."""
     roles: dict[str, dict[str, float]] = {}
@@ -183,13 +208,10 @@ def dataset_card(
     }
     steps = funnel(stats, len(table), supplement_rows)
     diff = table["difficulty"].dropna()
-    hist = diff.round().value_counts().sort_index()
+    hist = difficulty_histogram(diff)
     topics = table["topic"].value_counts()
-    top_level = table["topic"].map(lambda t: " -> ".join(str(t).split(" -> ")[:2])).value_counts()
-    contamination: dict[str, int] = {}
-    for s in stats["decontam"]:
-        for bench, n in (s.get("contaminated_by_benchmark") or {}).items():
-            contamination[bench] = contamination.get(bench, 0) + int(n)
+    top_level = topic_areas(table["topic"])
+    contamination = contamination_by_benchmark(stats["decontam"])
     roles = usage_totals(usages)
     total_cost = sum(r["cost_usd"] for r in roles.values())
     parts = [
