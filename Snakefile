@@ -33,6 +33,11 @@ include: "rules/verify.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+# `snakemake --report report.html`: this text opens the report; results come from report().
+report: "report/workflow.rst"
 
 
 rule all:
@@ -41,3 +46,6 @@ rule all:
         DATASET_FILES,
         res("dataset/README.md"),
         res("tables/main_results.md") if EVAL_MODELS else [],
+        rules.report_dataset.output,
+        rules.report_cost.output,
+        rules.report_results.output if EVAL_MODELS else [],

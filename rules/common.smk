@@ -203,3 +203,15 @@ def eval_spec(model):
 
 def eval_gpus(wildcards):
     return int((EVAL.get("engine") or {}).get("gpus", 0))
+
+
+# --- report (rules/report.smk)
+
+
+def eval_usage_files():
+    """Usage files of the evaluation generations (the report's cost table adds them)."""
+    return expand(
+        res("eval/{model}/{bench}/generations.usage.json"),
+        model=EVAL_MODELS,
+        bench=EVAL_BENCHES,
+    )

@@ -63,7 +63,12 @@ rule results_table:
         ),
     output:
         md=res("tables/main_results.md"),
-        csv=res("tables/main_results.csv"),
+        csv=report(
+            res("tables/main_results.csv"),
+            caption="../report/main_results.rst",
+            category="Evaluation",
+            labels={"content": "results table, CSV (download)"},
+        ),
     log:
         logs("results_table.log"),
     benchmark:

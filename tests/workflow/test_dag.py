@@ -34,6 +34,8 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         assert counts[rule] == 2, rule  # DeepMath-1.5B and DeepMath-Zero-7B
     assert counts["generate_eval"] == counts["score_eval"] == 5 * 6  # models x eval sets
     assert counts["results_table"] == 1
+    for rule in ("report_dataset", "report_cost", "report_results"):
+        assert counts[rule] == 1, rule  # `rule all` builds the report's figures and tables
     # GRPO runs on 8 nodes x 8 GPUs
     train = proc.stdout.split("rule train_grpo:")[1].split("\n\n")[0]
     assert "nodes=8" in train and "gpus=8" in train
@@ -78,9 +80,7 @@ def test_zero_7b_trains_and_merges_with_the_orz_template(venv_env):
         target.format("deepmath-1.5b"),
         env=venv_env,
     )
-    merges = [
-        block for block in proc.stdout.split("\n\n") if "python -m deepmath.merge" in block
-    ]
+    merges = [block for block in proc.stdout.split("\n\n") if "python -m deepmath.merge" in block]
     assert len(merges) == 2
     for block in merges:
         zero = "checkpoints/deepmath-zero-7b/" in block

@@ -1,0 +1,164 @@
+"""deepmath.report: the report's figures and tables agree with the dataset card, and read well."""
+
+import html
+import json
+import re
+
+import pandas as pd
+from PIL import Image
+
+from deepmath import dataset, report
+
+
+def labelled(n: int, offset: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"i{i}" for i in range(offset, offset + n)],
+            "question": [f"What is {i} + {i}?" for i in range(offset, offset + n)],
+            "final_answer": [str(2 * i) for i in range(offset, offset + n)],
+            "reference_answer": [str(2 * i) for i in range(offset, offset + n)],
+            "difficulty": [1.0 + (i % 9) / 2 for i in range(n)],
+            "topic": [
+                "Mathematics -> Geometry -> Plane Geometry -> Triangles"
+                if i % 3 == 0
+                else "Mathematics -> Algebra -> Prealgebra -> Arithmetic"
+                for i in range(offset, offset + n)
+            ],
+            "r1_solution_1": ["\\boxed{x}"] * n,
+            "r1_solution_2": ["\\boxed{x}"] * n,
+            "r1_solution_3": ["\\boxed{x}"] * n,
+        }
+    )
+
+
+CONTAMINATED = pd.DataFrame(
+    {
+        "id": ["a", "b", "c", "d"],
+        "question": ["Is $x<3$ when $x=2$?", "Find 1+1.", "Compute 2+2.", "Solve x^2=4."],
+        "bench": ["math500", "math500", "math500", "gsm8k"],
+        "bench_id": ["m1", "m2", "m3", "g1"],
+        "bench_problem": ["Is $x<3$ when $x=2$?", "Find 1+1.", "What is 2 plus 2?", "x^2=4?"],
+        "score": [1.0, 0.99, 0.8, 0.9],
+        "indel": [1.0, 1.0, 0.6, 0.7],
+        "by": ["string", "string", "judge", "judge"],
+        "verdict_ab": [None, None, True, True],
+        "verdict_ba": [None, None, True, False],
+    }
+)
+
+
+def run_dataset(tmp_path):
+    """Assemble a dataset as assemble_dataset does, then build its report from the same files."""
+    main_path, supp_path = tmp_path / "main.parquet", tmp_path / "supp.parquet"
+    labelled(7).to_parquet(main_path)
+    labelled(3, offset=5).drop(columns=["final_answer"]).to_parquet(supp_path)
+    stats = {}
+    for stage, payload in {
+        "raw": {"rows": 20},
+        "pool": {"rows_out": 18},
+        "decontam": {"clean": 14, "contaminated_by_benchmark": {"math500": 3, "gsm8k": 1}},
+        "difficulty": {"kept": 12},
+        "rewrite": {"kept": 10},
+        "verified": {"verified": 7},
+        "topics": {"questions": 7},
+    }.items():
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps(payload))
+        stats[stage] = [str(path)]
+    contaminated = tmp_path / "shard.contaminated.parquet"
+    CONTAMINATED.to_parquet(contaminated)
+    out = tmp_path / "dataset"
+    dataset.main(
+        ["--main", str(main_path), "--supplement", str(supp_path), "--stats", json.dumps(stats),
+         "--config", json.dumps({"run": "t"}), "--num-shards", "2", "--out-dir", str(out)]
+    )  # fmt: skip
+    shards = sorted(str(p) for p in (out / "data").glob("*.parquet"))
+    report.main(
+        ["dataset", "--stats", json.dumps(stats), "--main", str(main_path), "--supplement",
+         str(supp_path), "--dataset", *shards, "--contaminated", str(contaminated),
+         "--threshold", "2", "--out-dir", str(tmp_path / "report")]
+    )  # fmt: skip
+    return out / "README.md", tmp_path / "report"
+
+
+def cells(html_text: str) -> list[list[str]]:
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", html_text, flags=re.S)
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S) for r in rows]
+
+
+def test_dataset_report_matches_the_card(tmp_path):
+    card, out = run_dataset(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == sorted(report.DATASET_OUTPUTS)
+    card_text = card.read_text()
+    funnel_rows = cells((out / "funnel.html").read_text())[1:]
+    assert len(funnel_rows) == 8
+    for stage, count, *_ in funnel_rows:
+        assert f"| {stage} | {count} |" in card_text  # the same funnel, row for row
+    published = dict((r[0], r[1]) for r in funnel_rows)
+    assert published["published rows"] == "8"  # 7 + 3 supplement - 2 already in main
+    assert published["+ supplement (SimpleRL-style set)"] == "1"
+    kept = {r[0]: r[2] for r in funnel_rows}
+    assert kept["after decontamination"] == "77.8"  # 14 of 18
+    assert kept["+ supplement (SimpleRL-style set)"] == "–"  # adds, does not filter
+
+    difficulty = cells((out / "difficulty.html").read_text())[1:]
+    for value, rows, _share in difficulty:
+        assert f"| {value} | {rows} |" in card_text
+    for area, rows, _share in cells((out / "topics.html").read_text())[1:3]:
+        assert f"| {html.unescape(area)} | {rows} |" in card_text
+
+    for name in ("funnel.png", "difficulty.png", "topics.png"):
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.width > 400 and img.height > 200
+
+
+def test_contamination_examples_escape_and_put_the_judge_first(tmp_path):
+    _, out = run_dataset(tmp_path)
+    text = (out / "contamination.html").read_text()
+    rows = cells(text)
+    assert rows[1] == ["math500", "3"] and rows[2] == ["gsm8k", "1"]
+    # math500: the judge's catch first, then the string pre-check hits by score
+    math500 = text.split("<h3>math500</h3>")[1].split("<h3>")[0]
+    order = [math500.index(q) for q in ("Compute 2+2.", "Is $x&lt;3$", "Find 1+1.")]
+    assert order == sorted(order)
+    assert "<3$" not in text  # LaTeX is escaped, never markup
+    assert "LLM judge" in math500 and "string pre-check" in math500
+
+
+def test_contamination_examples_limit_per_benchmark():
+    shown = report.contamination_examples(CONTAMINATED, per_benchmark=1)
+    assert list(shown["id"]) == ["d", "c"]  # gsm8k, math500: one each, judge catches
+
+
+def test_cost_table_sums_roles_and_names_models():
+    usages = [
+        {"roles": {"judge": {"model": "llama", "sent": {"requests": 3, "prompt_tokens": 30,
+                   "completion_tokens": 3}, "replayed": {"requests": 1, "prompt_tokens": 10,
+                   "completion_tokens": 1}, "cost_usd": None}}},
+        {"roles": {"rater": {"model": "gpt-4o", "sent": {"requests": 2, "prompt_tokens": 200,
+                   "completion_tokens": 20}, "cost_usd": {"total": 1.5}}}},
+    ]  # fmt: skip
+    table = report.cost_table(usages)
+    assert table.to_dict("records") == [
+        {"role": "judge", "model": "llama", "requests": 4, "prompt tokens": 40,
+         "completion tokens": 4, "USD": "0.00"},
+        {"role": "rater", "model": "gpt-4o", "requests": 2, "prompt tokens": 200,
+         "completion tokens": 20, "USD": "1.50"},
+        {"role": "total", "model": "", "requests": 6, "prompt tokens": 240,
+         "completion tokens": 24, "USD": "1.50"},
+    ]  # fmt: skip
+    page = report.cost_html(usages)
+    assert '<tr class="total">' in page and "No LLM requests" not in page
+    assert "No LLM requests" in report.cost_html([])
+
+
+def test_results_page_shows_the_markdown_table_and_the_tidy_rows():
+    md = (
+        "| Model | n | Run date | MATH-500 | Avg. |\n|---|--:|---|--:|--:|\n"
+        "| SmolLM2 | 2 | 2026-11-22 | 8.3 ± 8.3 / 89.9 | 8.3 |\n\npass@1 (%) over n = 2.\n"
+    )
+    tidy = pd.DataFrame([{"model": "smollm2", "bench": "math500", "pass@1": 8.3, "n": 2}])
+    rows = cells(report.results_html(md, tidy))
+    assert rows[0] == ["Model", "n", "Run date", "MATH-500", "Avg."]
+    assert rows[1] == ["SmolLM2", "2", "2026-11-22", "8.3 ± 8.3 / 89.9", "8.3"]
+    assert rows[2] == ["model", "bench", "pass@1", "n"] and rows[3][2] == "8.3"
