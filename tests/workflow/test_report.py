@@ -1,0 +1,172 @@
+"""`snakemake --report` on a finished demo run: every section is there, with the run's numbers.
+
+The report needs the whole demo DAG (dataset, evaluation, results table) under the run name
+`pytest-demo`, the run test_demo.py makes earlier in the same session. The fixture asks
+Snakemake for the report rules' outputs, forcing those three rules to run, and lets it bring
+the rest up to date: after test_demo.py that is the report jobs plus what test_demo's
+journal-replay test left outdated (a changed usage file: dataset, GRPO and eval re-run from
+their journals, ~40 s); run alone on a fresh clone it is the whole demo (~10-15 min on 2 CPU
+cores). It never skips for want of a run. Modification times alone do not trigger reruns
+(`--rerun-triggers` without `mtime`): test_demo's partial rebuilds leave newer files with the
+same contents upstream.
+"""
+
+import base64
+import json
+import re
+import shutil
+import time
+
+import pytest
+from PIL import Image
+
+from tests.workflow.helpers import DEMO_CONFIGS, REPO, job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+RESULTS = REPO / "results" / "pytest-demo"
+REPORT_RULES = ("report_dataset", "report_cost", "report_results")
+# Every result the report must show: (category, subcategory, file name).
+EXPECTED = [
+    ("Dataset", "Funnel", "funnel.png"),
+    ("Dataset", "Funnel", "funnel.html"),
+    ("Dataset", "Difficulty", "difficulty.png"),
+    ("Dataset", "Difficulty", "difficulty.html"),
+    ("Dataset", "Topics", "topics.png"),
+    ("Dataset", "Topics", "topics.html"),
+    ("Dataset", "Contamination", "contamination.html"),
+    ("Cost", None, "cost.html"),
+    ("Evaluation", None, "main_results.html"),
+    ("Evaluation", None, "main_results.csv"),
+]
+TARGETS = [
+    f"results/pytest-demo/report/{name}"
+    for *_, name in EXPECTED
+    if name != "main_results.csv"  # results_table's output, upstream of report_results
+]
+
+
+@pytest.fixture(scope="module")
+def built(venv_env, tmp_path_factory):
+    """The finished demo run (made or completed here) and its report, as a self-contained HTML."""
+    start = time.perf_counter()
+    # targets first: --configfile takes every argument after it
+    run = snakemake(
+        *TARGETS,
+        "--forcerun", *REPORT_RULES,
+        "--rerun-triggers", "code", "input", "params", "software-env",
+        "--profile", "profiles/demo",
+        "--configfile", *DEMO_CONFIGS,
+        env=venv_env, timeout=3600,
+    )  # fmt: skip
+    run_s = time.perf_counter() - start
+    counts = job_counts(run.stdout + run.stderr)
+    for rule in REPORT_RULES:
+        assert counts.get(rule) == 1, counts
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    start = time.perf_counter()
+    snakemake("--report", str(out), "--configfile", *DEMO_CONFIGS, env=venv_env, timeout=600)
+    report_s = time.perf_counter() - start
+    print(f"demo/report jobs {run_s:.0f} s ({counts}), --report {report_s:.1f} s")
+    return {"html": out, "text": out.read_text(), "counts": counts}
+
+
+def script_json(text: str, name: str):
+    """The JSON a Snakemake report keeps in `<script id="NAME"> var NAME = ...; </script>`."""
+    match = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', text, re.S)
+    assert match, f"no {name} block in the report"
+    return json.loads(match.group(1))
+
+
+def decoded(entry: dict) -> bytes:
+    """The embedded file of a result (a base64 data URI)."""
+    return base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def results(built):
+    by_name = {}
+    for path, entry in script_json(built["text"], "results").items():
+        by_name[entry["name"]] = {**entry, "path": path}
+    return by_name
+
+
+def test_report_rules_are_cheap(built):
+    """Why `rule all` builds them: seconds, against minutes for any LLM stage of the demo."""
+    for rule in REPORT_RULES:
+        timing = (RESULTS / "timings" / f"{rule}.tsv").read_text().splitlines()
+        seconds = float(timing[1].split("\t")[0])
+        assert seconds < 120, (rule, seconds)
+
+
+def test_every_section_is_in_its_category(built, results):
+    categories = script_json(built["text"], "categories")
+    for category, subcategory, name in EXPECTED:
+        assert name in results, f"{name} missing from the report: {sorted(results)}"
+        path = results[name]["path"]
+        subcats = categories[category]
+        where = subcats[subcategory] if subcategory else [p for ps in subcats.values() for p in ps]
+        assert path in where, (name, category, subcategory, subcats)
+        assert len(results[name]["caption"]) > 100, f"{name} has no caption"
+    assert {n for n in results} == {name for *_, name in EXPECTED}
+
+
+def test_workflow_description_opens_the_report(built):
+    desc = json.loads(re.search(r"var workflow_desc = (.*?);\s*</script>", built["text"], re.S)[1])
+    assert "DeepMath-103K, rebuilt" in desc and "pytest-demo" in desc
+    for link in ("Dataset", "Cost", "Evaluation"):
+        assert f"app.showCategory('{link}')" in desc
+
+
+def test_funnel_matches_the_dataset_card(results):
+    card = (RESULTS / "dataset" / "README.md").read_text()
+    page = decoded(results["funnel.html"]).decode()
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([\d,]+)</td>", page)
+    assert [r[0] for r in rows][:2] == ["raw pool (all sources)", "after exact + near-exact dedup"]
+    assert len(rows) == 8
+    for stage, count in rows:
+        assert f"| {stage} | {count.replace(',', '')} |" in card, (stage, count)
+    published = dict(rows)["published rows"]
+    assert int(published.replace(",", "")) > 0
+
+
+def test_figures_are_real_pngs(results, tmp_path):
+    for name in ("funnel.png", "difficulty.png", "topics.png"):
+        path = tmp_path / name
+        path.write_bytes(decoded(results[name]))
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.width >= 600 and img.height >= 200
+            colours = img.convert("RGB").getcolors(maxcolors=1 << 16) or []
+            assert len(colours) > 20, f"{name} looks empty"
+
+
+def test_tables_hold_the_run_s_numbers(results):
+    contamination = decoded(results["contamination.html"]).decode()
+    # the demo seeds MATH test rows into the pool; they are removed and shown with their match
+    assert "<h3>math</h3>" in contamination or "<h3>math500</h3>" in contamination
+    assert "string pre-check" in contamination
+    topics = decoded(results["topics.html"]).decode()
+    assert "Mathematics -&gt;" in topics
+    difficulty = decoded(results["difficulty.html"]).decode()
+    assert "rated rows" in difficulty
+    cost = decoded(results["cost.html"]).decode()
+    for role in ("judge", "rater", "rewriter", "solver", "topic", "eval"):
+        assert f"<td>{role}</td>" in cost, role
+    assert '<tr class="total">' in cost
+    table = decoded(results["main_results.html"]).decode()
+    assert "MATH-500" in table and "SmolLM2" in table
+
+
+def test_screenshot_renders_the_report(built, tmp_path):
+    """The report renders in a real browser (Chromium) and shows the funnel figure."""
+    import screenshot_report
+
+    if screenshot_report.find_browser() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    png = tmp_path / "funnel.png"
+    seen = screenshot_report.screenshot(built["html"], png, show="funnel.png")
+    assert screenshot_report.rendered(seen["dom"]), "the report's app did not render"
+    assert "screenshot: showing" in seen["dom"]
+    assert seen["blank"] is None, seen["blank"]
+    keep = REPO / "results" / "pytest-demo" / "report-screenshot.png"
+    shutil.copyfile(png, keep)  # to look at after the run
