@@ -53,6 +53,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.apt import apt_install
+
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 DAEMONS = {"slurmctld": "/usr/sbin/slurmctld", "slurmd": "/usr/sbin/slurmd", "munged": None}
 CLIENTS = [
@@ -111,18 +113,8 @@ def ensure_installed(timeout: float = 600) -> str:
     """Install Debian's Slurm and munge with apt when missing; returns what was done."""
     if _installed():
         return "already installed"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # Wait for a dpkg lock held by another apt run instead of failing at once.
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    cmd = ["apt-get", *lock, "install", "-y", "--no-install-recommends", *PACKAGES]
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        # Package lists missing or stale (fresh containers): refresh once and retry.
-        subprocess.run(
-            ["apt-get", *lock, "update"], env=env, capture_output=True, text=True, timeout=timeout
-        )
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = apt_install(PACKAGES, timeout)
     if proc.returncode != 0 or not _installed():
         raise ClusterError(
             f"apt-get install {' '.join(PACKAGES)} failed ({proc.returncode}):\n"

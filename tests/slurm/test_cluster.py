@@ -6,7 +6,7 @@ CI overlay profiles/ci-slurm (squeue status, short polls) and a site file naming
 partitions. Runs are started in the background by the `runs` fixture (each under `timeout -k`,
 so a hang fails its test instead of CI) and each test waits for its own:
 
-- demo_slurm / demo_local: the demo DAG up to the decontamination neighbours (12 jobs) on
+- demo_slurm / demo_local: the demo DAG up to the decontamination neighbours (13 jobs) on
   Slurm, and the same targets with the local executor (profiles/demo), under two run names;
 - probe_generic: tests/slurm/probe's GPU rules and a rule that fails once (profiles/slurm);
 - probe_sacct: the plugin's default status command (sacct) on a cluster without accounting;
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slurm
 DEMO_CONFIGS = ["config/demo.yaml", "tests/slurm/config/demo-subset.yaml"]
 SLURM_RUN, LOCAL_RUN = "slurm-ci", "slurm-ci-local"
 DEMO_JOBS = {
-    "pull_source": 3,
+    "pull_source": 4,
     "pull_benchmark": 2,
     "prepare_model": 1,
     "build_pool": 1,
@@ -191,7 +191,7 @@ def test_cluster_is_up_with_two_gpu_nodes(slurm_cluster):
 
 
 def test_demo_subset_on_slurm_matches_the_local_run(runs, slurm_cluster):
-    """(a) 12 demo jobs through `--profile profiles/slurm`: same artifacts as a local run."""
+    """(a) 13 demo jobs through `--profile profiles/slurm`: same artifacts as a local run."""
     out = _run(runs, "demo_slurm").check(slurm_cluster.diagnostics())
     _run(runs, "demo_local").check()
 

@@ -20,6 +20,7 @@ import time
 import pytest
 from PIL import Image
 
+from tests.apt import apt_install, can_install
 from tests.workflow.helpers import DEMO_CONFIGS, REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,12 @@ def test_screenshot_renders_the_report(built, tmp_path):
     import screenshot_report
 
     if screenshot_report.find_browser() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        why = can_install()
+        if why:
+            pytest.skip(f"Chromium is not installed and apt cannot install it here ({why})")
+        proc = apt_install(["chromium"])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert screenshot_report.find_browser(), "apt installed chromium but it is not on PATH"
     png = tmp_path / "funnel.png"
     seen = screenshot_report.screenshot(built["html"], png, show="funnel.png")
     assert screenshot_report.rendered(seen["dom"]), "the report's app did not render"
