@@ -38,16 +38,14 @@ def labelled(n: int, offset: int = 0) -> pd.DataFrame:
     )
 
 
-def build(tmp_path, name: str) -> tuple:
-    main_path, supp_path = tmp_path / "main.parquet", tmp_path / "supp.parquet"
-    labelled(7).to_parquet(main_path)
-    supp = labelled(3, offset=5)  # two questions overlap with the main set
-    supp.drop(columns=["final_answer"]).to_parquet(supp_path)
-    stats_files = {}
+def write_stage_stats(tmp_path, contaminated_by_benchmark: dict[str, int]) -> dict[str, list]:
+    """One stats file per funnel stage, as the stage rules write them: {stage: [path]}."""
+    clean = 18 - sum(contaminated_by_benchmark.values())
+    stats = {}
     for stage, payload in {
         "raw": {"rows": 20},
         "pool": {"rows_out": 18},
-        "decontam": {"clean": 15, "contaminated_by_benchmark": {"math500": 3}},
+        "decontam": {"clean": clean, "contaminated_by_benchmark": contaminated_by_benchmark},
         "difficulty": {"kept": 12},
         "rewrite": {"kept": 10},
         "verified": {"verified": 7},
@@ -55,7 +53,16 @@ def build(tmp_path, name: str) -> tuple:
     }.items():
         path = tmp_path / f"{stage}.json"
         path.write_text(json.dumps(payload))
-        stats_files[stage] = [str(path)]
+        stats[stage] = [str(path)]
+    return stats
+
+
+def build(tmp_path, name: str) -> tuple:
+    main_path, supp_path = tmp_path / "main.parquet", tmp_path / "supp.parquet"
+    labelled(7).to_parquet(main_path)
+    supp = labelled(3, offset=5)  # two questions overlap with the main set
+    supp.drop(columns=["final_answer"]).to_parquet(supp_path)
+    stats_files = write_stage_stats(tmp_path, {"math500": 3})
     usage = tmp_path / "usage.json"
     usage.write_text(
         json.dumps(

@@ -8,6 +8,7 @@ import pandas as pd
 from PIL import Image
 
 from deepmath import dataset, report
+from tests.unit.test_dataset import write_stage_stats
 
 
 def labelled(n: int, offset: int = 0) -> pd.DataFrame:
@@ -52,19 +53,7 @@ def run_dataset(tmp_path):
     main_path, supp_path = tmp_path / "main.parquet", tmp_path / "supp.parquet"
     labelled(7).to_parquet(main_path)
     labelled(3, offset=5).drop(columns=["final_answer"]).to_parquet(supp_path)
-    stats = {}
-    for stage, payload in {
-        "raw": {"rows": 20},
-        "pool": {"rows_out": 18},
-        "decontam": {"clean": 14, "contaminated_by_benchmark": {"math500": 3, "gsm8k": 1}},
-        "difficulty": {"kept": 12},
-        "rewrite": {"kept": 10},
-        "verified": {"verified": 7},
-        "topics": {"questions": 7},
-    }.items():
-        path = tmp_path / f"{stage}.json"
-        path.write_text(json.dumps(payload))
-        stats[stage] = [str(path)]
+    stats = write_stage_stats(tmp_path, {"math500": 3, "gsm8k": 1})
     contaminated = tmp_path / "shard.contaminated.parquet"
     CONTAMINATED.to_parquet(contaminated)
     out = tmp_path / "dataset"
