@@ -1,6 +1,6 @@
 from snakemake.exceptions import WorkflowError
 
-from deepmath.config import ConfigError, validate_config
+from deepmath.config import ConfigError, read_yaml, validate_config
 from deepmath.workflow import (
     as_json,
     llm_cli,
@@ -11,6 +11,9 @@ from deepmath.workflow import (
 )
 
 try:
+    # Snakemake's YAML reader keeps the last of two equal keys; ours refuses them
+    for path in workflow.configfiles:
+        read_yaml(path)
     validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None

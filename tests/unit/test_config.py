@@ -120,3 +120,21 @@ def test_snakemake_refuses_bad_config_with_the_key(repo, tmp_path, venv_env):
     )
     assert proc.returncode != 0
     assert "unknown key 'embeding'" in proc.stdout + proc.stderr
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path, repo, venv_env):
+    path = tmp_path / "mine.yaml"
+    path.write_text("llm:\n  judge: {model: a}\nseed: 1\nllm:\n  rater: {model: b}\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml:4: key 'llm' is given twice.*line 1"):
+        load_config([path])
+    # anchors and merge keys stay legal
+    path.write_text("base: &b {x: 1}\nother:\n  <<: *b\n  x: 2\n")
+    assert load_config([path])["other"] == {"x": 2}
+    # and Snakemake refuses the file before any job, naming it
+    path.write_text("seed: 1\nseed: 2\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/demo.yaml", str(path)],
+        cwd=repo, env=venv_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "mine.yaml:2: key 'seed' is given twice" in proc.stdout + proc.stderr
