@@ -413,7 +413,7 @@ class RayCluster:
                 proc.kill()
         for proc in [*self._workers.values(), self._head]:
             if proc is not None:
-                _end(proc)
+                end_process_group(proc)
         self._workers, self._head = {}, None
         log.info("ray cluster at %s torn down", self.address)
 
@@ -450,8 +450,9 @@ def _spawn(cmd: Sequence[str], logfile: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _end(proc: subprocess.Popen[bytes], grace_s: float = 15) -> None:
-    """SIGTERM the process group (srun forwards it to the remote step), then SIGKILL."""
+def end_process_group(proc: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM the process group (srun forwards it to the remote step), then SIGKILL; what is
+    left of the group after the leader exits is killed too."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
         if proc.poll() is not None:
             break

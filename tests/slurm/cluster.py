@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepmath.raycluster import end_process_group
 from tests.apt import apt_install
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -354,7 +355,7 @@ class LocalSlurm:
         for name in order:
             proc = self._procs.get(name)
             if proc is not None:
-                _end(proc)
+                end_process_group(proc, grace_s=10)
         self._procs = {}
         self._remove_hosts()
         with contextlib.suppress(OSError):
@@ -482,17 +483,6 @@ def _wait_for(check, timeout: float, what: str, cluster: LocalSlurm) -> None:
         time.sleep(0.5)
 
 
-def _end(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
-    """TERM the process group, wait, then KILL it."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-
-
 def _record_path(root: Path) -> Path:
     return RECORDS / f"{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.json"
 
@@ -579,7 +569,8 @@ def _end_stale() -> None:
 
 
 if __name__ == "__main__":
-    # Manual use: python tests/slurm/cluster.py [ROOT]  (starts, prints the env, waits)
+    # Manual use, from the repo root (starts the cluster, prints its env, waits for Ctrl-C):
+    #   PYTHONPATH=scripts .venv/bin/python -m tests.slurm.cluster [ROOT]
     root = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="slurm-"))
     print(ensure_installed())
     cluster = LocalSlurm(root)
