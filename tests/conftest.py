@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO, SMOLLM2
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,6 @@ def venv_env() -> dict[str, str]:
     return env
 
 
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
 # Real inputs several tests share; the workflow's own rules make them (~40 s on a fresh clone).
 # (file that shows it is there, Snakemake target that makes it)
 SESSION_TARGETS = [

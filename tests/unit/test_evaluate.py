@@ -40,9 +40,8 @@ from deepmath.evaluate import (
 from deepmath.io import DeepmathError
 from deepmath.llm import read_journal
 from tests.llm_server import FakeLLMServer
+from tests.paths import REPO, SMOLLM2
 
-REPO = Path(__file__).resolve().parents[2]
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
 GSM8K = REPO / "results" / "demo" / "benchmarks" / "gsm8k.parquet"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -14,9 +13,8 @@ import pytest
 
 from deepmath.io import DeepmathError, package_dir
 from deepmath.rldata import DEFAULT_SYSTEM_TEXT, SCHEMA, prepare, resolve_spec, split_rows
+from tests.paths import SMOLLM2
 
-REPO = Path(__file__).resolve().parents[2]
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
 SPEC = {
     "system_prompt": True,
     "reward_gate": "think",

@@ -45,9 +45,7 @@ from deepmath.serve import (
     stop_all,
     vllm_cli_available,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
+from tests.paths import SMOLLM2
 
 # --------------------------------------------------------------------------- config
 

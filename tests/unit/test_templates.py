@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from deepmath.io import DeepmathError
 from deepmath.templates import TEMPLATE_FILE, install_chat_template, read_chat_template, render
+from tests.paths import REPO, SMOLLM2
 
-REPO = Path(__file__).resolve().parents[2]
 ORZ = REPO / "config" / "templates" / "orz.jinja"
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 

@@ -30,9 +30,8 @@ from deepmath.train_trl import (
     reward_per_step,
     train,
 )
+from tests.paths import REPO, SMOLLM2
 
-REPO = Path(__file__).resolve().parents[2]
-SMOLLM2 = REPO / "results" / "models" / "smollm2"
 RECIPE = {
     "lr": 1e-6,
     "warmup_steps": 10,
