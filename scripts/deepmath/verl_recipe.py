@@ -398,26 +398,13 @@ def override_key(override: str) -> str:
     return key.lstrip("+~")
 
 
-def build_overrides(
-    spec: Mapping[str, Any],
-    *,
-    model_dir: str | Path,
-    train: str | Path,
-    val: str | Path,
-    reward: str | Path,
-    work_dir: str | Path,
-    name: str = "deepmath",
-) -> list[str]:
-    """All hydra overrides for ``main_ppo``: ours, then the run's ``verl_overrides`` verbatim."""
-    items = override_items(
-        spec,
-        model_dir=model_dir,
-        train=train,
-        val=val,
-        reward=reward,
-        work_dir=work_dir,
-        name=name,
-    )
+def build_overrides(spec: Mapping[str, Any], **paths: Any) -> list[str]:
+    """All hydra overrides for ``main_ppo``: ours, then the run's ``verl_overrides`` verbatim.
+
+    ``paths`` are :func:`override_items`' keywords (model_dir, train, val, reward, work_dir,
+    name).
+    """
+    items = override_items(spec, **paths)
     extra = list(spec.get("verl_overrides") or [])
     for raw in extra:
         if not isinstance(raw, str) or "=" not in raw and not raw.startswith("~"):
