@@ -190,6 +190,18 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _drop_unset_servers(config: dict[str, Any]) -> None:
+    """Remove ``llm.<role>.serve: null``: an overlay's way to say "no server for this role".
+
+    Config files merge key by key, so an overlay cannot delete the ``serve:`` block it inherits;
+    it sets it to null instead (and gives ``base_url``). Every later reader then sees a role
+    without ``serve``, exactly as if the block had never been there.
+    """
+    for role in (config.get("llm") or {}).values():
+        if isinstance(role, dict) and "serve" in role and role["serve"] is None:
+            del role["serve"]
+
+
 def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> None:
     """Validate in place (filling defaults); raise ConfigError listing every problem."""
     schema = schema or load_schema()
@@ -197,6 +209,8 @@ def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | None = N
     validator = cls(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
     problems = [describe_error(e) for e in errors]
+    if not problems:
+        _drop_unset_servers(config)
     if not problems:
         problems = _reference_problems(config)
     if problems:

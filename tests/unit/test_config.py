@@ -94,6 +94,26 @@ def test_cross_references(demo):
     )
 
 
+def test_overlay_turns_a_served_role_external_with_serve_null(repo, tmp_path):
+    """Overlays merge key by key: `serve: null` is how one drops the inherited server."""
+    from deepmath.llm import role_config
+    from deepmath.workflow import role_gpus, served_model
+
+    overlay = tmp_path / "external.yaml"
+    overlay.write_text("llm:\n  judge: {serve: null, base_url: 'http://10.0.0.5:8000/v1'}\n")
+    cfg = load_config([repo / "config" / "demo.yaml", overlay])
+    validate_config(cfg)
+    judge = cfg["llm"]["judge"]
+    assert "serve" not in judge and judge["params"]["max_tokens"] == 4  # the rest is kept
+    assert served_model(cfg, "judge") is None and role_gpus(cfg, "judge") == 0
+    assert role_config("judge", judge).base_url == "http://10.0.0.5:8000/v1"
+    assert served_model(cfg, "rater") == "smollm2"  # other roles keep their server
+    # without base_url the role has no endpoint at all: said when its job starts
+    del judge["base_url"]
+    with pytest.raises(Exception, match="needs either base_url"):
+        role_config("judge", judge)
+
+
 def test_cli_exit_code_and_message(repo, tmp_path, venv_env):
     bad = tmp_path / "bad.yaml"
     bad.write_text("decontamination: {top_k: 0}\n")
