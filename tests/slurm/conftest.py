@@ -7,6 +7,10 @@
 - ``slurm_env``: the environment Snakemake runs in against that cluster: the workflow's venv
   and scripts/ first on PATH/PYTHONPATH, the cluster's client wrappers, DEEPMATH_SITE pointing at
   a site file with the cluster's partitions and ``software: none`` (no conda here).
+- ``llm_server`` / ``llm_overlay`` (session): one vLLM CPU server for SmolLM2 started on this
+  machine with ``python -m deepmath.serve start`` (the demo's serve block), and a config overlay
+  pointing every LLM role of the demo at it (``serve: null`` + ``base_url``). Slurm jobs on the
+  local nodes reach it at 127.0.0.1; a per-job server would cost ~50 s of two busy cores per job.
 - ``ray_venv`` / ``ray_bin`` (session): a small venv with Ray (CPU wheel from PyPI, pinned), kept
   in ``.venv-ray/`` at the repository root (git-ignored) and reused by later sessions (Ray is not
   part of the workflow's .venv); ``ray_bin`` is a folder with its ``python`` and a ``ray`` whose
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,9 +31,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.paths import REPO, SMOLLM2
 from tests.slurm import cluster as slurm
 
-REPO = Path(__file__).resolve().parents[2]
 RAY_VERSION = "2.60.0"
 RAY_VENV = REPO / ".venv-ray"
 # Every Snakemake run against the cluster is killed after this long (timeout -k), so a plugin
@@ -89,6 +94,60 @@ def slurm_env(slurm_cluster, slurm_site) -> dict[str, str]:
     env["HF_DATASETS_OFFLINE"] = "1"
     env["DEEPMATH_SITE"] = str(slurm_site)
     return env
+
+
+# The roles of config/demo.yaml that the DAG up to the dataset uses.
+DEMO_ROLES = ("judge", "rater", "rewriter", "solver", "topic")
+
+
+@pytest.fixture(scope="session")
+def llm_server(venv_env, tmp_path_factory):
+    """base_url of one vLLM CPU server for the demo's SmolLM2 (config/demo.yaml's serve block),
+    started the way a user starts a long-lived one: ``python -m deepmath.serve start``."""
+    state = tmp_path_factory.mktemp("llm-server")
+    cmd = [sys.executable, "-m", "deepmath.serve", "start", "--config", "config/demo.yaml"]
+    cmd += ["--role", "judge", "--model-dir", str(SMOLLM2), "--state-dir", str(state)]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=venv_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    # The CLI prints the base_url once the server answers, and exits on a failed start.
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("http"):
+            break
+    url = lines[-1].strip() if lines else ""
+    if not url.startswith("http"):
+        proc.wait()
+        pytest.fail(f"the LLM server did not start:\n{''.join(lines)[-4000:]}", pytrace=False)
+    print(f"\nLLM server for the Slurm tests: {url}, up in {time.monotonic() - start:.0f} s")
+    # keep reading its output so a chatty server never blocks on a full pipe
+    drain = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+    yield url
+    # SIGTERM: the CLI stops its server's process group before it exits
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    drain.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def llm_overlay(llm_server, tmp_path_factory) -> Path:
+    """A config overlay: every LLM role of the demo talks to `llm_server` (no server per job)."""
+    path = tmp_path_factory.mktemp("llm-overlay") / "llm-server.yaml"
+    roles = {role: {"serve": None, "base_url": llm_server} for role in DEMO_ROLES}
+    path.write_text(yaml.safe_dump({"llm": roles}, sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="session")
