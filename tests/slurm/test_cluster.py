@@ -12,6 +12,8 @@ so a hang fails its test instead of CI) and each test waits for its own:
   this machine (base_url), which both runs share;
 - probe_generic: tests/slurm/probe's GPU rules and a rule that fails once (profiles/slurm);
 - probe_sacct: the plugin's default status command (sacct) on a cluster without accounting;
+- served_slurm: one LLM job that starts its own vLLM CPU server inside its Slurm job, as
+  every LLM job does on a GPU cluster (started last: vLLM's start needs the cores);
 - probe_a100: the 2-node rule of profiles/slurm-a100 starting Ray over both nodes (started
   when the others have ended; see `Runs`).
 """
@@ -40,7 +42,7 @@ from tests.slurm.helpers import (
 pytestmark = pytest.mark.slurm
 
 DEMO_CONFIGS = ["config/demo.yaml", "tests/slurm/config/demo-subset.yaml"]
-SLURM_RUN, LOCAL_RUN = "slurm-ci", "slurm-ci-local"
+SLURM_RUN, LOCAL_RUN, SERVED_RUN = "slurm-ci", "slurm-ci-local", "slurm-ci-served"
 DEMO_JOBS = {
     "pull_source": 5,
     "pull_benchmark": 2,
@@ -68,6 +70,7 @@ NEEDS = {
     "test_gpu_rules_get_their_gpus": ("probe_generic",),
     "test_failed_job_is_detected_and_retried_with_more_runtime": ("probe_generic",),
     "test_two_node_rule_starts_ray_over_both_nodes": ("probe_a100",),
+    "test_llm_job_starts_and_stops_its_own_server_on_slurm": ("served_slurm",),
     "test_sacct_without_accounting_hangs_and_the_timeout_catches_it": ("probe_sacct",),
 }
 
@@ -104,6 +107,7 @@ class Runs:
         "probe_generic": 1,
         "probe_sacct": 1,
         "probe_a100": 2,
+        "served_slurm": 3,
     }
 
     def __init__(self, request, cluster, slurm_env, venv_env, tmp_path_factory, needed):
@@ -168,6 +172,17 @@ class Runs:
                 args = ["--profile", "profiles/slurm", *probe, "--directory", str(wd)]
                 args += ["--slurm-init-seconds-before-status-checks", "2", "probe/gpu1.txt"]
                 self._start(name, args, self.slurm_env, wd, timeout_s=SACCT_TIMEOUT_S)
+            elif name == "served_slurm":
+                shutil.rmtree(REPO / "results" / SERVED_RUN, ignore_errors=True)
+                args = [
+                    f"results/{SERVED_RUN}/supplement/math_level3to5.difficulty.parquet",
+                    *["--profile", "profiles/slurm", *ci],
+                    *["--slurm-logdir", f"results/{SERVED_RUN}/slurm-logs"],
+                    # the demo's prepared SmolLM2 (tests/conftest.py builds it)
+                    *["--config", f"run={SERVED_RUN}", "models_dir=results/models"],
+                    *["--configfile", *DEMO_CONFIGS],
+                ]
+                self._start(name, args, self.slurm_env)
             elif name == "probe_a100":
                 try:
                     ray_bin = self.request.getfixturevalue("ray_bin")
@@ -365,6 +380,31 @@ def test_two_node_rule_starts_ray_over_both_nodes(runs, slurm_cluster):
     ray_logs = run.workdir / "probe" / "ray-logs"
     worker = slurm_cluster.nodes[1].name
     assert {p.name for p in ray_logs.glob("*.log")} == {"ray-head.log", f"ray-{worker}.log"}
+    assert not _processes_of_job(jobid), _processes_of_job(jobid)
+
+
+def test_llm_job_starts_and_stops_its_own_server_on_slurm(runs, slurm_cluster):
+    """A served role under Slurm: the job starts vLLM (CPU) itself, rates, and stops it.
+
+    On a GPU cluster every LLM job does this (`share: workflow` needs the local executor's
+    registry; under Slurm each job gets its own server). Here: the demo's rater on the two
+    supplement rows, in one Slurm job.
+    """
+    run = _run(runs, "served_slurm")
+    out = run.check(slurm_cluster.diagnostics())
+    ids = slurm_job_ids(out)
+    assert {rule: len(v) for rule, v in ids.items()} == {"pull_source": 1, "rate_supplement": 1}
+    (jobid,) = ids["rate_supplement"]
+    assert slurm_cluster.job_info(jobid)["JobState"] == "COMPLETED"
+    root = REPO / "results" / SERVED_RUN
+    log = (root / "logs" / "rate_supplement" / "math_level3to5.log").read_text()
+    started = re.search(r"starting vllm server: .* --port (\d+)", log)
+    assert started and "--no-enable-chunked-prefill" in log, log[-3000:]
+    assert re.search(r"server \d+ stopped", log), log[-3000:]
+    table = pd.read_parquet(root / "supplement" / "math_level3to5.difficulty.parquet")
+    assert len(table) == 2 and (table["ratings_parsed"] > 0).all(), table
+    usage = json.loads((root / "supplement" / "math_level3to5.difficulty.usage.json").read_text())
+    assert usage["roles"]["rater"]["sent"]["requests"] > 0
     assert not _processes_of_job(jobid), _processes_of_job(jobid)
 
 
