@@ -93,12 +93,14 @@ def _demo_args(run: str, profiles: list[str], overlay: Path, extra: list[str] = 
 
 
 class Runs:
-    """The background runs of this module, started in two phases.
+    """The background runs of this module, started in three phases.
 
-    Phase 1 starts at once: the two demo runs, the GPU/retry probe and the sacct probe (the
-    probes' jobs are tiny shell commands). Phase 2, the 2-node Ray job, starts when phase 1 has
-    ended: Ray's start needs a machine that is not saturated, and its job needs both nodes
-    whole (--exclusive) anyway. Only the runs of the selected tests are started.
+    Phase 1 starts at once: the GPU/retry probe and the sacct probe (the probes' jobs are tiny
+    shell commands), then the two demo runs (once the LLM server is up). Phase 2, the 2-node
+    Ray job, starts when phase 1 has ended: Ray's start needs a machine that is not saturated,
+    and its job needs both nodes whole (--exclusive) anyway. Phase 3, the LLM job that starts
+    its own vLLM server, comes last for the same reason. Only the runs of the selected tests
+    are started.
     """
 
     PHASES = {
