@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+def text_column(values: Iterable[str | None], index: pd.Index) -> pd.Series:
+    """Optional text (None where there is none) as pandas' string dtype, whatever the values.
+
+    Without it a column that happens to be all None (no verified answer in a shard, no rewrite
+    reason, an empty shard) is written as object or float64, and the same column of another
+    shard or run as string: a table's schema would depend on what an LLM said.
+    """
+    return pd.Series(list(values), index=index, dtype="str")
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

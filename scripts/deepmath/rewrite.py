@@ -11,7 +11,7 @@ import logging
 
 import pandas as pd
 
-from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 from deepmath.llmstage import (
     build_role,
     first_text,
@@ -35,8 +35,8 @@ def apply_rewrites(
     out["rewrite_status"] = [
         "unparseable" if v is None else ("keep" if v.keep else "drop") for v in verdicts
     ]
-    out["rewrite_reason"] = [v.reason if v else None for v in verdicts]
-    out["rewrite_answer"] = [v.answer if v else None for v in verdicts]
+    out["rewrite_reason"] = text_column((v.reason if v else None for v in verdicts), out.index)
+    out["rewrite_answer"] = text_column((v.answer if v else None for v in verdicts), out.index)
     out["question"] = [
         v.question if v is not None and v.keep and v.question else q
         for v, q in zip(verdicts, out["question"], strict=True)

@@ -11,7 +11,7 @@ import logging
 
 import pandas as pd
 
-from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 from deepmath.llmstage import (
     build_role,
     first_text,
@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     responses = run_stage_requests(args, role, requests)
     topics = [parse_topic(first_text(r), tree) for r in responses]
     unparsed = sum(t is None for t in topics)
-    table["topic"] = [t or spec["fallback"] for t in topics]
-    table["topic_parsed"] = [t is not None for t in topics]
+    table["topic"] = text_column((t or spec["fallback"] for t in topics), table.index)
+    parsed = [t is not None for t in topics]
+    table["topic_parsed"] = pd.Series(parsed, index=table.index, dtype=bool)
     counts = table["topic"].value_counts()
     stats = {
         "questions": int(len(table)),

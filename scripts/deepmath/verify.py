@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from deepmath.answers import TIMEOUT, after_think, check_pairs, extract_answer
-from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 
 log = logging.getLogger("deepmath.verify")
 
@@ -126,8 +126,8 @@ def verify_table(
     ]
     out = table.copy()
     for n in range(len(cols)):
-        out[f"answer_{n + 1}"] = [a[n] for a in answers]
-    out["final_answer"] = [d.final_answer for d in decisions]
+        out[f"answer_{n + 1}"] = text_column((a[n] for a in answers), out.index)
+    out["final_answer"] = text_column((d.final_answer for d in decisions), out.index)
     out["verify_reason"] = [d.reason for d in decisions]
     out["agreeing_solutions"] = [d.agreeing for d in decisions]
     out["verified"] = [d.keep for d in decisions]

@@ -104,3 +104,16 @@ def test_shipped_prompts_have_their_slots(repo):
                 assert "{x}" in text
     solve = load_prompt(repo / "config/prompts/solve.txt", ("question",))
     assert "\\boxed{}" in solve.render({"question": "Find $\\{a\\}$."})
+
+
+def test_rewrite_columns_are_text_even_when_nothing_parses():
+    table = pd.DataFrame({"question": ["a?", "b?"], "reference_answer": ["1", "2"]})
+    _, everything = apply_rewrites(table, ["gibberish", None], on_unparseable="keep")
+    parsed = "Verdict: KEEP\nReason: ok\nQuestion: a?\nAnswer: 1"
+    _, other = apply_rewrites(table, [parsed, parsed], on_unparseable="keep")
+    for column in ("rewrite_reason", "rewrite_answer"):
+        assert everything[column].dtype == other[column].dtype == "str", column
+    assert everything["rewrite_reason"].isna().all() and other["rewrite_answer"].tolist() == [
+        "1",
+        "1",
+    ]

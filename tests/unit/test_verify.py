@@ -86,3 +86,22 @@ def test_timeout_is_reported_as_the_reason():
     verdicts = {(0, -1): (False, "timeout"), (1, -1): (True, "match"), (2, -1): (True, "match")}
     d = decide(["x", "y", "y"], "y", verdicts, "all", "if_present")
     assert not d.keep and d.reason == "timeout"
+
+
+def test_answer_columns_are_text_even_when_no_answer_is_found(tmp_path):
+    """A shard where nothing verifies (or nothing is left) has the same schema as any other."""
+    from deepmath.io import read_parquet, write_parquet
+
+    nothing = verify_table(
+        table([["q", "5", "no box", None, "still none"]]),
+        agreement="all",
+        reference_policy="required",
+    )
+    empty = verify_table(table([]), agreement="all", reference_policy="required")
+    some = verify_table(table([["q", "5", sol("5"), sol("5"), sol("5")]]), "all", "required")
+    for out in (nothing, empty, some):
+        write_parquet(out, tmp_path / "t.parquet")
+        back = read_parquet(tmp_path / "t.parquet")
+        for column in ("answer_1", "answer_3", "final_answer"):
+            assert back[column].dtype == some[column].dtype == "str", (column, back.dtypes)
+    assert nothing["final_answer"].isna().all() and some["final_answer"].tolist() == ["5"]
