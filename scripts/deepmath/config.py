@@ -211,7 +211,6 @@ def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | None = N
     problems = [describe_error(e) for e in errors]
     if not problems:
         _drop_unset_servers(config)
-    if not problems:
         problems = _reference_problems(config)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)

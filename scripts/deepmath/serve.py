@@ -366,6 +366,9 @@ def _vllm_executable(python: str) -> str | None:
     return shutil.which("vllm")
 
 
+NO_CHUNKED_PREFILL = "--no-enable-chunked-prefill"
+
+
 def build_command(
     cfg: ServeConfig,
     model_dir: str | os.PathLike[str],
@@ -406,9 +409,6 @@ def build_command(
         # Unchunked prefills never rewind. Set either flag in extra_args to decide yourself.
         cmd.append(NO_CHUNKED_PREFILL)
     return cmd + extra
-
-
-NO_CHUNKED_PREFILL = "--no-enable-chunked-prefill"
 
 
 CPU_THREAD_VARS = (

@@ -8,7 +8,8 @@
   and scripts/ first on PATH/PYTHONPATH, the cluster's client wrappers, DEEPMATH_SITE pointing at
   a site file with the cluster's partitions and ``software: none`` (no conda here).
 - ``llm_server`` / ``llm_overlay`` (session): one vLLM CPU server for SmolLM2 started on this
-  machine with ``python -m deepmath.serve start`` (the demo's serve block), and a config overlay
+  machine with ``python -m deepmath.serve start --registry`` (the demo's serve block, detached;
+  ``stop-all`` ends it), and a config overlay
   pointing every LLM role of the demo at it (``serve: null`` + ``base_url``). Slurm jobs on the
   local nodes reach it at 127.0.0.1; a per-job server would cost ~50 s of two busy cores per job.
 - ``ray_venv`` / ``ray_bin`` (session): a small venv with Ray (CPU wheel from PyPI, pinned), kept
@@ -20,9 +21,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deepmath.config import read_yaml
 from tests.paths import REPO, SMOLLM2
 from tests.slurm import cluster as slurm
 
@@ -96,49 +98,32 @@ def slurm_env(slurm_cluster, slurm_site) -> dict[str, str]:
     return env
 
 
-# The roles of config/demo.yaml that the DAG up to the dataset uses.
-DEMO_ROLES = ("judge", "rater", "rewriter", "solver", "topic")
+# The LLM roles of the demo (all SmolLM2, one serve block).
+DEMO_ROLES = tuple(read_yaml(REPO / "config" / "demo.yaml")["llm"])
 
 
 @pytest.fixture(scope="session")
 def llm_server(venv_env, tmp_path_factory):
     """base_url of one vLLM CPU server for the demo's SmolLM2 (config/demo.yaml's serve block),
-    started the way a user starts a long-lived one: ``python -m deepmath.serve start``."""
-    state = tmp_path_factory.mktemp("llm-server")
-    cmd = [sys.executable, "-m", "deepmath.serve", "start", "--config", "config/demo.yaml"]
-    cmd += ["--role", "judge", "--model-dir", str(SMOLLM2), "--state-dir", str(state)]
+    started detached and stopped the way the workflow does it for a local run:
+    ``python -m deepmath.serve start --registry DIR`` and ``stop-all --registry DIR``."""
+    registry = tmp_path_factory.mktemp("llm-server") / "registry"
+    serve = [sys.executable, "-m", "deepmath.serve"]
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
+    proc = subprocess.run(
+        [*serve, "start", "--config", "config/demo.yaml", "--role", "judge"]
+        + ["--model-dir", str(SMOLLM2), "--registry", str(registry)],
         cwd=REPO,
         env=venv_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         text=True,
-        start_new_session=True,
     )
-    # The CLI prints the base_url once the server answers, and exits on a failed start.
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("http"):
-            break
-    url = lines[-1].strip() if lines else ""
-    if not url.startswith("http"):
-        proc.wait()
-        pytest.fail(f"the LLM server did not start:\n{''.join(lines)[-4000:]}", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(f"the LLM server did not start:\n{proc.stderr[-4000:]}", pytrace=False)
+    url = json.loads(proc.stdout)["base_url"]
     print(f"\nLLM server for the Slurm tests: {url}, up in {time.monotonic() - start:.0f} s")
-    # keep reading its output so a chatty server never blocks on a full pipe
-    drain = subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
     yield url
-    # SIGTERM: the CLI stops its server's process group before it exits
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    drain.wait(timeout=30)
+    subprocess.run([*serve, "stop-all", "--registry", str(registry)], env=venv_env, check=True)
 
 
 @pytest.fixture(scope="session")

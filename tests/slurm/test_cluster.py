@@ -75,9 +75,18 @@ NEEDS = {
 }
 
 
-def _demo_args(run: str, profiles: list[str], overlay: Path, extra: list[str] = ()) -> list[str]:
+def _demo_args(
+    run: str,
+    profiles: list[str],
+    *,
+    target: str = "dataset/README.md",
+    models_dir: str | None = None,
+    overlays: list[Path] = (),
+    extra: list[str] = (),
+) -> list[str]:
+    """A run of the Slurm demo config (DEMO_CONFIGS + overlays) under its own run name."""
     # targets first: --configfile takes every argument after it
-    args = [f"results/{run}/dataset/README.md"]
+    args = [f"results/{run}/{target}"]
     for profile in profiles:
         args += ["--profile", profile]
     return [
@@ -85,10 +94,10 @@ def _demo_args(run: str, profiles: list[str], overlay: Path, extra: list[str] = 
         *extra,
         "--config",
         f"run={run}",
-        f"models_dir=results/{run}/models",
+        f"models_dir={models_dir or f'results/{run}/models'}",
         "--configfile",
         *DEMO_CONFIGS,
-        str(overlay),
+        *map(str, overlays),
     ]
 
 
@@ -154,14 +163,14 @@ class Runs:
                 args = _demo_args(
                     SLURM_RUN,
                     ["profiles/slurm", "profiles/ci-slurm"],
-                    self.request.getfixturevalue("llm_overlay"),
-                    ["--slurm-logdir", f"results/{SLURM_RUN}/slurm-logs"],
+                    overlays=[self.request.getfixturevalue("llm_overlay")],
+                    extra=["--slurm-logdir", f"results/{SLURM_RUN}/slurm-logs"],
                 )
                 self._start(name, args, self.slurm_env)
             elif name == "demo_local":
                 shutil.rmtree(REPO / "results" / LOCAL_RUN, ignore_errors=True)
                 overlay = self.request.getfixturevalue("llm_overlay")
-                args = _demo_args(LOCAL_RUN, ["profiles/demo"], overlay)
+                args = _demo_args(LOCAL_RUN, ["profiles/demo"], overlays=[overlay])
                 self._start(name, args, self.venv_env)
             elif name == "probe_generic":
                 wd = self.tmp.mktemp("probe-generic")
@@ -176,14 +185,14 @@ class Runs:
                 self._start(name, args, self.slurm_env, wd, timeout_s=SACCT_TIMEOUT_S)
             elif name == "served_slurm":
                 shutil.rmtree(REPO / "results" / SERVED_RUN, ignore_errors=True)
-                args = [
-                    f"results/{SERVED_RUN}/supplement/math_level3to5.difficulty.parquet",
-                    *["--profile", "profiles/slurm", *ci],
-                    *["--slurm-logdir", f"results/{SERVED_RUN}/slurm-logs"],
+                args = _demo_args(
+                    SERVED_RUN,
+                    ["profiles/slurm", "profiles/ci-slurm"],
+                    target="supplement/math_level3to5.difficulty.parquet",
                     # the demo's prepared SmolLM2 (tests/conftest.py builds it)
-                    *["--config", f"run={SERVED_RUN}", "models_dir=results/models"],
-                    *["--configfile", *DEMO_CONFIGS],
-                ]
+                    models_dir="results/models",
+                    extra=["--slurm-logdir", f"results/{SERVED_RUN}/slurm-logs"],
+                )
                 self._start(name, args, self.slurm_env)
             elif name == "probe_a100":
                 try:
