@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepmath import dtypes
 from deepmath.io import atomic_path, run_cli, setup_logging, write_json, write_parquet
 
 log = logging.getLogger("deepmath.embed")
@@ -80,16 +81,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stats", required=True, help="output JSON with throughput")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-length", type=int, default=256)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--dtype",
+        default=dtypes.AUTO,
+        choices=dtypes.CHOICES,
+        help="compute dtype; auto: bfloat16 where the CPU/GPU has it natively, else float32",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     setup_logging()
     table = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
     texts = table[args.column].astype(str).tolist()
-    model = load_encoder(args.model, args.device, args.dtype, args.max_seq_length)
-    log.info("embedding %d texts on %s (%s)", len(texts), model.device, args.dtype)
+    device = pick_device(args.device)
+    dtype = dtypes.resolve(args.dtype, device, what="embeddings")
+    model = load_encoder(args.model, device, dtype, args.max_seq_length)
+    log.info("embedding %d texts on %s (%s)", len(texts), model.device, dtype)
     start = time.perf_counter()
-    vectors = embed_texts(model, texts, args.batch_size, args.dtype)
+    vectors = embed_texts(model, texts, args.batch_size, dtype)
     seconds = time.perf_counter() - start
     rate = len(texts) / seconds if seconds > 0 else float("inf")
     log.info("embedded %d texts in %.1f s (%.1f texts/s)", len(texts), seconds, rate)
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
             "seconds": round(seconds, 3),
             "texts_per_second": round(rate, 2),
             "device": str(model.device),
-            "dtype": args.dtype,
+            "dtype": dtype,
+            "dtype_requested": args.dtype,
             "batch_size": args.batch_size,
         },
         args.stats,

@@ -1,6 +1,6 @@
 """Evaluation: generate n samples per benchmark problem, score them, tabulate against the paper.
 
-Three subcommands, one per rule (DESIGN.md §3)::
+Three subcommands, one per rule::
 
     python -m deepmath.evaluate generate --bench B.parquet --model-dir DIR --spec JSON \\
         --journal J.jsonl --server-dir DIR [--server-registry DIR] --out generations.parquet
@@ -106,7 +106,10 @@ ENGINE_KEYS: dict[str, str] = {
 }
 OFFLINE_KEYS: dict[str, str] = {
     "tensor_parallel": "tensor_parallel_size of vllm.LLM (default 1)",
-    "dtype": "model dtype (default auto)",
+    "dtype": (
+        "model dtype (default auto: bfloat16 where the GPU, or the CPU without one, has it "
+        "natively, else float32)"
+    ),
     "max_model_len": "context length (default: the model's)",
     "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)",
     "enforce_eager": "disable CUDA graphs (default false)",
@@ -480,13 +483,27 @@ def prompt_tokens(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> dict
     return {"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
 
 
-def offline_llm_kwargs(spec: EvalSpec, model_dir: str) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM`` for the offline engine."""
+def offline_dtype(spec: EvalSpec) -> str:
+    """The offline engine's dtype on this machine: ``auto`` asks the GPU vLLM will use (or the
+    CPU where there is none), see deepmath.dtypes."""
+    import torch
+
+    from deepmath import dtypes
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return dtypes.resolve(spec.offline["dtype"], device, what="vLLM offline engine")
+
+
+def offline_llm_kwargs(spec: EvalSpec, model_dir: str, dtype: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for the offline engine.
+
+    ``dtype``: the resolved dtype (see :func:`offline_dtype`); default the spec's value.
+    """
     off = spec.offline
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "tensor_parallel_size": int(off["tensor_parallel"]),
-        "dtype": off["dtype"],
+        "dtype": dtype or off["dtype"],
         "seed": int(spec.params.get("seed", 0)),
         "gpu_memory_utilization": float(off["gpu_memory_utilization"]),
         "enforce_eager": bool(off["enforce_eager"]),
@@ -567,7 +584,7 @@ def generate_offline(
             from vllm import LLM, SamplingParams
 
             t_load = time.monotonic()
-            llm = LLM(**offline_llm_kwargs(spec, model_dir))
+            llm = LLM(**offline_llm_kwargs(spec, model_dir, offline_dtype(spec)))
             tokenizer = llm.get_tokenizer()
             log.info("offline engine: model loaded in %.1f s", time.monotonic() - t_load)
             problems = sorted(by_problem)

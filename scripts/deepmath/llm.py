@@ -1,4 +1,4 @@
-"""One resumable client for every LLM step (DESIGN.md §4).
+"""One resumable client for every LLM step.
 
 Every LLM stage (judge, difficulty, rewrite, solve, topic) talks to an OpenAI-compatible endpoint
 through the official ``openai`` client. The endpoint is either external (``base_url`` +

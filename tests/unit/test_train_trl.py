@@ -50,7 +50,7 @@ ZERO_7B = {"steps": 500, "seed": 42, "recipe": RECIPE}
 
 
 def kwargs(spec, **kw):
-    return grpo_kwargs(spec, "/tmp/work", use_cpu=kw.pop("use_cpu", True), bf16=False, **kw)
+    return grpo_kwargs(spec, "/tmp/work", use_cpu=kw.pop("use_cpu", True), **kw)
 
 
 def test_recipe_maps_onto_grpo_config():
