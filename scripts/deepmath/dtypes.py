@@ -101,9 +101,17 @@ def probe_cuda() -> tuple[str, tuple[int, int] | None]:
 
 
 def decide(device: str) -> Choice:
-    """What ``auto`` means on this machine for ``device`` (cpu or cuda)."""
+    """What ``auto`` means on this machine for ``device`` (cpu or cuda).
+
+    ``cuda`` on a machine with no visible GPU is decided for the CPU, where the work then runs
+    (vLLM's CPU build serves a block that asks for GPUs on a CPU-only machine).
+    """
     if device == "cuda":
-        return decide_cuda(*probe_cuda())
+        name, capability = probe_cuda()
+        if capability is None:
+            cpu = decide_cpu(probe_cpu())
+            return Choice(cpu.dtype, f"no CUDA device visible, so the CPU decides: {cpu.reason}")
+        return decide_cuda(name, capability)
     if device == "cpu":
         return decide_cpu(probe_cpu())
     raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")

@@ -97,6 +97,31 @@ def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+TIMEOUT_SCALE_ENV = "DEEPMATH_TIMEOUT_SCALE"
+
+
+def timeout_scale() -> float:
+    """The factor on every server start-up and LLM request timeout (``DEEPMATH_TIMEOUT_SCALE``).
+
+    Why an environment variable and not a config key: how long a machine needs is a fact of
+    the machine, not of the run; raising it changes no result, so it must not rerun jobs as a
+    changed rule parameter would. Answer-check timeouts are not scaled: they decide verdicts.
+    """
+    raw = os.environ.get(TIMEOUT_SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise DeepmathError(
+            f"{TIMEOUT_SCALE_ENV} = {raw!r} must be a number > 0 (e.g. 3 to give a slow machine "
+            "three times the configured server start-up and request timeouts)"
+        )
+    return value
+
+
 def setup_logging(verbose: bool = False) -> logging.Logger:
     """Plain, readable logs on stderr (Snakemake redirects stderr into the rule's log)."""
     logging.basicConfig(

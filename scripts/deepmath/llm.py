@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from deepmath.io import DeepmathError, write_json
+from deepmath.io import DeepmathError, timeout_scale, write_json
 
 log = logging.getLogger("deepmath.llm")
 
@@ -287,7 +287,7 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         api_key_env=key_env,
         params=params,
         max_concurrency=int(values["max_concurrency"]),
-        timeout_s=float(values["timeout_s"]),
+        timeout_s=float(values["timeout_s"]) * timeout_scale(),
         max_retries=int(values["max_retries"]),
         backoff_s=float(values["backoff_s"]),
         backoff_max_s=float(values["backoff_max_s"]),

@@ -62,7 +62,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deepmath.io import DeepmathError, run_cli, setup_logging, write_json
+from deepmath.io import (
+    TIMEOUT_SCALE_ENV,
+    DeepmathError,
+    run_cli,
+    setup_logging,
+    timeout_scale,
+    write_json,
+)
 
 log = logging.getLogger("deepmath.serve")
 
@@ -905,10 +912,9 @@ class ManagedServer:
 
     def _wait_ready(self) -> None:
         cfg = self.cfg
-        deadline = self._launched_at + cfg.startup_timeout_s
-        log.info(
-            "waiting for %s to become ready (up to %.0f s)", self.base_url, cfg.startup_timeout_s
-        )
+        timeout_s = cfg.startup_timeout_s * timeout_scale()
+        deadline = self._launched_at + timeout_s
+        log.info("waiting for %s to become ready (up to %.0f s)", self.base_url, timeout_s)
         while True:
             if not self.running():
                 code = self._proc.returncode if self._proc is not None else None
@@ -929,7 +935,8 @@ class ManagedServer:
             if time.monotonic() > deadline:
                 raise ServerError(
                     f"the {cfg.engine} server for {self.model_dir} did not answer /health at "
-                    f"{self.base_url} within startup_timeout_s = {cfg.startup_timeout_s:g}; "
+                    f"{self.base_url} within {timeout_s:g} s (startup_timeout_s = "
+                    f"{cfg.startup_timeout_s:g} x {TIMEOUT_SCALE_ENV}; raise either); "
                     f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             time.sleep(_POLL_S)

@@ -31,7 +31,7 @@ MODEL = REPO / "results" / "models" / "smollm2"
 SERVE = {
     "model": "smollm2",
     "gpus": 0,
-    "dtype": "bfloat16",
+    "dtype": "auto",  # as the demo: bfloat16 where this CPU has it natively, else float32
     "max_model_len": 4096,
     "extra_args": ["--enforce-eager"],
     "env": {"VLLM_CPU_KVCACHE_SPACE": "2"},

@@ -108,3 +108,13 @@ def test_cli_reports_this_machine() -> None:
     got = _cli({})
     assert got["cpu"]["dtype"] == dtypes.decide("cpu").dtype
     assert got["cpu"]["capability"] == dtypes.probe_cpu().capability
+
+
+def test_cuda_without_a_visible_gpu_is_decided_for_the_cpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    choice = dtypes.decide("cuda")
+    assert choice.dtype == dtypes.decide("cpu").dtype
+    assert choice.reason.startswith("no CUDA device visible, so the CPU decides")

@@ -518,7 +518,7 @@ def test_generate_score_resume_with_real_vllm_server(tmp_path, venv_env):
                 "timeout_s": 300,
                 "serve": {
                     "model": "smollm2",
-                    "dtype": "bfloat16",
+                    "dtype": "auto",
                     "max_model_len": 2048,
                     "extra_args": ["--enforce-eager"],
                     "env": {"VLLM_CPU_KVCACHE_SPACE": 1, "HF_HUB_OFFLINE": 1},

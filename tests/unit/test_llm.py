@@ -53,6 +53,23 @@ def lines(path: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- config + keys
 
 
+@pytest.mark.parametrize(("scale", "expected"), [(None, 600.0), ("3", 1800.0), ("0.5", 300.0)])
+def test_request_timeouts_scale_with_the_machine(monkeypatch, scale, expected):
+    if scale is None:
+        monkeypatch.delenv("DEEPMATH_TIMEOUT_SCALE", raising=False)
+    else:
+        monkeypatch.setenv("DEEPMATH_TIMEOUT_SCALE", scale)
+    role = role_config("judge", {"model": "m", "base_url": "http://127.0.0.1:1/v1"})
+    assert role.timeout_s == expected
+
+
+@pytest.mark.parametrize("bad", ["fast", "0", "-2", "inf", "nan"])
+def test_a_bad_timeout_scale_names_the_variable(monkeypatch, bad):
+    monkeypatch.setenv("DEEPMATH_TIMEOUT_SCALE", bad)
+    with pytest.raises(DeepmathError, match=f"DEEPMATH_TIMEOUT_SCALE = '{bad}' must be a number"):
+        role_config("judge", {"model": "m", "base_url": "http://127.0.0.1:1/v1"})
+
+
 def test_role_config_validation_names_keys():
     ok = role_config(
         "rater",

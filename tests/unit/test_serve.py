@@ -425,10 +425,23 @@ def test_startup_timeout_stops_the_hung_server(tmp_path, fake):
     out = tmp_path / "fake.json"
     cfg = cfg_for(env={"FAKE_MODE": "hang", "FAKE_OUT": str(out)}, startup_timeout_s=3)
     server = ManagedServer(cfg, tmp_path, state_dir=tmp_path / "s", command=fake_cmd(fake))
-    with pytest.raises(ServerError, match="startup_timeout_s = 3"), server:
+    with pytest.raises(ServerError, match="within 3 s .startup_timeout_s = 3"), server:
         pass
     info = json.loads(out.read_text())
     assert not pid_alive(info["pid"]) and not pid_alive(info["child"])
+
+
+def test_timeout_scale_stretches_the_startup_wait(tmp_path, fake, monkeypatch):
+    """DEEPMATH_TIMEOUT_SCALE gives a slow machine more time without touching the config."""
+    monkeypatch.setenv("DEEPMATH_TIMEOUT_SCALE", "2.5")
+    cfg = cfg_for(
+        env={"FAKE_MODE": "hang", "FAKE_OUT": str(tmp_path / "f.json")}, startup_timeout_s=2
+    )
+    server = ManagedServer(cfg, tmp_path, state_dir=tmp_path / "s", command=fake_cmd(fake))
+    start = time.monotonic()
+    with pytest.raises(ServerError, match=r"within 5 s \(startup_timeout_s = 2 x DEEPMATH"), server:
+        pass
+    assert time.monotonic() - start >= 5
 
 
 def test_a_server_ignoring_sigterm_gets_sigkill(tmp_path, fake):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 MODEL = REPO / "results" / "models" / "smollm2"
 SERVE = {
     "model": "smollm2",
-    "dtype": "bfloat16",
+    "dtype": "auto",
     "max_model_len": 2048,
     "extra_args": ["--enforce-eager"],
     "env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
