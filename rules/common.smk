@@ -4,6 +4,8 @@ from deepmath.config import ConfigError, read_yaml, validate_config
 from deepmath.workflow import (
     as_json,
     llm_cli,
+    model_spec,
+    rl_run_spec,
     role_gpus,
     role_nodes,
     served_model,
@@ -167,8 +169,7 @@ def one_of(names):
 
 
 def rl_spec(model):
-    common = {k: v for k, v in RL.items() if k != "runs"}
-    return as_json({**common, **RL_RUNS[model], "seed": config["seed"], "name": model})
+    return as_json(rl_run_spec(RL, model, config["seed"]))
 
 
 def init_model(wildcards):

@@ -78,6 +78,6 @@ rule prepare_model:
         mem_mb=8000,
         runtime=240,
     params:
-        spec=lambda w: as_json(config["models"][w.model]),
+        spec=lambda w: as_json(model_spec(config["models"][w.model])),
     shell:
         "python -m deepmath.models --spec {params.spec:q} --out {output} 2> {log}"

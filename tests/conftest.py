@@ -27,6 +27,13 @@ def venv_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def no_timeout_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that assert exact timeouts: a DEEPMATH_TIMEOUT_SCALE the user exported for a
+    slow machine would stretch them (everywhere else it is welcome)."""
+    monkeypatch.delenv("DEEPMATH_TIMEOUT_SCALE", raising=False)
+
+
 # Real inputs several tests share; the workflow's own rules make them (~40 s on a fresh clone).
 # (file that shows it is there, Snakemake target that makes it)
 SESSION_TARGETS = [

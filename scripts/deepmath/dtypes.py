@@ -18,6 +18,7 @@ bf16-capable CPU (how to reproduce an AVX2-only machine's behaviour on a newer o
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass
 
@@ -85,19 +86,34 @@ def probe_cpu() -> CpuInfo:
     )
 
 
+_CUDA_PROBE = (
+    "import json, torch; p = torch.cuda.get_device_properties(0); "
+    "print(json.dumps([p.name, p.major, p.minor]))"
+)
+
+
 @functools.cache
 def probe_cuda() -> tuple[str, tuple[int, int] | None]:
     """(name, compute capability) of the first visible GPU; capability None when there is none.
 
-    Only the device's properties are read (nothing is allocated on it), so a vLLM server that
-    the same job starts afterwards still finds the GPU's memory free.
+    The properties are read in a child process: initialising CUDA here would make an
+    in-process vLLM engine started afterwards fall back to spawned workers.
+    ``torch.cuda.is_available()`` itself initialises nothing.
     """
+    import subprocess
+    import sys
+
     import torch
 
     if not torch.cuda.is_available():
         return "none", None
-    major, minor = torch.cuda.get_device_capability(0)
-    return torch.cuda.get_device_name(0), (int(major), int(minor))
+    out = subprocess.run(
+        [sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=300
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"could not read the GPU's properties: {out.stderr.strip()[-500:]}")
+    name, major, minor = json.loads(out.stdout.strip().splitlines()[-1])
+    return str(name), (int(major), int(minor))
 
 
 def decide(device: str) -> Choice:
@@ -140,7 +156,6 @@ def resolve(requested: str | None, device: str, *, what: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """``python -m deepmath.dtypes``: what ``auto`` picks on this machine, and why."""
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(
         prog="python -m deepmath.dtypes",

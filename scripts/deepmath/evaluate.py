@@ -64,6 +64,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepmath import dtypes
 from deepmath.io import DeepmathError, load_spec, run_cli, setup_logging, write_json, write_parquet
 from deepmath.metrics import PASS_K, majority_vote, mean_or_none, summarize
 
@@ -127,7 +128,7 @@ SCORING_KEYS: dict[str, str] = {
 ENGINE_DEFAULTS = {"max_concurrency": 64, "timeout_s": 3600.0, "max_retries": 5}
 OFFLINE_DEFAULTS: dict[str, Any] = {
     "tensor_parallel": 1,
-    "dtype": "auto",
+    "dtype": dtypes.AUTO,
     "max_model_len": None,
     "gpu_memory_utilization": 0.9,
     "enforce_eager": False,
@@ -315,6 +316,11 @@ def _engine(
             problems.append(f"{where}.offline.batch_problems must be an integer >= 1")
         if values["max_model_len"] is not None and not _is_int(values["max_model_len"], 1):
             problems.append(f"{where}.offline.max_model_len must be an integer >= 1 or null")
+        if values["dtype"] not in dtypes.CHOICES:
+            problems.append(
+                f"{where}.offline.dtype = {values['dtype']!r} is not allowed; allowed: "
+                + ", ".join(dtypes.CHOICES)
+            )
         for key in ("env", "llm_kwargs"):
             if not isinstance(values[key], Mapping):
                 problems.append(f"{where}.offline.{key} must be a mapping")
@@ -484,14 +490,9 @@ def prompt_tokens(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> dict
 
 
 def offline_dtype(spec: EvalSpec) -> str:
-    """The offline engine's dtype on this machine: ``auto`` asks the GPU vLLM will use (or the
-    CPU where there is none), see deepmath.dtypes."""
-    import torch
-
-    from deepmath import dtypes
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return dtypes.resolve(spec.offline["dtype"], device, what="vLLM offline engine")
+    """The offline engine's dtype here: ``auto`` asks the GPU vLLM will use, or the CPU where
+    no GPU is visible (see deepmath.dtypes)."""
+    return dtypes.resolve(spec.offline["dtype"], "cuda", what="vLLM offline engine")
 
 
 def offline_llm_kwargs(spec: EvalSpec, model_dir: str, dtype: str | None = None) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deepmath import dtypes
 from deepmath.io import (
     TIMEOUT_SCALE_ENV,
     DeepmathError,
@@ -75,7 +76,7 @@ log = logging.getLogger("deepmath.serve")
 
 ENGINES = ("vllm",)
 SHARE_MODES = ("job", "workflow")
-DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
+DTYPES = (*dtypes.CHOICES, "half", "float")  # vLLM also takes these two aliases
 
 # Keys of a role's `serve:` block, with the text the config schema and error messages use.
 SERVE_KEYS: dict[str, str] = {
@@ -114,7 +115,7 @@ SERVE_DEFAULTS: dict[str, Any] = {
     "gpus": None,
     "port": None,
     "host": "127.0.0.1",
-    "dtype": "auto",
+    "dtype": dtypes.AUTO,
     "max_model_len": None,
     "gpu_memory_utilization": None,
     "extra_args": [],
@@ -177,7 +178,7 @@ class ServeConfig:
     gpus: int | None = None
     port: int | None = None
     host: str = "127.0.0.1"
-    dtype: str = "auto"
+    dtype: str = dtypes.AUTO
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None
     extra_args: tuple[str, ...] = ()
@@ -347,12 +348,9 @@ def with_resolved_dtype(cfg: ServeConfig) -> ServeConfig:
     CPU says nothing about a compute node's. A CPU server (``gpus: 0``) always gets an explicit
     dtype, because vLLM's own auto runs a float32 checkpoint in bfloat16 on any x86 CPU.
     """
-    if cfg.dtype != "auto":
-        return cfg
-    from deepmath import dtypes
-
     device = "cpu" if cfg.gpus_per_node == 0 else "cuda"
-    return replace(cfg, dtype=dtypes.resolve("auto", device, what=f"vLLM server {cfg.served_name}"))
+    dtype = dtypes.resolve(cfg.dtype, device, what=f"vLLM server {cfg.served_name}")
+    return replace(cfg, dtype=dtype)
 
 
 def role_serve_config(
@@ -420,7 +418,7 @@ def build_command(
     cmd += ["--served-model-name", cfg.served_name, "--host", cfg.host, "--port", str(port)]
     cmd += ["--tensor-parallel-size", str(cfg.tensor_parallel)]
     cmd += ["--pipeline-parallel-size", str(cfg.pipeline_parallel)]
-    if cfg.dtype != "auto":  # resolved by with_resolved_dtype before a server starts
+    if cfg.dtype != dtypes.AUTO:  # resolved by with_resolved_dtype before a server starts
         cmd += ["--dtype", cfg.dtype]
     if cfg.max_model_len is not None:
         cmd += ["--max-model-len", str(cfg.max_model_len)]

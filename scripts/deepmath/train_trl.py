@@ -185,6 +185,10 @@ def build_config(spec: Mapping[str, Any], work_dir: str) -> Any:
     from trl import GRPOConfig
 
     cuda = torch.cuda.is_available()
+    if spec.get("dtype", dtypes.AUTO) not in dtypes.CHOICES:
+        raise DeepmathError(
+            f"train spec: dtype = {spec['dtype']!r}; allowed: {', '.join(dtypes.CHOICES)}"
+        )
     dtype = dtypes.resolve(spec.get("dtype"), "cuda" if cuda else "cpu", what="TRL training")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     kwargs = grpo_kwargs(spec, work_dir, use_cpu=not cuda, dtype=dtype, world_size=world)
@@ -402,6 +406,7 @@ def _summary_config(args: Any) -> dict[str, Any]:
         "seed",
         "use_cpu",
         "bf16",
+        "fp16",
         "gradient_checkpointing",
     )
     return {k: getattr(args, k) for k in keys}

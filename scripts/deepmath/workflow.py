@@ -30,8 +30,19 @@ def setup_environment(scripts_dir: str, extra: Mapping[str, Any]) -> None:
 
 
 def interpreter_first(path: str, python: str) -> str:
-    """PATH with the folder of ``python`` (not its symlink target: a venv's bin/) in front."""
+    """PATH on which `python` is the interpreter ``python`` (e.g. Snakemake's own).
+
+    Unchanged when the first `python` on PATH already lives in that interpreter's folder (an
+    activated venv or conda env); otherwise the folder goes in front, as activating it would.
+    Folders are compared, not symlink targets: a venv's bin/python links to the base
+    interpreter, which lacks the venv's packages.
+    """
+    import shutil
+
     folder = os.path.dirname(os.path.abspath(python))
+    found = shutil.which("python", path=path) if path else None
+    if found and os.path.dirname(os.path.abspath(found)) == folder:
+        return path
     parts = [folder, *[p for p in path.split(os.pathsep) if p]]
     return os.pathsep.join(dict.fromkeys(parts))
 
@@ -39,6 +50,28 @@ def interpreter_first(path: str, python: str) -> str:
 def as_json(value: Any) -> str:
     """A config entry as one JSON argument for a stage CLI (quote it with {params.x:q})."""
     return json.dumps(value, sort_keys=True)
+
+
+def model_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``models:`` entry as prepare_model's rule parameter.
+
+    ``dtype`` only changes the folder of a GGUF conversion; elsewhere it is dropped, so that
+    its default (filled in by the schema) never reruns a hub download of a 70B model.
+    """
+    return {k: v for k, v in spec.items() if k != "dtype" or "gguf" in spec}
+
+
+def rl_run_spec(rl: Mapping[str, Any], name: str, seed: int) -> dict[str, Any]:
+    """One ``rl.runs`` entry with the shared ``rl`` keys, as the training rules' parameter.
+
+    ``dtype`` is a TRL setting (verl takes its precision from the recipe): dropped for verl
+    runs, so that it never reruns a multi-node training job.
+    """
+    run = dict(rl["runs"][name])
+    if run.get("backend") != "trl":
+        run.pop("dtype", None)
+    common = {k: v for k, v in rl.items() if k != "runs"}
+    return {**common, **run, "seed": seed, "name": name}
 
 
 def served_model(config: Mapping[str, Any], role: str) -> str | None:

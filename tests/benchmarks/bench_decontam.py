@@ -26,6 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
+from deepmath import dtypes  # noqa: E402
 from deepmath.embed import embed_texts, load_encoder  # noqa: E402
 from deepmath.io import resolve_path  # noqa: E402
 from deepmath.neighbors import topk_cosine  # noqa: E402
@@ -88,8 +89,9 @@ def main() -> None:
     cpu_search_h = paper_flops / (gflops * 1e9) / 3600
     # One H100: ~50 TFLOP/s fp32 matmul (no TF32); we assume 30% of it is reached.
     gpu_search_min = paper_flops / (0.3 * 50e12) / 60
-    # L12 model costs ~2x L6 per text; paper pool on this CPU at bf16:
-    cpu_embed_h = PAPER_POOL / (emb["bfloat16"] / 2) / 3600
+    # L12 model costs ~2x L6 per text; paper pool on this CPU in the dtype auto picks here:
+    auto = dtypes.decide("cpu").dtype
+    cpu_embed_h = PAPER_POOL / (emb[auto] / 2) / 3600
     pairs = PAPER_POOL * 5
 
     rows = {
@@ -99,7 +101,7 @@ def main() -> None:
         "search throughput (GFLOP/s)": f"{gflops:.0f}",
         "string pre-check (pairs/s, one core)": f"{indel_rate:,.0f}",
         "peak RSS of this script (MB)": f"{peak_mb:.0f}",
-        "paper: embed 2.87M with MiniLM-L12, this CPU (h, est.)": f"{cpu_embed_h:.1f}",
+        f"paper: embed 2.87M with MiniLM-L12, this CPU, {auto} (h, est.)": f"{cpu_embed_h:.1f}",
         "paper: search 2.87M x 100K, this CPU (h, est.)": f"{cpu_search_h:.1f}",
         "paper: search 2.87M x 100K, one H100 (min, est.)": f"{gpu_search_min:.1f}",
         "paper: pre-check of 14.3M pairs, one core (min, est.)": f"{pairs / indel_rate / 60:.1f}",

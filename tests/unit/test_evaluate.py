@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from deepmath import dtypes
 from deepmath.evaluate import (
     DEFAULT_SYSTEM_TEXT,
     build_requests,
@@ -28,6 +29,7 @@ from deepmath.evaluate import (
     load_benchmark,
     messages_for,
     metrics_from_scored,
+    offline_dtype,
     offline_llm_kwargs,
     offline_sampling_kwargs,
     prompt_tokens,
@@ -105,6 +107,10 @@ def test_spec_serve_block_defaults_its_model():
         (
             {"engine": {"kind": "offline", "offline": {"tensor_paralel": 2}}},
             ["unknown key 'evaluation.engine.offline.tensor_paralel'"],
+        ),
+        (
+            {"engine": {"kind": "offline", "offline": {"dtype": "bf16"}}},
+            ["evaluation.engine.offline.dtype = 'bf16'", "auto, float32, bfloat16"],
         ),
         (
             {
@@ -225,7 +231,9 @@ def test_offline_engine_pieces_and_journal_replay(tmp_path):
         (1, 43, 64, -1),
     ]
     assert params[0].temperature == 0.6 and params[0].top_p == 0.95
-    kwargs = offline_llm_kwargs(spec, "/models/m")
+    kwargs = offline_llm_kwargs(spec, "/models/m", offline_dtype(spec))
+    # dtype auto: what the GPU (or, with none visible, the CPU) computes natively
+    assert kwargs["dtype"] == dtypes.decide("cuda").dtype != "auto"
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["max_model_len"] == 4096
     assert kwargs["seed"] == 42 and kwargs["model"] == "/models/m"
 

@@ -54,10 +54,8 @@ def lines(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize(("scale", "expected"), [(None, 600.0), ("3", 1800.0), ("0.5", 300.0)])
-def test_request_timeouts_scale_with_the_machine(monkeypatch, scale, expected):
-    if scale is None:
-        monkeypatch.delenv("DEEPMATH_TIMEOUT_SCALE", raising=False)
-    else:
+def test_request_timeouts_scale_with_the_machine(monkeypatch, no_timeout_scale, scale, expected):
+    if scale is not None:
         monkeypatch.setenv("DEEPMATH_TIMEOUT_SCALE", scale)
     role = role_config("judge", {"model": "m", "base_url": "http://127.0.0.1:1/v1"})
     assert role.timeout_s == expected
@@ -70,7 +68,7 @@ def test_a_bad_timeout_scale_names_the_variable(monkeypatch, bad):
         role_config("judge", {"model": "m", "base_url": "http://127.0.0.1:1/v1"})
 
 
-def test_role_config_validation_names_keys():
+def test_role_config_validation_names_keys(no_timeout_scale):
     ok = role_config(
         "rater",
         {
@@ -200,7 +198,7 @@ def test_samples_n_choices_and_plain_completions(server, tmp_path):
 # ----------------------------------------------------------------------------- failures
 
 
-def test_retries_succeed_after_transient_failures(server, tmp_path, caplog):
+def test_retries_succeed_after_transient_failures(server, tmp_path, caplog, no_timeout_scale):
     role = role_for(server, max_retries=3, timeout_s=0.5, max_concurrency=4)
     server.hang_s = 3.0
     server.plan = {"flaky": [429, 500, 503], "dropped": ["drop"], "slow": ["hang"]}

@@ -421,7 +421,7 @@ def test_crash_during_startup_fails_fast_with_the_log_tail(tmp_path, fake):
     assert "no model weights found" in text and "server.log" in text
 
 
-def test_startup_timeout_stops_the_hung_server(tmp_path, fake):
+def test_startup_timeout_stops_the_hung_server(tmp_path, fake, no_timeout_scale):
     out = tmp_path / "fake.json"
     cfg = cfg_for(env={"FAKE_MODE": "hang", "FAKE_OUT": str(out)}, startup_timeout_s=3)
     server = ManagedServer(cfg, tmp_path, state_dir=tmp_path / "s", command=fake_cmd(fake))

@@ -23,6 +23,7 @@ from deepmath.rldata import prepare
 from deepmath.train_trl import (
     REWARD_METRIC,
     SUMMARY_FILE,
+    build_config,
     grpo_kwargs,
     kl_beta,
     last_checkpoint,
@@ -70,6 +71,28 @@ def test_recipe_maps_onto_grpo_config():
     # one generation batch of prompts_per_step x rollout_n completions per optimizer step
     assert config.generation_batch_size == 512 * 16
     assert config.steps_per_generation == config.gradient_accumulation_steps
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bf16", "fp16"),
+    [("float32", False, False), ("bfloat16", True, False), ("float16", False, True)],
+)
+def test_the_resolved_dtype_is_mixed_precision_over_float32_weights(dtype, bf16, fp16):
+    got = kwargs(ZERO_7B, dtype=dtype)
+    assert (got["bf16"], got["fp16"]) == (bf16, fp16)
+    # TRL loads the weights in float32 unless model_init_kwargs says otherwise
+    assert "model_init_kwargs" not in got
+
+
+def test_build_config_resolves_auto_for_this_machine(tmp_path):
+    from deepmath import dtypes
+
+    small = {**ZERO_7B, "recipe": {**RECIPE, "prompts_per_step": 2, "rollout_n": 2}}
+    config = build_config({**small, "dtype": "auto"}, str(tmp_path))
+    assert config.bf16 == (dtypes.decide("cpu").dtype == "bfloat16") and not config.fp16
+    assert not build_config({**small, "dtype": "float32"}, str(tmp_path)).bf16
+    with pytest.raises(DeepmathError, match="dtype = 'bf16'; allowed: auto, float32"):
+        build_config({**small, "dtype": "bf16"}, str(tmp_path))
 
 
 def test_micro_batch_override_becomes_accumulation():

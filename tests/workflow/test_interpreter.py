@@ -15,12 +15,36 @@ from deepmath.workflow import interpreter_first
 from tests.paths import REPO
 
 
-def test_interpreter_folder_goes_first_once() -> None:
-    path = os.pathsep.join(["/decoy/bin", "/venv/bin", "/usr/bin"])
-    assert interpreter_first(path, "/venv/bin/python") == os.pathsep.join(
-        ["/venv/bin", "/decoy/bin", "/usr/bin"]
-    )
-    assert interpreter_first("", "/venv/bin/python") == "/venv/bin"
+def _python_in(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "python").write_text("#!/bin/sh\n")
+    (folder / "python").chmod(0o755)
+    return folder / "python"
+
+
+def test_interpreter_folder_goes_first_once(tmp_path: Path) -> None:
+    decoy, venv, system = (tmp_path / d for d in ("decoy/bin", "venv/bin", "usr/bin"))
+    for other in (decoy, system):
+        _python_in(other)
+    python = _python_in(venv)
+    path = os.pathsep.join(map(str, [decoy, venv, system]))
+    assert interpreter_first(path, str(python)) == os.pathsep.join(map(str, [venv, decoy, system]))
+    assert interpreter_first("", str(python)) == str(venv)
+
+
+def test_path_is_left_alone_when_its_python_is_already_the_interpreter(tmp_path: Path) -> None:
+    """An activated venv: nothing moves (e.g. no system folder jumps ahead of module paths)."""
+    venv, system = tmp_path / "venv/bin", tmp_path / "usr/bin"
+    python = _python_in(venv)
+    _python_in(system)
+    (venv / "python3").symlink_to(python)
+    path = os.pathsep.join(map(str, [venv, system]))
+    assert interpreter_first(path, str(venv / "python3")) == path
+    # a python elsewhere that links to the same base interpreter is still not this one
+    other = tmp_path / "base/bin"
+    other.mkdir(parents=True)
+    (other / "python").symlink_to(python)
+    assert interpreter_first(str(other), str(python)).split(os.pathsep)[0] == str(venv)
 
 
 def test_a_real_job_runs_under_snakemakes_interpreter_with_a_bare_path(tmp_path: Path) -> None:
