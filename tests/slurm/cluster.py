@@ -229,8 +229,9 @@ class LocalSlurm:
             "MpiDefault=none",
             "SwitchType=switch/none",
             "ReturnToService=2",
-            # Finished jobs stay visible to squeue (the status command without accounting).
-            "MinJobAge=600",
+            # Finished jobs stay visible to squeue (the status command without accounting)
+            # and to the tests' scontrol checks, which on a slow machine come >10 min later.
+            "MinJobAge=3600",
             "SlurmdParameters=config_overrides",
             "SlurmdTimeout=300",
             "InactiveLimit=0",

@@ -52,10 +52,12 @@ PLATFORM = "x86_64-manylinux_2_28"
 # Modules a rule's stage imports only on paths that rule never takes (checked by reading the
 # code): the import check below skips them for that rule.
 NOT_ON_RULE_PATH = {
-    # `decontaminate apply` merges verdicts: the LLM client (openai) is only used by `judge`.
-    "decontaminate": {"openai"},
-    # `evaluate table` only reads metrics.json files: no generation, no server, no checker.
-    "results_table": {"openai", "vllm"},
+    # `decontaminate apply` merges verdicts: the LLM client (openai) is only used by `judge`,
+    # and torch only by the dtype probe of a server that `judge` starts.
+    "decontaminate": {"openai", "torch"},
+    # `evaluate table` only reads metrics.json files: no generation, no server, no checker,
+    # so no dtype probe (torch) either.
+    "results_table": {"openai", "vllm", "torch"},
 }
 # A served role runs `python -m vllm.entrypoints.openai.api_server` and, over several nodes,
 # `ray start` as subprocesses in the job's env (deepmath.serve, deepmath.raycluster): no import
