@@ -776,12 +776,12 @@ def score_samples(
     ``{problem id: [(key_a, key_b), ...]}`` equivalence links among the distinct answers of a
     problem when ``maj_equivalence`` is on.
     """
-    from deepmath.answers import MATCH, AnswerPool, extract_answer_is, extract_boxed
+    from deepmath.answers import MATCH, CheckerPool, extract_answer_is, extract_boxed
 
     frame = frame.reset_index(drop=True).copy()
     texts = [scored_text(r) for r in frame["response"]]
     golds = ["" if a is None else str(a) for a in frame["answer"]]
-    pool = AnswerPool(
+    pool = CheckerPool(
         scoring.get("workers"),
         timeout_s=float(scoring.get("timeout_s", 5.0)),
         memory_mb=scoring.get("memory_mb", 4096),

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from deepmath.answers import AnswerPool, Result, check_answer
+from deepmath.answers import CheckerPool, Result, check_answer
 
 CORRECT = 1.0
 INCORRECT = -1.0
@@ -26,7 +26,7 @@ ONE_BOX = "one_box"  # the Zero-Math rule
 GATES = (THINK_GATE, ONE_BOX, "none")
 TIMEOUT_S = float(os.environ.get("DEEPMATH_REWARD_TIMEOUT_S", "5"))
 
-_pool: AnswerPool | None = None
+_pool: CheckerPool | None = None
 _pool_lock = threading.Lock()
 
 
@@ -49,7 +49,7 @@ def _check(pairs: list[tuple[str, str]], think: bool) -> list[Result]:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = AnswerPool(timeout_s=TIMEOUT_S)
+            _pool = CheckerPool(timeout_s=TIMEOUT_S)
         return _pool.map(pairs, think=think, fallback_full_text=True)
 
 
