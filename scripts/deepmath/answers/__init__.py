@@ -8,7 +8,7 @@ Modules, cheapest first:
 * :mod:`~deepmath.answers.extract`: where the answer is (the last ``\\boxed{...}`` with brace
   matching, "The answer is: X", the text after ``</think>``);
 * :mod:`~deepmath.answers.normalize`: a canonical spelling of an extracted answer;
-* :mod:`~deepmath.answers.compare`: the normalising comparator, with math-verify and sympy for
+* :mod:`~deepmath.answers.equivalence`: the normalising comparator, with math-verify and sympy for
   symbolic forms;
 * :mod:`~deepmath.answers.check`: one check bounded in time, with its reason;
 * :mod:`~deepmath.answers.pool`: many checks in worker processes that are killed and replaced
@@ -36,7 +36,7 @@ from deepmath.answers.check import (
     is_equiv,
     scored_text,
 )
-from deepmath.answers.compare import DECISIVE, REL_TOL, compare
+from deepmath.answers.equivalence import DECISIVE, REL_TOL, compare
 from deepmath.answers.extract import (
     after_think,
     extract_answer,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from deepmath.answers.compare import (
+from deepmath.answers.equivalence import (
     _ZERO_DENOMINATOR,
     DECISIVE,
     _compare,
@@ -31,6 +31,7 @@ from deepmath.answers.extract import (
     after_think,
     extract_answer,
     extract_answer_is,
+    extract_boxed,
     extract_final_boxes,
     strip_math_delimiters,
 )
@@ -164,7 +165,7 @@ def check_answer(
     part (:func:`scored_text`). The verdict is the normalising comparator's, OR, with
     ``fallback_full_text=True``, math-verify's on the whole scored text against the gold (its
     own extraction, the DeepMath reward's second check), unless the comparator's "unequal" was
-    final (:data:`~deepmath.answers.compare.DECISIVE`) or a guard finds that math-verify read
+    final (:data:`~deepmath.answers.equivalence.DECISIVE`) or a guard finds that math-verify read
     only part of an answer (:func:`_math_verify_text`). ``rescue=True`` also accepts a right
     "The answer is X" sentence when the last box is wrong (the authors' evaluation ORs both).
     :mod:`deepmath.answers.policy` has each consumer's choice of these options.
@@ -191,8 +192,18 @@ def check_answer(
                 return done(False, ERROR, detail="gold answer is empty")
             gold_ans = gold_answer(str(gold))
             ok, method = _compare(pred, gold_ans) if pred else (False, None)
-            if not ok and extract and fallback_full_text and text and method not in DECISIVE:
-                hit = _math_verify_text(text, str(gold), gold_ans, pred)
+            # math-verify reads a text's last box first: when that box is the answer already
+            # compared, reading the whole text again cannot change the verdict.
+            boxed = pred is not None and pred == extract_boxed(text)
+            if (
+                not ok
+                and extract
+                and fallback_full_text
+                and text
+                and not boxed
+                and (method not in DECISIVE)
+            ):
+                hit = _math_verify_text(text, gold_ans, pred)
                 if hit is not None:
                     pred = pred or hit
                     ok, method = True, "math_verify_full_text"
@@ -222,7 +233,7 @@ def _items(answer: str) -> int:
     return len(found.items)
 
 
-def _math_verify_text(text: str, gold: str, gold_ans: str, pred: str | None) -> str | None:
+def _math_verify_text(text: str, gold_ans: str, pred: str | None) -> str | None:
     """What math-verify reads in ``text``, when it finds it equal to the gold and no guard objects.
 
     math-verify extracts one expression from each side, so it can call two different lists equal
@@ -233,7 +244,9 @@ def _math_verify_text(text: str, gold: str, gold_ans: str, pred: str | None) -> 
     to one ("$x = 5$" on one line and "$x = -5$" on the next).
     """
     mv = _math_verify()
-    golds = mv_parse_text(gold) or _mv_parse(gold_ans)
+    golds = _mv_parse(
+        gold_ans
+    )  # as the reward's parse("\\boxed{gt}"): a bare "288\\pi" is no number
     found = mv_parse_text(text)
     if not golds or not found or not mv.verify(golds, found, timeout_seconds=None):
         return None
@@ -260,6 +273,8 @@ def _uncommitted(text: str, read: str) -> bool:
     if not lines or _CONCLUDES.search(lines[-1]):
         return False
     last = _stated_math(lines[-1])
+    if last is not None and re.match(r"\s*(?:=|\\approx)", last):
+        return False  # "$= 12$" continues the line before it: one chain, one answer
     if last is not None and _items(last) > _items(read):
         return True  # "$x = 5$ or $x = -5$": two answers, math-verify took one
     return len(lines) >= 2 and last is not None and _stated_math(lines[-2]) is not None

@@ -64,7 +64,7 @@ def extract_boxed(text: str | None) -> str | None:
 # "$\boxed{(1,4)}$ \text{ and } $\boxed{(7,3)}$", "\boxed{2} or \boxed{-2}".
 _BOX_GLUE = re.compile(
     r"(?:\s|[,;&$]|\\\\|\\[,;:! ]|\\q?quad|\\[()\[\]]"
-    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b)*"
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*"
 )
 
 
@@ -144,6 +144,9 @@ _ANSWER_LABEL = re.compile(
 _CONCLUSION = re.compile(
     r"(?i)(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:hence|therefore|thus|so|finally|consequently)\b"
 )
+_ENDS_ON_VALUE = re.compile(
+    r"\b(?:is|are|equals|be|gives|get|obtain)\s*:?\s*\$([^$]+)\$\s*[.!]?\s*$", re.I
+)
 _INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
 _MATH_GLUE = re.compile(r"(?:\s|[,;]|\band\b|\bor\b)*")
 
@@ -222,8 +225,11 @@ def extract_stated(text: str | None) -> str | None:
         last = m
     if last is not None:
         sentence = re.split(r"(?<=[.!?])\s", text[last.end() :].split("\n", 1)[0], maxsplit=1)[0]
-        return _stated_math(sentence)
-    return None
+        found = _stated_math(sentence)
+        if found:
+            return found
+    m = _ENDS_ON_VALUE.search(text)  # "..., the quotient is $x^5 - 1$." as the last words
+    return m.group(1).strip() if m else None
 
 
 def extract_answer(text: str | None, *, think: bool = False, stated: bool = False) -> str | None:

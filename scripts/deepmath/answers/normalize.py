@@ -134,6 +134,9 @@ def normalize_answer(ans: str | None) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _value_form(s: str) -> str:
+    m = re.fullmatch(r"[a-zA-Z]\s*\\in\s*(.+)", s)  # x \in [-2, 7] -> [-2, 7]
+    if m:
+        return m.group(1).strip()
     m = _ASSIGN.match(s) if len(s) <= _HEURISTIC_MAX else None
     if m and not re.search(r"[=<>]|\\[lg]eq", m.group(1)):
         s = m.group(1).strip()
@@ -174,8 +177,12 @@ def normal_form(ans: str) -> str:
     s = _DEGREES.sub("", s)
     s = re.sub(r"\bdegrees?\b", "", s)
     s = _drop_text(s)
+    s = re.sub(r",\s*(?:,\s*)+", ", ", s)  # "30, \text{ and } 77" -> "30, , 77" -> "30, 77"
     s = _replace_braced_cmd(s, _FORMAT_CMDS, lambda c: c).replace("~", " ")  # \mathrm{~cm}
     s = _fix_shorthand(s)
+    s = re.sub(  # F^{\prime\prime} -> F''
+        r"\^\s*\{?\s*((?:\\prime\s*)+)\}?", lambda m: "'" * m.group(1).count("\\prime"), s
+    )
     s = re.sub(r"([\^_])\{\s*([A-Za-z0-9])\s*\}", r"\1\2", s)  # x^{2} -> x^2, a_{n} -> a_n
     s = re.sub(r"(\d)\{,\}(\d)", r"\1,\2", s)  # 1{,}000
     s = re.sub(r"\s*,?\s+(?:and|or)\s+", ", ", s)  # 12, 30, and 77

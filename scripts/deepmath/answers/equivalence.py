@@ -63,6 +63,10 @@ def _parse_number(s: str) -> _Number | None:
     m = re.fullmatch(r"(" + _INT + r")/(\d+)", s)
     if m and int(m.group(2)) != 0:
         return _Number(neg * Fraction(int(m.group(1)), int(m.group(2))), True, percent)
+    m = re.fullmatch(r"(" + _NUM + r")/(" + _NUM + r")", s)  # -1./3, 2.5/5
+    if m and Fraction(m.group(2)) != 0:
+        exact = not re.search(r"[.eE]", m.group(1) + m.group(2))
+        return _Number(neg * Fraction(m.group(1)) / Fraction(m.group(2)), exact, percent)
     m = re.fullmatch(r"([+-]?)\\frac\{(" + _NUM + r")\}\{(" + _NUM + r")\}", s)
     if m and Fraction(m.group(3)) != 0:
         sign = -1 if m.group(1) == "-" else 1
@@ -148,16 +152,24 @@ class _Structure:
 def _parse_structure(s: str) -> _Structure | None:
     """Sets, bracketed tuples/intervals, bare comma lists and matrices; else None."""
     s = s.strip()
+    if "\\cup" in s:
+        parts = [x.strip() for x in re.split(r"\\cup", s)]
+        shapes = [_parse_structure(x) for x in parts]
+        if all(x is not None and len(x.kind) == 2 and len(x.items) == 2 for x in shapes):
+            return _Structure("union", tuple(parts))
+        return None
+    if s.count("\\pm") == 1 and "," not in s:  # 1 \pm \sqrt{5}: two answers
+        return _Structure("list", (s.replace("\\pm", "+"), s.replace("\\pm", "-")))
     m = _MATRIX.match(s)
     if m:
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
         return _Structure("matrix", tuple(tuple(c.strip() for c in r.split("&")) for r in rows))
     if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2]):
-        return _Structure("set", tuple(x for x in _split_top(s[2:-2]) if x))
+        return _Structure("set", _expand_pm(x for x in _split_top(s[2:-2]) if x))
     if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
         items = _split_top(s[1:-1])  # {3, 5}: braces as set brackets, as models write them
         if len(items) >= 2 and all(items):
-            return _Structure("set", tuple(items))
+            return _Structure("set", _expand_pm(items))
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _balanced(s[1:-1]):
         items = _split_top(s[1:-1])
         if len(items) >= 2:
@@ -166,8 +178,19 @@ def _parse_structure(s: str) -> _Structure | None:
     if "," in s and "\\cup" not in s:
         items = _split_top(s)
         if len(items) >= 2 and all(items):
-            return _Structure("list", tuple(items))
+            return _Structure("list", _expand_pm(items))
     return None
+
+
+def _expand_pm(items: Any) -> tuple[str, ...]:
+    """Items with one ``\\pm`` stand for two: 1\\pm\\sqrt{5} is 1+\\sqrt{5} and 1-\\sqrt{5}."""
+    out: list[str] = []
+    for x in items:
+        if x.count("\\pm") == 1:
+            out += [x.replace("\\pm", "+"), x.replace("\\pm", "-")]
+        else:
+            out.append(x)
+    return tuple(out)
 
 
 def _distinct(items: Sequence[str]) -> list[str]:
@@ -206,8 +229,10 @@ def _compare_structures(p: _Structure, g: _Structure) -> bool | None:
             for rp, rg in zip(p.items, g.items, strict=True)
             for x, y in zip(rp, rg, strict=True)
         )
-    if kinds <= {"set", "list"}:
+    if kinds <= {"set", "list"} or kinds == {"union"}:
         return _unordered_equal(p.items, g.items)
+    if "union" in kinds:
+        return None
     if kinds == {"list", "()"}:  # 3, 7 vs (3, 7): the same when in the same order
         same = len(p.items) == len(g.items) and all(
             _compare(x, y)[0] for x, y in zip(p.items, g.items, strict=True)
@@ -319,7 +344,18 @@ def _sympy_equal_unsafe(a: Any, b: Any, rel: float) -> bool:
 # no symbolic or full-text check may overturn it (math-verify would, for instance, call the lists
 # 12, 30, 77 and 14, 30, 77 equal: it compares only their last items).
 DECISIVE = frozenset(
-    {"string", "word", "choice", "numeric", "structure", "prime", "degenerate", "variables"}
+    {
+        "string",
+        "word",
+        "choice",
+        "numeric",
+        "structure",
+        "prime",
+        "degenerate",
+        "variables",
+        "units",
+        "equation",
+    }
 )
 
 _RELATION = re.compile(r"=|<|>|\\[lg]eq|\\neq|\\approx|\\sim|\\equiv|\\in(?![a-z])")
@@ -327,11 +363,89 @@ _APPROX = re.compile(r"\\approx|\\simeq|\\doteq|\\thickapprox")
 # What may name a value: x, x_1, AB, |CD|, m\angle A, \angle ABC, f(2), P(A), \overline{AB}.
 _LABEL = re.compile(
     r"\s*(?:[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:'*)(?:\([^()=]*\))?|\|[^|=]+\||m?\\angle\s*[A-Za-z]{1,3}"
+    r"|\(\s*[a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+\s*\)"
     r"|\\(?:overline|widehat|overarc|vec)\{[A-Za-z]{1,3}\}|\\[a-zA-Z]+(?:_\{?\w+\}?)?)\s*"
 )
 _CHOICE = re.compile(r"\(?([A-E])\)?(?:[.:)]\s*|\s+)(?=\S)")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,(?:\d{1,2}|\d{4,})")
 _ZERO_DENOMINATOR = re.compile(r"\\frac\{[^{}]*\}\{\s*0\s*\}|/\s*0(?![\d.])")
+
+
+_INEQUALITY = r"<|>|\\leq|\\geq"
+_ONE_SIDED = re.compile(r"([a-zA-Z])\s*(" + _INEQUALITY + r")\s*([^<>=]+)")
+_TWO_SIDED = re.compile(r"([^<>=]+?)\s*(<|\\leq)\s*([a-zA-Z])\s*(<|\\leq)\s*([^<>=]+)")
+
+
+def _as_interval(s: str) -> str | None:
+    """Inequalities in one variable as intervals: ``x \\leq 3`` -> ``(-\\infty, 3]``;
+    ``-1 < x < 1`` -> ``(-1, 1)``; ``x < 2, x > 3`` (from "or") -> a union. Else None."""
+    if not re.search(_INEQUALITY, s):
+        return None
+    out = []
+    for part in _split_top(s):
+        m = _TWO_SIDED.fullmatch(part)
+        if m:
+            lo, op1, _var, op2, hi = m.groups()
+            left, right = "[" if op1 == "\\leq" else "(", "]" if op2 == "\\leq" else ")"
+            out.append(f"{left}{lo.strip()}, {hi.strip()}{right}")
+            continue
+        m = _ONE_SIDED.fullmatch(part)
+        if m is None:
+            return None
+        _var, op, bound = m.groups()
+        closed = op in ("\\leq", "\\geq")
+        if op in ("<", "\\leq"):
+            out.append(f"(-\\infty, {bound.strip()}{']' if closed else ')'}")
+        else:
+            out.append(f"{'[' if closed else '('}{bound.strip()}, \\infty)")
+    return " \\cup ".join(out)
+
+
+# Known units, by canonical name: two answers in different units are different answers.
+_UNITS = {
+    "inch": ("inch", "inches", "in"),
+    "foot": ("foot", "feet", "ft"),
+    "yard": ("yard", "yards", "yd"),
+    "mile": ("mile", "miles", "mi"),
+    "meter": ("meter", "meters", "metre", "metres", "m"),
+    "centimeter": ("centimeter", "centimeters", "cm"),
+    "millimeter": ("millimeter", "millimeters", "mm"),
+    "kilometer": ("kilometer", "kilometers", "km"),
+    "second": ("second", "seconds", "sec", "s"),
+    "minute": ("minute", "minutes", "min"),
+    "hour": ("hour", "hours", "hr", "h"),
+    "day": ("day", "days"),
+    "week": ("week", "weeks"),
+    "year": ("year", "years"),
+    "gram": ("gram", "grams", "g"),
+    "kilogram": ("kilogram", "kilograms", "kg"),
+    "pound": ("pound", "pounds", "lb", "lbs"),
+    "ounce": ("ounce", "ounces", "oz"),
+    "cent": ("cent", "cents"),
+    "dollar": ("dollar", "dollars"),
+    "liter": ("liter", "liters", "litre", "litres", "l"),
+}
+_UNIT_OF = {alias: name for name, aliases in _UNITS.items() for alias in aliases}
+
+
+def _units(ans: str) -> frozenset[str]:
+    """The known units an answer is stated in (``12 \\text{ inches}``, ``\\$5``, ``3 cm^2``)."""
+    words = re.findall(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", ans)
+    tail = re.search(r"\d\s*((?:[a-zA-Z]+\.?\s*)+)(?:\^\{?\d\}?)?\s*\$?\s*$", ans)
+    if tail:
+        words.append(tail.group(1))
+    found = set()
+    for text in words:
+        tokens = re.findall(r"[a-zA-Z]+", text.lower())
+        for w in tokens:
+            if w in _UNIT_OF and (len(w) > 1 or len(tokens) == 1):  # "m" alone, not in words
+                found.add(_UNIT_OF[w])
+    if "\\$" in ans or re.match(r"\s*\$\s*\d", ans):
+        found.add("dollar")
+    return frozenset(found)
+
+
+_SINGLE_ASSIGNMENT = re.compile(r"\s*([a-zA-Z])\s*=\s*[^=<>]+")
 
 
 def _primes(s: str) -> int:
@@ -378,12 +492,38 @@ def _equation_sides(s: str) -> tuple[str, str] | None:
     return sides[0], sides[1]
 
 
+_GROUPED = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+\s*")
+
+
 def _compare(pred: str, gold: str) -> tuple[bool, str]:
-    """Equivalence of two extracted answers and the comparator that decided it."""
+    """Equivalence of two extracted answers and the comparator that decided it.
+
+    "70,110" is 70110 with a thousands separator, or the list 70, 110 written tightly (MATH
+    has both); when the number reading fails, the list reading is tried as well.
+    """
+    ok, how = _compare_once(pred, gold)
+    if ok:
+        return ok, how
+    alt_p = pred.replace(",", ", ") if _GROUPED.fullmatch(pred) else pred
+    alt_g = gold.replace(",", ", ") if _GROUPED.fullmatch(gold) else gold
+    if (alt_p, alt_g) != (pred, gold):
+        again = _compare_once(alt_p, alt_g)
+        if again[0]:
+            return again
+    return ok, how
+
+
+def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     fp, fg = normal_form(pred), normal_form(gold)
     p, g = normalize_answer(fp), normalize_answer(fg)
     if not p or not g:
         return False, "empty"
+    ap, ag = _SINGLE_ASSIGNMENT.fullmatch(fp), _SINGLE_ASSIGNMENT.fullmatch(fg)
+    if ap and ag and ap.group(1) != ag.group(1):
+        return False, "variables"  # x = -1/4 is not the line y = -1/4
+    up, ug = _units(pred), _units(gold)
+    if up and ug and not up & ug:
+        return False, "units"  # 12 feet is not 12 inches
     kp, kg = _key(p), _key(g)
     if kp == kg:
         return True, "string"
@@ -409,9 +549,22 @@ def _compare(pred: str, gold: str) -> tuple[bool, str]:
         if last is not None:
             return _compare(last, g)
     eq_p, eq_g = _equation_sides(fp), _equation_sides(fg)
+    if eq_p is not None and eq_g is not None and _free_letters(fp) and _free_letters(fg):
+        # Two equations: the same curve when their sides are proportional. math-verify is not
+        # asked: it calls 5x - 7y + 11z - 4 = 0 and ... + 4 = 0 equal (both right sides are 0).
+        return _equations_equal(eq_p, eq_g), "equation"
+    if re.search(_INEQUALITY, p) and not re.search(_INEQUALITY, g):
+        p = _as_interval(p) or p  # x \leq 3 vs (-\infty, 3]
+    elif re.search(_INEQUALITY, g) and not re.search(_INEQUALITY, p):
+        g = _as_interval(g) or g
     if (np_ is not None and _has_variables(g)) or (ng is not None and _has_variables(p)):
         return False, "numeric"  # a number never equals an expression in x; skip sympy
     sp, sg = _parse_structure(p), _parse_structure(g)
+    for mine, other, flip in ((sp, g, False), (sg, p, True)):
+        if mine is not None and mine.kind == "list" and len(_distinct(mine.items)) == 1:
+            # "15\frac{39}{40}, or \frac{639}{40}": one answer given in two forms
+            one = mine.items[0]
+            return _compare(other, one) if flip else _compare(one, other)
     if sp is not None and sg is not None:
         verdict = _compare_structures(sp, sg)
         if verdict is not None:
@@ -421,8 +574,6 @@ def _compare(pred: str, gold: str) -> tuple[bool, str]:
     lp, lg = _free_letters(p), _free_letters(g)
     if lp is not None and lg is not None and bool(lp) != bool(lg):
         return False, "variables"  # an expression in x never equals a constant
-    if eq_p is not None and eq_g is not None and lp and lg and _equations_equal(eq_p, eq_g):
-        return True, "equation"  # 3x-6y+2=0 vs y = x/2 + 1/3
     if _math_verify_equal(p, g):
         return True, "math_verify"
     decimal = (np_ is not None and not np_.exact) or (ng is not None and not ng.exact)
