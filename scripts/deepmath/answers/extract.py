@@ -138,7 +138,7 @@ def after_think(text: str | None) -> str | None:
 _ANSWER_IS = re.compile(r"(?i)the\s+(?:final\s+)?answer\s+is\s*:?[ \t]*")
 # "Answer: 12", "**Final Answer:** $7$", "Final answer - 3" at the start of a line or sentence.
 _ANSWER_LABEL = re.compile(
-    r"(?im)(?:^|(?<=[.!?]\s))[ \t>#*_]*(?:final\s+)?answer[ \t*_]*(?::|：|-|\u2014)[ \t*_]*"
+    r"(?im)(?:^|(?<=[.!?,;]\s))[ \t>#*_]*(?:final\s+)?answer[ \t*_]*(?::|：|-|\u2014)[ \t*_]*"
 )
 # A concluding sentence: "Hence $y \leq 2$ is the solution.", "So, $x = 5$."
 _CONCLUSION = re.compile(
