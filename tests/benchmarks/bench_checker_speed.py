@@ -57,13 +57,13 @@ def load_before(rev: str):
 
 
 def clear_caches() -> None:
-    from deepmath.answers import equivalence as compare, normalize
+    from deepmath.answers import equivalence, normalize
 
     for fn in (
         normalize.normal_form,
         normalize._value_form,
-        compare._mv_parse,
-        compare.mv_parse_text,
+        equivalence._mv_parse,
+        equivalence.mv_parse_text,
     ):
         fn.cache_clear()
 
