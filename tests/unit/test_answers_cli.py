@@ -72,9 +72,7 @@ def test_score_parquet_with_a_policy_and_flags(tmp_path: Path, venv_env):
     pairs = tmp_path / "pairs.parquet"
     frame.to_parquet(pairs)
     out = tmp_path / "out.parquet"
-    proc = run(
-        ["score", "--in", str(pairs), "--out", str(out), "--policy", "reward"], venv_env
-    )
+    proc = run(["score", "--in", str(pairs), "--out", str(out), "--policy", "reward"], venv_env)
     assert proc.returncode == 0, proc.stderr
     got = pd.read_parquet(out)
     # the reward needs </think> and scores what follows it: nothing here
