@@ -31,6 +31,10 @@ EQUAL = {
         ("\\boxed{3}, \\boxed{5}", "3, 5"),
         ("$\\boxed{(1,4)}$ \\text{ and } $\\boxed{(7,3)}$", "(1,4),(7,3)"),
         ("We get $x = \\boxed{70}$ or $x = \\boxed{110}$.", "70,110"),
+        (
+            "so $\\theta = \\boxed{4^\\circ}$ or $\\theta = \\boxed{20^\\circ}$",
+            "4^\\circ, 20^\\circ",
+        ),
         ("The roots are \\boxed{-2} and \\boxed{1}.", "1, -2"),
         ("\\boxed{2}", "\\boxed{2}"),
         ("so $2$ and $3$: \\boxed{2, 3}", "\\boxed{2} and \\boxed{3}"),
@@ -93,6 +97,7 @@ EQUAL = {
         ("\\boxed{-\\sqrt{3} < x < \\sqrt{3}}", "(-\\sqrt{3}, \\sqrt{3})"),
         ("\\boxed{x < 2 \\text{ or } x > 3}", "(-\\infty, 2) \\cup (3, \\infty)"),
         ("\\boxed{[-2,7]}", "x \\in [-2,7]"),
+        ("\\boxed{(-2,-14,-7)}", "\\begin{pmatrix} -2 \\\\ -14 \\\\ -7 \\end{pmatrix}"),
     ],
 }
 
@@ -106,6 +111,7 @@ UNEQUAL = {
         ("\\boxed{5}", "3, 5"),
         ("\\boxed{(1,2),(3,5)}", "(1,2),(3,4)"),
         ("\\boxed{[2,5]}", "[2,5)"),
+        ("\\boxed{(-2,-14,7)}", "\\begin{pmatrix} -2 \\\\ -14 \\\\ -7 \\end{pmatrix}"),
     ],
     "primes": [
         ("\\boxed{F'}", "F"),

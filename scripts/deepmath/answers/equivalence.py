@@ -163,7 +163,12 @@ def _parse_structure(s: str) -> _Structure | None:
     m = _MATRIX.match(s)
     if m:
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
-        return _Structure("matrix", tuple(tuple(c.strip() for c in r.split("&")) for r in rows))
+        cells = tuple(tuple(c.strip() for c in r.split("&")) for r in rows)
+        if len(cells) > 1 and all(len(r) == 1 for r in cells):
+            return _Structure("col", tuple(r[0] for r in cells))  # a vector: equal to a tuple
+        if len(cells) == 1 and len(cells[0]) > 1:
+            return _Structure("row", cells[0])
+        return _Structure("matrix", cells)
     if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2]):
         return _Structure("set", _expand_pm(x for x in _split_top(s[2:-2]) if x))
     if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
@@ -221,6 +226,13 @@ def _unordered_equal(a: Sequence[str], b: Sequence[str]) -> bool:
 def _compare_structures(p: _Structure, g: _Structure) -> bool | None:
     """Element-wise comparison; None when the two shapes are not comparable here."""
     kinds = {p.kind, g.kind}
+    if kinds in ({"col", "()"}, {"row", "()"}, {"col", "list"}, {"row", "list"}):
+        # (-2, -14, -7) is the column vector with those entries; a row is not a column
+        if len(p.items) != len(g.items):
+            return False
+        return all(_compare(x, y)[0] for x, y in zip(p.items, g.items, strict=True))
+    if kinds & {"col", "row"} and len(kinds) == 2:
+        return False
     if kinds == {"matrix"}:
         if [len(r) for r in p.items] != [len(r) for r in g.items]:
             return False

@@ -64,7 +64,7 @@ def extract_boxed(text: str | None) -> str | None:
 # "$\boxed{(1,4)}$ \text{ and } $\boxed{(7,3)}$", "\boxed{2} or \boxed{-2}".
 _BOX_GLUE = re.compile(
     r"(?:\s|[,;&$]|\\\\|\\[,;:! ]|\\q?quad|\\[()\[\]]"
-    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*"
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*"
 )
 
 
