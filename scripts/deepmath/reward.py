@@ -3,8 +3,8 @@
 +1 when the response is correct, -1 otherwise. The response must close its reasoning with
 ``</think>`` and only the text after the last one is scored (DeepMath-1.5B); the Zero-Math
 variant instead requires exactly one ``\\boxed`` in the response. Correctness is the shared
-checker's (deepmath.answers): the normalising comparator on the last ``\\boxed{}`` OR
-math-verify on the whole scored text, each bounded in time.
+checker's under its reward policy (deepmath.answers.policy): the normalising comparator on the
+extracted answer OR math-verify on the whole scored text, bounded in time.
 
 verl imports this file by path (``reward.custom_reward_function.path``) and calls
 :func:`compute_score`; TRL gets :func:`trl_reward`. Both go through :func:`score`.
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from deepmath.answers import AnswerPool, Result, check_answer
+from deepmath.answers import REWARD, CheckerPool, Policy, Result, check_answer
 
 CORRECT = 1.0
 INCORRECT = -1.0
@@ -26,7 +26,7 @@ ONE_BOX = "one_box"  # the Zero-Math rule
 GATES = (THINK_GATE, ONE_BOX, "none")
 TIMEOUT_S = float(os.environ.get("DEEPMATH_REWARD_TIMEOUT_S", "5"))
 
-_pool: AnswerPool | None = None
+_pool: CheckerPool | None = None
 _pool_lock = threading.Lock()
 
 
@@ -39,18 +39,22 @@ def passes_gate(response: str, gate: str) -> bool:
     return True
 
 
-def _check(pairs: list[tuple[str, str]], think: bool) -> list[Result]:
+def policy_for(gate: str) -> Policy:
+    """The reward's reading of a response (deepmath.answers.policy): after the last </think>
+    under the DeepMath gate, the whole response under the others."""
+    return REWARD if gate == THINK_GATE else REWARD.but(think="whole")
+
+
+def _check(pairs: list[tuple[str, str]], policy: Policy) -> list[Result]:
     """Bounded checks: in this thread with a signal timer where possible, else in workers."""
     if threading.current_thread() is threading.main_thread() and len(pairs) == 1:
         response, gold = pairs[0]
-        return [
-            check_answer(response, gold, think=think, timeout_s=TIMEOUT_S, fallback_full_text=True)
-        ]
+        return [check_answer(response, gold, timeout_s=TIMEOUT_S, **policy.options())]
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = AnswerPool(timeout_s=TIMEOUT_S)
-        return _pool.map(pairs, think=think, fallback_full_text=True)
+            _pool = CheckerPool(timeout_s=TIMEOUT_S)
+        return _pool.map(pairs, policy=policy)
 
 
 def score_many(
@@ -66,7 +70,7 @@ def score_many(
             out[i] = {"score": INCORRECT, "acc": False, "pred": None, "reason": "format"}
         else:
             todo.append(i)
-    results = _check([(responses[i], str(truths[i])) for i in todo], think=gate == THINK_GATE)
+    results = _check([(responses[i], str(truths[i])) for i in todo], policy_for(gate))
     for i, res in zip(todo, results, strict=True):
         out[i] = {
             "score": CORRECT if res.equivalent else INCORRECT,

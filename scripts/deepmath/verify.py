@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepmath.answers import TIMEOUT, after_think, check_pairs, extract_answer
+from deepmath.answers import TIMEOUT, VERIFY, check_pairs
 from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 
 log = logging.getLogger("deepmath.verify")
@@ -32,11 +32,12 @@ def solution_columns(table: pd.DataFrame) -> list[str]:
 
 
 def final_of(solution: str | None) -> str | None:
-    """Final answer of a solution: scored after the last </think> when there is one."""
+    """Final answer of a solution, as the verification policy reads it (deepmath.answers.policy):
+    after the last </think> when there is one, the last box (with the boxes listed right before
+    it), else "The answer is X"; an answer stated without a box does not count here."""
     if not isinstance(solution, str) or not solution:
         return None  # missing (None, or NaN from a parquet null)
-    tail = after_think(solution)
-    return extract_answer(tail if tail is not None else solution)
+    return VERIFY.answer(solution)
 
 
 @dataclass(frozen=True)

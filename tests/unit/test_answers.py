@@ -23,7 +23,7 @@ from deepmath.answers import (
     MISMATCH,
     NO_ANSWER,
     TIMEOUT,
-    AnswerPool,
+    CheckerPool,
     after_think,
     check_answer,
     check_pairs,
@@ -330,7 +330,7 @@ def test_hostile_inputs_cost_at_most_the_timeout_in_the_pool() -> None:
 def test_a_worker_stuck_past_the_deadline_is_killed_and_replaced() -> None:
     # Without the in-worker signal the tower runs unbounded; only the hard kill can stop it.
     t0 = time.perf_counter()
-    with AnswerPool(1, timeout_s=1, grace_s=0.5, soft_timeout=False) as pool:
+    with CheckerPool(1, timeout_s=1, grace_s=0.5, soft_timeout=False) as pool:
         results = pool.map([(TOWER, "1"), ("\\boxed{2}", "2"), ("\\boxed{3}", "2")])
         assert pool.respawns == 1
     assert time.perf_counter() - t0 < 1.5 + 10
@@ -373,7 +373,7 @@ def test_batch_preserves_order_across_workers() -> None:
 
 
 def test_pool_is_reusable_across_batches() -> None:
-    with AnswerPool(2, timeout_s=5) as pool:
+    with CheckerPool(2, timeout_s=5) as pool:
         first = pool.map([("\\boxed{1}", "1"), ("\\boxed{2}", "3")])
         second = pool.map([("0.5", "\\frac12")], extract=False)
     assert [r.reason for r in first] == [MATCH, MISMATCH]

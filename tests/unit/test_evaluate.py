@@ -36,7 +36,6 @@ from deepmath.evaluate import (
     render_prompt,
     results_table,
     score_samples,
-    scored_text,
     vllm_version,
 )
 from deepmath.io import DeepmathError
@@ -315,12 +314,13 @@ def generations(rows):
 
 
 HANDMADE = [
-    # a: the box inside the reasoning is ignored; then "The answer is" alone
+    # a: the last box of the whole response counts; then "The answer is" alone
     ("a", 0, "<think>maybe \\boxed{3}</think> So \\boxed{4}.", "4", "Algebra", "stop"),
     ("a", 1, "We get 2+2. The answer is: 4", "4", "Algebra", "stop"),
-    # b: wrong last box, right "The answer is" sentence (uni_eval ORs both); truncated thinking
+    # b: wrong last box, right "The answer is" sentence (uni_eval ORs both); thinking cut off
+    # before any answer
     ("b", 0, "\\boxed{5}\nThe answer is: 7", "7", "Algebra", "stop"),
-    ("b", 1, "<think>I think \\boxed{7} but</think>", "7", "Algebra", "length"),
+    ("b", 1, "<think>Let me think about this", "7", "Algebra", "length"),
     # c: no </think> means the whole response is scored; equivalent spellings vote together
     ("c", 0, "First $\\frac12$ then \\boxed{\\frac{1}{2}}", "0.5", "Geometry", "stop"),
     ("c", 1, "\\boxed{3}", "0.5", "Geometry", "stop"),
@@ -330,11 +330,15 @@ HANDMADE = [
 ]
 
 
-def test_scored_text_after_think():
-    assert scored_text("<think>a</think>b</think> c") == " c"
-    assert scored_text("no thinking here") == "no thinking here"
-    assert scored_text("<think>cut off") == "<think>cut off"
-    assert scored_text(None) == ""
+def test_eval_policy_scores_the_whole_response_as_the_authors_do():
+    """uni_eval takes the last box of the whole response, thinking included."""
+    from deepmath.answers import EVAL, check_answer
+
+    thinking_only = "<think>so it is \\boxed{18}</think>"
+    assert check_answer(thinking_only, "18", **EVAL.options()).equivalent
+    after = "<think>maybe \\boxed{16}</think> The total is \\boxed{18}."
+    assert check_answer(after, "18", **EVAL.options()).equivalent
+    assert not check_answer(after, "16", **EVAL.options()).equivalent
 
 
 def test_score_handmade_generations():
@@ -342,7 +346,7 @@ def test_score_handmade_generations():
     scored, links = score_samples(generations(HANDMADE), spec.scoring)
     assert scored["correct"].tolist() == [True, True, True, False, True, False, False, False]
     assert scored["method"].iloc[2] == "answer_is" and scored["pred"].iloc[2] == "7"
-    assert scored["reason"].iloc[3] == "no_answer"  # nothing after </think>
+    assert scored["reason"].iloc[3] == "no_answer"  # cut off before any answer
     assert scored["pred"].iloc[0] == "4" and scored["pred"].iloc[7] == "9"
 
     metrics = metrics_from_scored(scored, links, spec)

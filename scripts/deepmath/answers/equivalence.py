@@ -1,0 +1,603 @@
+"""Equivalence of two extracted answers: cheap comparisons first, symbolic ones last.
+
+The normalising comparator is written here in the spirit of NeMo-Skills' ``math_equal``
+(exact rational / tolerant float comparison, percentages, ``x=3`` vs ``3``, Yes/No words,
+intervals, sets, tuples, matrices), with math-verify and a sympy route for symbolic forms.
+Nothing here is time-bounded: :mod:`deepmath.answers.check` and :mod:`deepmath.answers.pool`
+bound every call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from deepmath.answers.normalize import _has_variables, _key, normal_form, normalize_answer
+
+REL_TOL = 1e-4
+
+
+_WORDS = {"yes", "no", "true", "false"}
+
+
+def _word(s: str) -> str | None:
+    w = re.sub(r"[^a-z]", "", s.lower())
+    return w if w in _WORDS and len(s) <= 12 else None
+
+
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?"
+
+
+_INT = r"[+-]?\d+"
+
+
+@dataclass(frozen=True)
+class _Number:
+    value: Fraction
+    exact: bool  # integers and integer fractions are exact; decimals are measurements
+    percent: bool
+
+
+def _parse_number(s: str) -> _Number | None:
+    """A plain number in one of the usual spellings, else None (never evaluates expressions)."""
+    s = _key(s)
+    percent = s.endswith("%")
+    if percent:
+        s = s[:-1].rstrip("\\")
+    if len(s) > 60:
+        return None
+    neg = 1
+    if s.startswith("-") and s[1:2] in ("\\", "("):
+        neg, s = -1, s[1:]
+    m = re.fullmatch(r"\(?(" + _NUM + r")\)?", s)
+    if m:
+        txt = m.group(1)
+        exact = not re.search(r"[.eE]", txt)
+        return _Number(neg * Fraction(txt), exact, percent)
+    m = re.fullmatch(r"(" + _INT + r")/(\d+)", s)
+    if m and int(m.group(2)) != 0:
+        return _Number(neg * Fraction(int(m.group(1)), int(m.group(2))), True, percent)
+    m = re.fullmatch(r"(" + _NUM + r")/(" + _NUM + r")", s)  # -1./3, 2.5/5
+    if m and Fraction(m.group(2)) != 0:
+        exact = not re.search(r"[.eE]", m.group(1) + m.group(2))
+        return _Number(neg * Fraction(m.group(1)) / Fraction(m.group(2)), exact, percent)
+    m = re.fullmatch(r"([+-]?)\\frac\{(" + _NUM + r")\}\{(" + _NUM + r")\}", s)
+    if m and Fraction(m.group(3)) != 0:
+        sign = -1 if m.group(1) == "-" else 1
+        exact = not re.search(r"[.eE]", m.group(2) + m.group(3))
+        return _Number(neg * sign * Fraction(m.group(2)) / Fraction(m.group(3)), exact, percent)
+    m = re.fullmatch(r"([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # mixed number 2\frac{1}{4}
+    if m and int(m.group(4)) != 0 and int(m.group(3)) < int(m.group(4)):
+        sign = -1 if m.group(1) == "-" else 1
+        val = int(m.group(2)) + Fraction(int(m.group(3)), int(m.group(4)))
+        return _Number(neg * sign * val, True, percent)
+    m = re.fullmatch(r"(?:(" + _NUM + r")(?:\\times|\\cdot|\*))?10\^\{?([+-]?\d{1,3})\}?", s)
+    if m:
+        coef = Fraction(m.group(1)) if m.group(1) else Fraction(1)
+        exact = not (m.group(1) and re.search(r"[.eE]", m.group(1)))
+        return _Number(neg * coef * Fraction(10) ** int(m.group(2)), exact, percent)
+    return None
+
+
+def _numbers_equal(a: _Number, b: _Number) -> bool:
+    """Exact for integers and fractions; relative tolerance once a decimal is involved.
+
+    Exactness matters: with a blanket 1e-4 tolerance 13535 would "equal" 13536.
+    A percentage on one side may be read as its value or as a fraction (50% vs 0.5).
+    """
+    cands_a = [a.value, a.value / 100] if a.percent and not b.percent else [a.value]
+    cands_b = [b.value, b.value / 100] if b.percent and not a.percent else [b.value]
+    exact = a.exact and b.exact
+    for x in cands_a:
+        for y in cands_b:
+            if x == y:
+                return True
+            if not exact and abs(x - y) <= Fraction(REL_TOL) * max(abs(x), abs(y)):
+                return True  # in exact arithmetic: no float overflow on 10^{999}
+    return False
+
+
+def _split_top(s: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets/braces."""
+    out, depth, cur = [], 0, []
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\" and s[i + 1 : i + 2] in ("{", "}"):
+            depth += 1 if s[i + 1] == "{" else -1
+            cur.append(s[i : i + 2])
+            i += 2
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == sep and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return [p.strip() for p in out]
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+_MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.S)
+
+
+@dataclass(frozen=True)
+class _Structure:
+    kind: str  # "set", "list", "matrix", or the two brackets, e.g. "[)" / "()"
+    items: tuple[Any, ...]  # strings, or tuples of strings (matrix rows)
+
+
+def _parse_structure(s: str) -> _Structure | None:
+    """Sets, bracketed tuples/intervals, bare comma lists and matrices; else None."""
+    s = s.strip()
+    if "\\cup" in s:
+        parts = [x.strip() for x in re.split(r"\\cup", s)]
+        shapes = [_parse_structure(x) for x in parts]
+        if all(x is not None and len(x.kind) == 2 and len(x.items) == 2 for x in shapes):
+            return _Structure("union", tuple(parts))
+        return None
+    if s.count("\\pm") == 1 and "," not in s:  # 1 \pm \sqrt{5}: two answers
+        return _Structure("list", (s.replace("\\pm", "+"), s.replace("\\pm", "-")))
+    m = _MATRIX.match(s)
+    if m:
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        cells = tuple(tuple(c.strip() for c in r.split("&")) for r in rows)
+        if len(cells) > 1 and all(len(r) == 1 for r in cells):
+            return _Structure("col", tuple(r[0] for r in cells))  # a vector: equal to a tuple
+        if len(cells) == 1 and len(cells[0]) > 1:
+            return _Structure("row", cells[0])
+        return _Structure("matrix", cells)
+    if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2]):
+        return _Structure("set", _expand_pm(x for x in _split_top(s[2:-2]) if x))
+    if s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
+        items = _split_top(s[1:-1])  # {3, 5}: braces as set brackets, as models write them
+        if len(items) >= 2 and all(items):
+            return _Structure("set", _expand_pm(items))
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _balanced(s[1:-1]):
+        items = _split_top(s[1:-1])
+        if len(items) >= 2:
+            return _Structure(s[0] + s[-1], tuple(items))
+        return None
+    if "," in s and "\\cup" not in s:
+        items = _split_top(s)
+        if len(items) >= 2 and all(items):
+            return _Structure("list", _expand_pm(items))
+    return None
+
+
+def _expand_pm(items: Any) -> tuple[str, ...]:
+    """Items with one ``\\pm`` stand for two: 1\\pm\\sqrt{5} is 1+\\sqrt{5} and 1-\\sqrt{5}."""
+    out: list[str] = []
+    for x in items:
+        if x.count("\\pm") == 1:
+            out += [x.replace("\\pm", "+"), x.replace("\\pm", "-")]
+        else:
+            out.append(x)
+    return tuple(out)
+
+
+def _distinct(items: Sequence[str]) -> list[str]:
+    """Items with repeats dropped: listing a solution twice does not make a new solution."""
+    out: list[str] = []
+    for x in items:
+        if not any(_compare(x, y)[0] for y in out):
+            out.append(x)
+    return out
+
+
+def _unordered_equal(a: Sequence[str], b: Sequence[str]) -> bool:
+    if len(a) != len(b):
+        a, b = _distinct(a), _distinct(b)
+        if len(a) != len(b):
+            return False
+    left = list(b)
+    for x in a:
+        for j, y in enumerate(left):
+            if _compare(x, y)[0]:
+                del left[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _compare_structures(p: _Structure, g: _Structure) -> bool | None:
+    """Element-wise comparison; None when the two shapes are not comparable here."""
+    kinds = {p.kind, g.kind}
+    if kinds in ({"col", "()"}, {"row", "()"}, {"col", "list"}, {"row", "list"}):
+        # (-2, -14, -7) is the column vector with those entries; a row is not a column
+        if len(p.items) != len(g.items):
+            return False
+        return all(_compare(x, y)[0] for x, y in zip(p.items, g.items, strict=True))
+    if kinds & {"col", "row"} and len(kinds) == 2:
+        return False
+    if kinds == {"matrix"}:
+        if [len(r) for r in p.items] != [len(r) for r in g.items]:
+            return False
+        return all(
+            _compare(x, y)[0]
+            for rp, rg in zip(p.items, g.items, strict=True)
+            for x, y in zip(rp, rg, strict=True)
+        )
+    if kinds <= {"set", "list"} or kinds == {"union"}:
+        return _unordered_equal(p.items, g.items)
+    if "union" in kinds:
+        return None
+    if kinds == {"list", "()"}:  # 3, 7 vs (3, 7): the same when in the same order
+        same = len(p.items) == len(g.items) and all(
+            _compare(x, y)[0] for x, y in zip(p.items, g.items, strict=True)
+        )
+        return True if same else None
+    bracketed = all(len(k) == 2 for k in kinds)
+    if p.kind == g.kind or (bracketed and len(p.items) != 2):
+        # Same brackets, or tuples/vectors whose bracket style carries no meaning: (1,2,3).
+        if len(p.items) != len(g.items):
+            return False
+        return all(_compare(x, y)[0] for x, y in zip(p.items, g.items, strict=True))
+    if bracketed:
+        return False  # [0,1] vs (0,1): two items in different brackets are different intervals
+    return None
+
+
+class _Quiet(logging.Filter):
+    """Drop math-verify's "timeout is disabled" warning: we bound time ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+_MV: Any = None
+
+
+def _math_verify() -> Any:
+    global _MV
+    if _MV is None:
+        import math_verify
+
+        for name in ("math_verify.parser", "math_verify.grader", "math_verify.utils"):
+            logging.getLogger(name).addFilter(_Quiet())
+        _MV = math_verify
+    return _MV
+
+
+@functools.lru_cache(maxsize=4096)
+def _mv_parse(latex: str) -> list[Any]:
+    """math-verify's reading of one answer, parsed once per distinct string per process."""
+    mv = _math_verify()
+    return mv.parse("\\boxed{" + latex + "}", parsing_timeout=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def mv_parse_text(text: str) -> list[Any]:
+    """math-verify's reading of a whole text (its own extraction), once per distinct text."""
+    return _math_verify().parse(text, parsing_timeout=None)
+
+
+def _equations_equal(p: tuple[str, str], g: tuple[str, str]) -> bool:
+    """Two equations in the same variables with proportional sides: the same curve or line."""
+    import sympy
+    from latex2sympy2_extended import latex2sympy
+
+    try:
+        e1 = latex2sympy(p[0]) - latex2sympy(p[1])
+        e2 = latex2sympy(g[0]) - latex2sympy(g[1])
+        if not e1.free_symbols or e1.free_symbols != e2.free_symbols:
+            return False
+        ratio = sympy.simplify(e1 / e2)
+        return not ratio.free_symbols and ratio != 0 and bool(ratio.is_finite)
+    except Exception:  # unparsable: not evidence of equality
+        return False
+
+
+def _math_verify_equal(pred: str, gold: str) -> bool:
+    """math-verify's verdict; its own signal timeouts are off (they would cancel our timer)."""
+    mv = _math_verify()
+    try:
+        g, p = _mv_parse(gold), _mv_parse(pred)
+        return bool(g and p and mv.verify(g, p, timeout_seconds=None))
+    except Exception:  # math-verify reports failures as False; so do we
+        return False
+
+
+def _sympy_equal(pred: str, gold: str) -> bool:
+    """Own sympy route: constants compared numerically (rel. 1e-4), expressions by simplify.
+
+    Complements math-verify, which rounds floats to 6 places (``1.4142`` vs ``\\sqrt{2}``).
+    """
+    from latex2sympy2_extended import latex2sympy
+
+    # Tolerance is for measured values; two exact constants must agree to rounding error.
+    rel = REL_TOL if "." in pred or "." in gold else 1e-10
+    try:
+        return _sympy_equal_unsafe(latex2sympy(pred), latex2sympy(gold), rel)
+    except Exception:  # unparsable or not comparable: not evidence of equality
+        return False
+
+
+def _sympy_equal_unsafe(a: Any, b: Any, rel: float) -> bool:
+    import sympy
+
+    if not isinstance(a, sympy.Expr) or not isinstance(b, sympy.Expr):
+        return False
+    subs = {s: sympy.I for s in (a.free_symbols | b.free_symbols) if s.name in ("i", "I")}
+    if subs:
+        a, b = a.subs(subs), b.subs(subs)
+    if not a.free_symbols and not b.free_symbols:
+        va, vb = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
+        if any(math.isnan(v) or math.isinf(v) for v in (va.real, va.imag, vb.real, vb.imag)):
+            return False
+        return abs(va - vb) <= rel * max(abs(va), abs(vb)) + 1e-12
+    return sympy.simplify(a - b) == 0
+
+
+# Comparators whose "unequal" is final: the two answers were fully understood and differ, so
+# no symbolic or full-text check may overturn it (math-verify would, for instance, call the lists
+# 12, 30, 77 and 14, 30, 77 equal: it compares only their last items).
+DECISIVE = frozenset(
+    {
+        "string",
+        "word",
+        "choice",
+        "numeric",
+        "structure",
+        "prime",
+        "degenerate",
+        "variables",
+        "units",
+        "equation",
+    }
+)
+
+_RELATION = re.compile(r"=|<|>|\\[lg]eq|\\neq|\\approx|\\sim|\\equiv|\\in(?![a-z])")
+_APPROX = re.compile(r"\\approx|\\simeq|\\doteq|\\thickapprox")
+# What may name a value: x, x_1, AB, |CD|, m\angle A, \angle ABC, f(2), P(A), \overline{AB}.
+_LABEL = re.compile(
+    r"\s*(?:[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:'*)(?:\([^()=]*\))?|\|[^|=]+\||m?\\angle\s*[A-Za-z]{1,3}"
+    r"|\(\s*[a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+\s*\)"
+    r"|\\(?:overline|widehat|overarc|vec)\{[A-Za-z]{1,3}\}|\\[a-zA-Z]+(?:_\{?\w+\}?)?)\s*"
+)
+_CHOICE = re.compile(r"\(?([A-E])\)?(?:[.:)]\s*|\s+)(?=\S)")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,(?:\d{1,2}|\d{4,})")
+_ZERO_DENOMINATOR = re.compile(r"\\frac\{[^{}]*\}\{\s*0\s*\}|/\s*0(?![\d.])")
+
+
+_INEQUALITY = r"<|>|\\leq|\\geq"
+_ONE_SIDED = re.compile(r"([a-zA-Z])\s*(" + _INEQUALITY + r")\s*([^<>=]+)")
+_TWO_SIDED = re.compile(r"([^<>=]+?)\s*(<|\\leq)\s*([a-zA-Z])\s*(<|\\leq)\s*([^<>=]+)")
+
+
+def _as_interval(s: str) -> str | None:
+    """Inequalities in one variable as intervals: ``x \\leq 3`` -> ``(-\\infty, 3]``;
+    ``-1 < x < 1`` -> ``(-1, 1)``; ``x < 2, x > 3`` (from "or") -> a union. Else None."""
+    if not re.search(_INEQUALITY, s):
+        return None
+    out = []
+    for part in _split_top(s):
+        m = _TWO_SIDED.fullmatch(part)
+        if m:
+            lo, op1, _var, op2, hi = m.groups()
+            left, right = "[" if op1 == "\\leq" else "(", "]" if op2 == "\\leq" else ")"
+            out.append(f"{left}{lo.strip()}, {hi.strip()}{right}")
+            continue
+        m = _ONE_SIDED.fullmatch(part)
+        if m is None:
+            return None
+        _var, op, bound = m.groups()
+        closed = op in ("\\leq", "\\geq")
+        if op in ("<", "\\leq"):
+            out.append(f"(-\\infty, {bound.strip()}{']' if closed else ')'}")
+        else:
+            out.append(f"{'[' if closed else '('}{bound.strip()}, \\infty)")
+    return " \\cup ".join(out)
+
+
+# Known units, by canonical name: two answers in different units are different answers.
+_UNITS = {
+    "inch": ("inch", "inches", "in"),
+    "foot": ("foot", "feet", "ft"),
+    "yard": ("yard", "yards", "yd"),
+    "mile": ("mile", "miles", "mi"),
+    "meter": ("meter", "meters", "metre", "metres", "m"),
+    "centimeter": ("centimeter", "centimeters", "cm"),
+    "millimeter": ("millimeter", "millimeters", "mm"),
+    "kilometer": ("kilometer", "kilometers", "km"),
+    "second": ("second", "seconds", "sec", "s"),
+    "minute": ("minute", "minutes", "min"),
+    "hour": ("hour", "hours", "hr", "h"),
+    "day": ("day", "days"),
+    "week": ("week", "weeks"),
+    "year": ("year", "years"),
+    "gram": ("gram", "grams", "g"),
+    "kilogram": ("kilogram", "kilograms", "kg"),
+    "pound": ("pound", "pounds", "lb", "lbs"),
+    "ounce": ("ounce", "ounces", "oz"),
+    "cent": ("cent", "cents"),
+    "dollar": ("dollar", "dollars"),
+    "liter": ("liter", "liters", "litre", "litres", "l"),
+}
+_UNIT_OF = {alias: name for name, aliases in _UNITS.items() for alias in aliases}
+
+
+def _units(ans: str) -> frozenset[str]:
+    """The known units an answer is stated in (``12 \\text{ inches}``, ``\\$5``, ``3 cm^2``)."""
+    words = re.findall(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", ans)
+    tail = re.search(r"\d\s*((?:[a-zA-Z]+\.?\s*)+)(?:\^\{?\d\}?)?\s*\$?\s*$", ans)
+    if tail:
+        words.append(tail.group(1))
+    found = set()
+    for text in words:
+        tokens = re.findall(r"[a-zA-Z]+", text.lower())
+        for w in tokens:
+            if w in _UNIT_OF and (len(w) > 1 or len(tokens) == 1):  # "m" alone, not in words
+                found.add(_UNIT_OF[w])
+    if "\\$" in ans or re.match(r"\s*\$\s*\d", ans):
+        found.add("dollar")
+    return frozenset(found)
+
+
+_SINGLE_ASSIGNMENT = re.compile(r"\s*([a-zA-Z])\s*=\s*[^=<>]+")
+
+
+def _primes(s: str) -> int:
+    return s.count("'") + s.count("\\prime")
+
+
+def _free_letters(s: str) -> frozenset[str] | None:
+    """Single-letter variables of a normalised answer; None when it holds words (unknown)."""
+    rest = re.sub(r"\\[a-zA-Z]+", " ", s)
+    if re.search(r"[a-zA-Z]{2,}", rest):
+        return None
+    return frozenset(re.findall(r"[a-zA-Z]", rest)) - {"e", "i"}
+
+
+def _choice(p: str, g: str) -> bool | None:
+    """A choice letter against "B. y = 17" / "(B) 17": the letters decide; else None."""
+    for letter, other in ((g, p), (p, g)):
+        if re.fullmatch(r"[A-E]", letter):
+            m = _CHOICE.match(other)
+            if m:
+                return m.group(1) == letter
+    return None
+
+
+def _chain_value(p: str) -> str | None:
+    """The value a chain of equalities ends on, when what comes before only names or computes it.
+
+    ``y = 3+4+2 = 9`` and ``|CD| = 4`` state 9 and 4; ``x^2 + y^2 = 4`` is an equation and
+    states nothing of the kind. ``\\approx`` counts as ``=`` (``y \\approx 9`` states 9).
+    """
+    members = _split_top(_APPROX.sub("=", p), "=")
+    if len(members) < 2 or not all(members):
+        return None
+    head, middle, last = members[0], members[1:-1], members[-1]
+    named = _LABEL.fullmatch(head) is not None or not _free_letters(head)
+    computed = all(_free_letters(m) == frozenset() for m in middle)
+    return last if named and computed else None
+
+
+def _equation_sides(s: str) -> tuple[str, str] | None:
+    sides = _split_top(s, "=")
+    if len(sides) != 2 or not all(sides) or _RELATION.search(sides[0] + sides[1]):
+        return None
+    return sides[0], sides[1]
+
+
+_GROUPED = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+\s*")
+
+
+def _compare(pred: str, gold: str) -> tuple[bool, str]:
+    """Equivalence of two extracted answers and the comparator that decided it.
+
+    "70,110" is 70110 with a thousands separator, or the list 70, 110 written tightly (MATH
+    has both); when the number reading fails, the list reading is tried as well.
+    """
+    ok, how = _compare_once(pred, gold)
+    if ok:
+        return ok, how
+    alt_p = pred.replace(",", ", ") if _GROUPED.fullmatch(pred) else pred
+    alt_g = gold.replace(",", ", ") if _GROUPED.fullmatch(gold) else gold
+    if (alt_p, alt_g) != (pred, gold):
+        again = _compare_once(alt_p, alt_g)
+        if again[0]:
+            return again
+    return ok, how
+
+
+def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
+    fp, fg = normal_form(pred), normal_form(gold)
+    p, g = normalize_answer(fp), normalize_answer(fg)
+    if not p or not g:
+        return False, "empty"
+    ap, ag = _SINGLE_ASSIGNMENT.fullmatch(fp), _SINGLE_ASSIGNMENT.fullmatch(fg)
+    if ap and ag and ap.group(1) != ag.group(1):
+        return False, "variables"  # x = -1/4 is not the line y = -1/4
+    up, ug = _units(pred), _units(gold)
+    if up and ug and not up & ug:
+        return False, "units"  # 12 feet is not 12 inches
+    kp, kg = _key(p), _key(g)
+    if kp == kg:
+        return True, "string"
+    if _primes(kp) != _primes(kg):
+        return False, "prime"  # F vs F', f'(x) vs f(x)
+    if _ZERO_DENOMINATOR.search(kp) or _ZERO_DENOMINATOR.search(kg):
+        return False, "degenerate"  # 7 3/0 is no number at all
+    wp, wg = _word(p), _word(g)
+    if wp or wg:
+        return wp == wg, "word"
+    choice = _choice(p, g)
+    if choice is not None:
+        return choice, "choice"
+    if kp.isalpha() and kp.lower() == kg.lower() and len(kp) > 1:
+        return True, "string"  # names: Evelyn vs evelyn (ab vs ba still goes to sympy)
+    np_, ng = _parse_number(p), _parse_number(g)
+    if np_ is None and ng is not None and not ng.exact and _DECIMAL_COMMA.fullmatch(kp):
+        np_ = _parse_number(kp.replace(",", "."))  # 2,75 for 2.75: a decimal comma
+    if np_ is not None and ng is not None:
+        return _numbers_equal(np_, ng), "numeric"
+    if not _RELATION.search(fg):  # the gold is a value: a chain ending on a value states it
+        last = _chain_value(p)
+        if last is not None:
+            return _compare(last, g)
+    eq_p, eq_g = _equation_sides(fp), _equation_sides(fg)
+    if eq_p is not None and eq_g is not None and _free_letters(fp) and _free_letters(fg):
+        # Two equations: the same curve when their sides are proportional. math-verify is not
+        # asked: it calls 5x - 7y + 11z - 4 = 0 and ... + 4 = 0 equal (both right sides are 0).
+        return _equations_equal(eq_p, eq_g), "equation"
+    if re.search(_INEQUALITY, p) and not re.search(_INEQUALITY, g):
+        p = _as_interval(p) or p  # x \leq 3 vs (-\infty, 3]
+    elif re.search(_INEQUALITY, g) and not re.search(_INEQUALITY, p):
+        g = _as_interval(g) or g
+    if (np_ is not None and _has_variables(g)) or (ng is not None and _has_variables(p)):
+        return False, "numeric"  # a number never equals an expression in x; skip sympy
+    sp, sg = _parse_structure(p), _parse_structure(g)
+    for mine, other, flip in ((sp, g, False), (sg, p, True)):
+        if mine is not None and mine.kind == "list" and len(_distinct(mine.items)) == 1:
+            # "15\frac{39}{40}, or \frac{639}{40}": one answer given in two forms
+            one = mine.items[0]
+            return _compare(other, one) if flip else _compare(one, other)
+    if sp is not None and sg is not None:
+        verdict = _compare_structures(sp, sg)
+        if verdict is not None:
+            return verdict, "structure"
+    if (sp is None) != (sg is None) and (np_ is not None or ng is not None):
+        return False, "structure"  # a list, interval or matrix is never a single number
+    lp, lg = _free_letters(p), _free_letters(g)
+    if lp is not None and lg is not None and bool(lp) != bool(lg):
+        return False, "variables"  # an expression in x never equals a constant
+    if _math_verify_equal(p, g):
+        return True, "math_verify"
+    decimal = (np_ is not None and not np_.exact) or (ng is not None and not ng.exact)
+    if decimal and not lp and not lg and _sympy_equal(p, g):
+        return True, "sympy"  # decimals vs closed forms, where math-verify's rounding is strict
+    return False, "all"
+
+
+def compare(pred: str, gold: str) -> tuple[bool, str]:
+    """Whether two *extracted* answers are equivalent, and which comparator decided.
+
+    Not time-bounded by itself: use :func:`check_answer` (one pair, main thread) or
+    :func:`check_pairs` (many pairs, worker processes) for anything untrusted.
+    """
+    return _compare(pred, gold)

@@ -1,0 +1,261 @@
+"""Where the final answer is in a response: boxes, "The answer is", ``</think>``.
+
+Extraction is plain string code with no imports beyond ``re``, so the data-pulling stages can
+use :func:`extract_boxed` without paying for a computer algebra system.
+"""
+
+from __future__ import annotations
+
+import re
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def _matching_brace(text: str, open_at: int) -> int | None:
+    """Index of the brace closing the one at ``open_at``, honouring nesting."""
+    depth = 0
+    i = open_at
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def boxes(text: str | None) -> list[tuple[int, int, str | None]]:
+    """Every ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``) in order of position.
+
+    Each entry is ``(start, end, content)``: ``end`` is just past the box, ``content`` is None
+    for a box whose braces never close (its ``end`` is then the end of the text).
+    """
+    if not text:
+        return []
+    found: list[tuple[int, int, str | None]] = []
+    for cmd in _BOX_COMMANDS:
+        start = text.find(cmd)
+        while start != -1:
+            after = start + len(cmd)
+            if not text[after : after + 1].isalpha():  # \boxedsomething is another macro
+                content, end = _boxed_content(text, after)
+                found.append((start, end, content))
+            start = text.find(cmd, after)
+    return sorted(found)
+
+
+def extract_boxed(text: str | None) -> str | None:
+    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``), else None.
+
+    Only the very last box counts (models often box intermediate results); if that last box is
+    unbalanced the answer is None rather than an earlier box, because the final answer was cut.
+    """
+    found = boxes(text)
+    return found[-1][2] if found else None
+
+
+# What may stand between boxes that together state one answer: "\boxed{3}, \boxed{5}",
+# "$\boxed{(1,4)}$ \text{ and } $\boxed{(7,3)}$", "\boxed{2} or \boxed{-2}".
+_BOX_GLUE = re.compile(
+    r"(?:\s|[,;&$]|\\\\|\\[,;:! ]|\\q?quad|\\[()\[\]]"
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*"
+)
+
+
+def extract_final_boxes(text: str | None) -> str | None:
+    """The last box, joined with the boxes right before it that state the same answer.
+
+    "\\boxed{3}, \\boxed{5}" answers "3, 5": boxes separated only by commas, spaces, math
+    delimiters or "and"/"or" are one answer, listed. A box followed by more words ("\\boxed{4}
+    cm. So the final answer is \\boxed{8}") is an earlier result: only the last cluster counts.
+    """
+    found = boxes(text)
+    if not found or found[-1][2] is None:
+        return None
+    assert text is not None
+    outer: list[tuple[int, int, str | None]] = []  # a box inside another box is part of it
+    for box in found:
+        if outer and box[0] < outer[-1][1]:
+            continue
+        outer.append(box)
+    cluster: list[str] = []
+    for i in range(len(outer) - 1, -1, -1):
+        content = outer[i][2]
+        if content is None:
+            break
+        cluster.append(content)
+        if i == 0 or not _BOX_GLUE.fullmatch(text[outer[i - 1][1] : outer[i][0]]):
+            break
+    cluster = [c for c in reversed(cluster) if c]
+    return ", ".join(cluster) if cluster else ""
+
+
+def _boxed_content(text: str, after: int) -> tuple[str | None, int]:
+    """A box's content and where the box ends; (None, len(text)) when its brace never closes."""
+    rest = text[after:]
+    stripped = rest.lstrip()
+    if stripped.startswith("{"):
+        open_at = after + (len(rest) - len(stripped))
+        close = _matching_brace(text, open_at)
+        if close is None:
+            return None, len(text)
+        return text[open_at + 1 : close].strip(), close + 1
+    if rest.startswith(" "):
+        m = re.match(r"\s+([^\s$]+)", rest)
+        if m:
+            return m.group(1).strip(), after + m.end()
+    return None, after
+
+
+def extract_gsm8k(text: str | None) -> str | None:
+    """Answer after GSM8K's ``####`` marker, with thousands separators removed."""
+    if not text or "####" not in text:
+        return None
+    return text.rsplit("####", 1)[1].strip().replace(",", "") or None
+
+
+def after_think(text: str | None) -> str | None:
+    """Text after the last ``</think>``, or None when the response never closed its thinking.
+
+    The DeepMath reward scores only the part after the reasoning; a response without
+    ``</think>`` is treated as having no answer rather than scoring its scratch work.
+    """
+    if not text:
+        return None
+    at = text.rfind("</think>")
+    if at == -1:
+        return None
+    return text[at + len("</think>") :]
+
+
+# "The answer is: X" / "The final answer is X." (MetaMath / Minerva style).
+_ANSWER_IS = re.compile(r"(?i)the\s+(?:final\s+)?answer\s+is\s*:?[ \t]*")
+# "Answer: 12", "**Final Answer:** $7$", "Final answer - 3" at the start of a line or sentence.
+_ANSWER_LABEL = re.compile(
+    r"(?im)(?:^|(?<=[.!?,;]\s))[ \t>#*_]*(?:final\s+)?answer[ \t*_]*(?::|：|-|\u2014)[ \t*_]*"
+)
+# A concluding sentence: "Hence $y \leq 2$ is the solution.", "So, $x = 5$."
+_CONCLUSION = re.compile(
+    r"(?i)(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:hence|therefore|thus|so|finally|consequently)\b"
+)
+_ENDS_ON_VALUE = re.compile(
+    r"\b(?:is|are|equals|be|gives|get|obtain)\s*:?\s*\$([^$]+)\$\s*[.!]?\s*$", re.I
+)
+_INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+_MATH_GLUE = re.compile(r"(?:\s|[,;]|\band\b|\bor\b)*")
+
+
+def _stated_math(segment: str) -> str | None:
+    """The math a statement commits to: its inline math run (joined), else None.
+
+    "$x = 3$ and $y = 2$" states "x = 3, y = 2"; math runs separated by other words ("$5$ since
+    $5 > 3$") keep only the first, which is what the sentence is about.
+    """
+    found = [
+        (m.start(), m.end(), next(g for g in m.groups() if g is not None))
+        for m in _INLINE_MATH.finditer(segment)
+    ]
+    if not found:
+        return None
+    run = [found[0][2].strip()]
+    for (_, end, _), (start, _, content) in zip(found, found[1:], strict=False):
+        if not _MATH_GLUE.fullmatch(segment[end:start]):
+            break
+        run.append(content.strip())
+    run = [r for r in run if r]
+    return ", ".join(run) if run else None
+
+
+def _statement(text: str, at: int) -> str:
+    """The rest of the line from ``at``, cut at the end of its sentence."""
+    line = text[at:].split("\n", 1)[0][:500]
+    inner = extract_final_boxes(line)
+    if inner is not None:
+        return inner
+    math = _stated_math(line)
+    if math is not None:
+        return math
+    ans = re.split(r"\.\s", line, maxsplit=1)[0].strip()
+    ans = re.sub(r"[.\s]+$", "", ans).strip("*_ ")
+    return strip_math_delimiters(ans)
+
+
+def extract_answer_is(text: str | None) -> str | None:
+    """The X of the last "The answer is: X" sentence, else None.
+
+    X runs to the end of its line or sentence (a full stop followed by a space); a full stop
+    right at the end belongs to the sentence, not to the answer. Inline math in X is the answer
+    ("The final answer is $20{,}310$." states 20{,}310).
+    """
+    if not text:
+        return None
+    last = None
+    for m in _ANSWER_IS.finditer(text):
+        last = m
+    if last is None:
+        return None
+    return _statement(text, last.end()) or None
+
+
+def extract_stated(text: str | None) -> str | None:
+    """An answer stated without a box: the last "Answer: X" / "The answer is X" / "#### X",
+    else the math of the last concluding sentence ("Hence $y \\leq 2$ is the solution.").
+
+    The last resort for responses that never box their answer; consumers whose policy demands
+    a box do not call it.
+    """
+    if not text:
+        return None
+    marks = [(m.end(), "label") for m in _ANSWER_LABEL.finditer(text)]
+    marks += [(m.end(), "is") for m in _ANSWER_IS.finditer(text)]
+    marks += [(m.end(), "gsm8k") for m in re.finditer(r"####[ \t]*", text)]
+    if marks:
+        at, _kind = max(marks)
+        found = _statement(text, at)
+        if found:
+            return found
+    last = None
+    for m in _CONCLUSION.finditer(text):
+        last = m
+    if last is not None:
+        sentence = re.split(r"(?<=[.!?])\s", text[last.end() :].split("\n", 1)[0], maxsplit=1)[0]
+        found = _stated_math(sentence)
+        if found:
+            return found
+    m = _ENDS_ON_VALUE.search(text)  # "..., the quotient is $x^5 - 1$." as the last words
+    return m.group(1).strip() if m else None
+
+
+def extract_answer(text: str | None, *, think: bool = False, stated: bool = False) -> str | None:
+    """The final answer of a solution: the last box (with the boxes listed right before it),
+    else "The answer is X", else (``stated=True``) an answer stated without a box, else None.
+
+    ``think=True`` first keeps only the text after the last ``</think>`` (None if absent).
+    Empty boxes count as no answer.
+    """
+    if think:
+        text = after_think(text)
+    if not text:
+        return None
+    boxed = extract_final_boxes(text)
+    if boxed:
+        return boxed
+    if boxed is None and boxes(text):
+        return None  # the last box was cut off: the final answer is missing
+    if stated:
+        return extract_stated(text)
+    return extract_answer_is(text)
+
+
+def strip_math_delimiters(s: str) -> str:
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left) : len(s) - len(right)].strip()
+    return s

@@ -1,0 +1,221 @@
+"""Answer forms the checker must read, with positives and negatives in each category.
+
+Each case goes through :func:`check_answer` under the evaluation policy (a model's response
+against a dataset's gold), so extraction, normalisation and the OR with math-verify are all
+exercised the way the pipeline uses them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deepmath.answers import (
+    EVAL,
+    REWARD,
+    VERIFY,
+    check_answer,
+    compare,
+    extract_answer,
+    extract_final_boxes,
+    extract_stated,
+)
+
+
+def ok(response: str, gold: str, policy=EVAL) -> bool:
+    return check_answer(response, gold, timeout_s=None, **policy.options()).equivalent
+
+
+EQUAL = {
+    "multi_box": [
+        ("so $x = \\boxed{3}$, \\boxed{5}", "{3, 5}"),
+        ("\\boxed{3}, \\boxed{5}", "3, 5"),
+        ("$\\boxed{(1,4)}$ \\text{ and } $\\boxed{(7,3)}$", "(1,4),(7,3)"),
+        ("We get $x = \\boxed{70}$ or $x = \\boxed{110}$.", "70,110"),
+        (
+            "so $\\theta = \\boxed{4^\\circ}$ or $\\theta = \\boxed{20^\\circ}$",
+            "4^\\circ, 20^\\circ",
+        ),
+        ("The roots are \\boxed{-2} and \\boxed{1}.", "1, -2"),
+        ("\\boxed{2}", "\\boxed{2}"),
+        ("so $2$ and $3$: \\boxed{2, 3}", "\\boxed{2} and \\boxed{3}"),
+        ("$\\boxed{15\\frac{39}{40}}$, or $\\boxed{\\frac{639}{40}}$", "\\frac{639}{40}"),
+    ],
+    "unboxed": [
+        ("Answer: $12$", "12"),
+        ("Adding up, the final answer is $20{,}310$.", "20310"),
+        ("Hence $y \\leq 2$ is the solution.", "y \\le 2"),
+        ("**Final Answer:** 7", "7"),
+        ("Thus $x = 5$ and $y = 3$.", "(5, 3)"),
+        ("Carrying out the division, the quotient is $x^2 + 1$.", "x^2+1"),
+        ("#### 1,200", "1200"),
+    ],
+    "decimal_comma": [
+        ("\\boxed{2,75}", "2.75"),
+        ("\\boxed{3,000}", "3000"),
+        ("\\boxed{12,\\!345,\\!678}", "12345678"),
+        ("\\boxed{12\\,345}", "12345"),
+        ("\\boxed{1{,}000{,}000}", "1000000"),
+        ("\\boxed{0,5}", "0.5"),
+    ],
+    "mixed_number": [
+        ("\\boxed{5 2/3}", "\\frac{17}{3}"),
+        ("\\boxed{1207 1/4}", "1207.25"),
+        ("\\boxed{2\\frac{1}{4}}", "\\frac94"),
+        ("\\boxed{12 1/2\\%}", "12.5\\%"),
+        ("\\boxed{-3 1/2}", "-3.5"),
+    ],
+    "chains_and_labels": [
+        ("\\boxed{y = 3+4+2 = 9}", "9"),
+        ("$\\boxed{y \\approx 9}$", "9"),
+        ("\\boxed{x = \\frac{6}{2} = 3}", "3"),
+        ("\\boxed{|CD| = 4}", "4"),
+        ("\\boxed{a=3, b=7}", "(3,7)"),
+        ("\\boxed{m\\angle A = 30^\\circ}", "30"),
+        ("\\boxed{(p,q,r) = (6,31,-1)}", "(6,31,-1)"),
+        ("\\boxed{f(2) = 5}", "5"),
+    ],
+    "equation_form": [
+        ("\\boxed{3x-6y+2=0}", "y=\\frac12 x+\\frac13"),
+        ("\\boxed{y = 2x + 3}", "2x - y + 3 = 0"),
+        ("\\boxed{4y + 1 = 0}", "y = -\\frac{1}{4}"),
+        ("\\boxed{x^2 + y^2 = 4}", "y^2 = 4 - x^2"),
+    ],
+    "punctuation_and_letters": [
+        ("\\boxed{12.}", "12"),
+        ("\\boxed{\\mathcal{C}}", "C"),
+        ("\\boxed{B. y = 17}", "B"),
+        ("\\boxed{(B)}", "B"),
+        ("\\boxed{240\\\\}", "240"),
+        ("\\boxed{\\text{(C)}}", "C"),
+        ("\\boxed{F^{\\prime}}", "F'"),
+    ],
+    "tuples_and_sets": [
+        ("\\boxed{(1,2),(1,2),(3,4)}", "(1,2),(3,4)"),
+        ("\\boxed{(3,4),(1,2)}", "(1,2),(3,4)"),
+        ("\\boxed{\\{-2, 1+\\sqrt{5}, 1-\\sqrt{5}\\}}", "\\{1\\pm\\sqrt{5},-2\\}"),
+        ("\\boxed{x \\le 3}", "(-\\infty, 3]"),
+        ("\\boxed{-\\sqrt{3} < x < \\sqrt{3}}", "(-\\sqrt{3}, \\sqrt{3})"),
+        ("\\boxed{x < 2 \\text{ or } x > 3}", "(-\\infty, 2) \\cup (3, \\infty)"),
+        ("\\boxed{[-2,7]}", "x \\in [-2,7]"),
+        ("\\boxed{(-2,-14,-7)}", "\\begin{pmatrix} -2 \\\\ -14 \\\\ -7 \\end{pmatrix}"),
+    ],
+}
+
+UNEQUAL = {
+    "lists": [
+        ("\\boxed{14, 30, \\text{ and } 77}", "12, 30, \\text{ and } 77"),
+        ("\\boxed{12, 30, and 77}", "14, 30, and 77"),
+        ("\\boxed{2, 4, 6, \\ldots}", "2, 4, 6"),
+        ("\\boxed{2, 4, 6}", "2, 4, 6, \\ldots"),
+        ("\\boxed{3}, \\boxed{5}", "5"),
+        ("\\boxed{5}", "3, 5"),
+        ("\\boxed{(1,2),(3,5)}", "(1,2),(3,4)"),
+        ("\\boxed{[2,5]}", "[2,5)"),
+        ("\\boxed{(-2,-14,7)}", "\\begin{pmatrix} -2 \\\\ -14 \\\\ -7 \\end{pmatrix}"),
+    ],
+    "primes": [
+        ("\\boxed{F'}", "F"),
+        ("\\boxed{F}", "F'"),
+        ("\\boxed{f'(x)}", "f(x)"),
+        ("\\boxed{B''}", "B'"),
+    ],
+    "degenerate": [
+        ("\\boxed{7 3/0}", "7"),
+        ("\\boxed{\\frac{1}{0}}", "\\infty"),
+        ("\\boxed{}", "0"),
+        ("I could not solve it.", "3"),
+    ],
+    "multiline": [
+        ("We get $x = 5$\n$x = -5$", "-5"),
+        ("We get $x = 5$ or $x = -5$", "-5"),
+    ],
+    "values": [
+        ("\\boxed{2,75}", "275"),
+        ("\\boxed{5 2/3}", "\\frac{10}{3}"),
+        ("\\boxed{2\\frac{1}{4}}", "2.5"),
+        ("\\boxed{y = 3+4+2 = 10}", "9"),
+        ("\\boxed{x^2 + y^2 = 4}", "4"),
+        ("\\boxed{x = -\\frac{1}{4}}", "y = -\\frac{1}{4}"),
+        ("\\boxed{5x - 7y + 11z - 4 = 0}", "5x - 7y + 11z + 4 = 0"),
+        ("\\boxed{A. y = 17}", "B"),
+        ("\\boxed{\\mathcal{D}}", "C"),
+        ("\\boxed{12 \\text{ feet}}", "12 \\text{ inches}"),
+        ("\\boxed{\\$5.40}", "5.4 \\text{ cents}"),
+        ("\\boxed{288}", "288\\pi"),
+        ("Answer: $13$", "12"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "response,gold", [c for cases in EQUAL.values() for c in cases], ids=lambda x: x[:40]
+)
+def test_equal_forms(response: str, gold: str) -> None:
+    assert ok(response, gold)
+
+
+@pytest.mark.parametrize(
+    "response,gold", [c for cases in UNEQUAL.values() for c in cases], ids=lambda x: x[:40]
+)
+def test_unequal_forms(response: str, gold: str) -> None:
+    assert not ok(response, gold)
+
+
+def test_boxes_listed_together_are_one_answer_but_an_earlier_result_is_not() -> None:
+    assert extract_final_boxes("\\boxed{3}, \\boxed{5}") == "3, 5"
+    assert extract_final_boxes("so \\boxed{4} cm. Then \\boxed{8}") == "8"
+    assert extract_final_boxes("\\boxed{\\boxed{3}}") == "\\boxed{3}"
+    assert extract_final_boxes("\\boxed{3") is None  # the final box was cut off
+    assert extract_answer("\\boxed{2} then \\boxed{3") is None
+
+
+def test_stated_answers_are_a_last_resort_the_verify_policy_does_not_use() -> None:
+    text = "Adding the parts, Answer: $12$"
+    assert extract_stated(text) == "12"
+    assert REWARD.but(think="whole").answer(text) == "12" and EVAL.answer(text) == "12"
+    assert VERIFY.answer(text) is None  # the dataset takes only committed (boxed) answers
+    assert VERIFY.answer("\\boxed{4}. Answer: 5") == "4"  # a box wins over a statement
+    assert extract_stated("She makes $18 every day.") is None  # a dollar sign is not math
+
+
+def test_scored_part_per_policy() -> None:
+    thinking = "<think>maybe \\boxed{16}</think> so \\boxed{18}"
+    assert VERIFY.answer(thinking) == "18" and EVAL.answer(thinking) == "18"
+    unfinished = "<think>it is \\boxed{16}"
+    assert EVAL.answer(unfinished) == "16"  # the authors' eval: the whole response
+    assert REWARD.answer(unfinished) is None  # the DeepMath reward needs </think>
+    assert VERIFY.answer(unfinished) == "16"  # after </think> if any, else everything
+
+
+def test_math_verify_on_the_text_is_ored_in() -> None:
+    # nothing this checker extracts, but math-verify reads the sentence
+    response = "Multiplying, we get $\\frac{1}{2}$ of the total"
+    res = check_answer(response, "0.5", **EVAL.options())
+    assert res.equivalent and res.method == "math_verify_full_text"
+    assert not check_answer(response, "0.5", **VERIFY.options()).equivalent
+
+
+def test_math_verify_reading_part_of_a_list_is_refused() -> None:
+    # math-verify alone reads both lists as their last item, 77
+    from math_verify import parse, verify
+
+    assert verify(parse("12, 30, and 77"), parse("14, 30, and 77"))
+    assert not ok("14, 30, and 77", "12, 30, and 77")
+    assert not ok("The numbers are 14, 30, and 77.", "12, 30, and 77")
+
+
+def test_a_wrong_last_box_is_rescued_by_the_answer_is_sentence_only_in_eval() -> None:
+    response = "\\boxed{5}\nThe answer is: 7"
+    assert ok(response, "7") and not ok(response, "7", REWARD.but(think="whole"))
+
+
+def test_equivalence_direction_does_not_matter_for_symmetric_forms() -> None:
+    for a, b in [("\\{3, 5\\}", "5, 3"), ("y = 2x+3", "2x - y + 3 = 0"), ("5 2/3", "17/3")]:
+        assert compare(a, b)[0] and compare(b, a)[0], (a, b)
+
+
+def test_a_decimal_comma_is_read_in_predictions_only() -> None:
+    """MATH golds write lists tightly ("1,3" are two roots): a gold is never a decimal comma."""
+    assert compare("1,3", "1.3")[0]  # a model writing 1.3 the European way
+    assert not compare("1.3", "1,3")[0]  # the gold's two roots are not 1.3
+    assert compare("1, 3", "1,3")[0]
