@@ -328,28 +328,14 @@ def check_pairs(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
-    policy: Policy | None = None,
-    extract: bool = True,
-    think: bool | str = False,
-    stated: bool = False,
-    fallback_full_text: bool = False,
-    rescue: bool = False,
-    progress: bool = False,
     memory_mb: int | None = 4096,
+    **options: Any,
 ) -> list[Result]:
     """Check many ``(response, gold)`` pairs on all cores, each bounded by ``timeout_s``.
 
-    Results are in input order. See :class:`CheckerPool` for how the bound is enforced and
-    :func:`check_answer` for the options (or pass a consumer's ``policy``).
+    Results are in input order. ``options`` are those of :meth:`CheckerPool.map` (a consumer's
+    ``policy``, or ``extract``/``think``/... as in :func:`check_answer`, and ``progress``); see
+    :class:`CheckerPool` for how the bound is enforced.
     """
     with CheckerPool(workers, timeout_s=timeout_s, memory_mb=memory_mb) as pool:
-        return pool.map(
-            pairs,
-            policy=policy,
-            extract=extract,
-            think=think,
-            stated=stated,
-            fallback_full_text=fallback_full_text,
-            rescue=rescue,
-            progress=progress,
-        )
+        return pool.map(pairs, **options)
