@@ -219,3 +219,24 @@ def test_a_decimal_comma_is_read_in_predictions_only() -> None:
     assert compare("1,3", "1.3")[0]  # a model writing 1.3 the European way
     assert not compare("1.3", "1,3")[0]  # the gold's two roots are not 1.3
     assert compare("1, 3", "1,3")[0]
+
+
+def test_pathological_text_is_answered_not_timed_out() -> None:
+    """Long runs of spaces, letters, commas or backslashes must not make a regex backtrack for
+    ever: each pair is answered inside a 3 s budget, not reported as a timeout."""
+    from deepmath.answers import check_pairs
+
+    bad = [
+        "1 " + "a" * 60 + "!",
+        "1" + " " * 50_000 + "x",
+        "2, " * 20_000,
+        "x" + " and " * 10_000 + "y",
+        "3" + " " * 20_000 + "\\\\",
+        "\\" * 30_000,
+        "Therefore " + "$x " * 20_000,
+        "1" + "\n" * 50_000 + "x",
+        "1" + " \n" * 20_000 + "x",
+    ]
+    pairs = [(f"\\boxed{{{s}}}", "5") for s in bad] + [(s, "5") for s in bad]
+    results = check_pairs(pairs, timeout_s=3, workers=2, policy=EVAL)
+    assert [r.reason for r in results if r.reason == "timeout"] == []

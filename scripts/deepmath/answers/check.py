@@ -244,9 +244,11 @@ def _math_verify_text(text: str, gold_ans: str, pred: str | None) -> str | None:
     to one ("$x = 5$" on one line and "$x = -5$" on the next).
     """
     mv = _math_verify()
-    golds = _mv_parse(
-        gold_ans
-    )  # as the reward's parse("\\boxed{gt}"): a bare "288\\pi" is no number
+    # math-verify's regexes are quadratic in long runs of white space; one space or one blank
+    # line means the same to it
+    text = re.sub(r"[ \t]*\n\s*\n\s*", "\n\n", re.sub(r"[ \t]{2,}", " ", text))
+    # The gold as the reward parses it, parse("\\boxed{gt}"): a bare "288\\pi" is no number.
+    golds = _mv_parse(gold_ans)
     found = mv_parse_text(text)
     if not golds or not found or not mv.verify(golds, found, timeout_seconds=None):
         return None

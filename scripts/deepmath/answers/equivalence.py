@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from deepmath.answers.normalize import _has_variables, _key, normal_form, normalize_answer
+from deepmath.answers.normalize import (
+    _HEURISTIC_MAX,
+    _has_variables,
+    _key,
+    normal_form,
+    normalize_answer,
+)
 
 REL_TOL = 1e-4
 
@@ -443,7 +449,11 @@ _UNIT_OF = {alias: name for name, aliases in _UNITS.items() for alias in aliases
 def _units(ans: str) -> frozenset[str]:
     """The known units an answer is stated in (``12 \\text{ inches}``, ``\\$5``, ``3 cm^2``)."""
     words = re.findall(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", ans)
-    tail = re.search(r"\d\s*((?:[a-zA-Z]+\.?\s*)+)(?:\^\{?\d\}?)?\s*\$?\s*$", ans)
+    tail = (  # "12 inches", "3 cm^2": one character class, so no backtracking blow-up
+        re.search(r"\d\s*([a-zA-Z][a-zA-Z. ]*)(?:\^\{?\d\}?)?\s*\$?\s*$", ans)
+        if len(ans) <= _HEURISTIC_MAX
+        else None
+    )
     if tail:
         words.append(tail.group(1))
     found = set()

@@ -224,7 +224,8 @@ def extract_stated(text: str | None) -> str | None:
     for m in _CONCLUSION.finditer(text):
         last = m
     if last is not None:
-        sentence = re.split(r"(?<=[.!?])\s", text[last.end() :].split("\n", 1)[0], maxsplit=1)[0]
+        line = text[last.end() :].split("\n", 1)[0][:500]
+        sentence = re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0]
         found = _stated_math(sentence)
         if found:
             return found

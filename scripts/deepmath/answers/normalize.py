@@ -160,7 +160,7 @@ def normal_form(ans: str) -> str:
     inner = extract_boxed(s) if s.startswith(_BOX_COMMANDS) else None
     if inner:
         s = inner
-    s = s.replace("\n", " ").replace("\\$", "")
+    s = re.sub(r"\s+", " ", s).replace("\\$", "")  # one space: no regex below meets a long run
     s = strip_math_delimiters(s).replace("$", "")
     s = re.sub(r",\\!\s*", ",", s)  # 11,\! 111,\! 100: LaTeX thousands separators
     s = s.replace("\\!", "").replace("\\,", "")
@@ -192,7 +192,9 @@ def normal_form(ans: str) -> str:
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"([(\[{])\s+", r"\1", s)
     s = re.sub(r"\s+([)\]}])", r"\1", s)
-    s = re.sub(r"[\s.,;]*\\+$", "", s).rstrip(" .,;")  # "240\\": a stray line break
+    s = s.rstrip(" .,;")
+    while s.endswith("\\"):  # "240\\": a stray line break
+        s = s.rstrip("\\").rstrip(" .,;")
     m = _MIXED.fullmatch(s)  # 5 2/3 -> 5\frac{2}{3} (before spaces stop mattering)
     if m:
         s = f"{m.group(1)}\\frac{{{m.group(2)}}}{{{m.group(3)}}}{m.group(4) or ''}"
