@@ -24,8 +24,8 @@ OUT_FIELDS = ("equivalent", "reason", "method", "pred", "detail")
 PROGRESS_FROM = 200  # pairs: shorter inputs finish before a bar would help
 
 
-def read_rows(path: str) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a JSON-lines or parquet file, and how many lines were not JSON objects.
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines or parquet file.
 
     A line that is not a JSON object becomes a row holding only its line number, so it is
     reported in place instead of stopping the run.
@@ -38,9 +38,8 @@ def read_rows(path: str) -> tuple[list[dict[str, Any]], int]:
         import pandas as pd
 
         frame = pd.read_parquet(path)
-        return [_plain(r) for r in frame.to_dict(orient="records")], 0
+        return [_plain(r) for r in frame.to_dict(orient="records")]
     rows: list[dict[str, Any]] = []
-    broken = 0
     with sys.stdin if path == "-" else open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
@@ -53,11 +52,10 @@ def read_rows(path: str) -> tuple[list[dict[str, Any]], int]:
             else:
                 detail = f"line {n} is not a JSON object"
             if not isinstance(row, dict):
-                broken += 1
                 rows.append({"line": n, "_bad": detail})
                 continue
             rows.append(row)
-    return rows, broken
+    return rows
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.timeout <= 0:
         raise DeepmathError(f"--timeout {args.timeout}: must be positive")
     policy = choose_policy(args)
-    rows, _broken = read_rows(args.inp)
+    rows = read_rows(args.inp)
     t0 = time.perf_counter()
     progress = not args.no_progress and len(rows) >= PROGRESS_FROM
     out = score_rows(rows, policy, timeout_s=args.timeout, workers=args.workers, progress=progress)
