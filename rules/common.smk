@@ -1,3 +1,5 @@
+import shlex
+
 from snakemake.exceptions import WorkflowError
 
 from deepmath.config import ConfigError, read_yaml, validate_config
@@ -161,6 +163,12 @@ RL = config["rl"]
 RL_RUNS = RL["runs"]
 VERL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "verl"]
 TRL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "trl"]
+# Training from the released dataset needs no curation job at all.
+FROM_PUBLISHED = RL.get("dataset", "ours") == "published"
+PUBLISHED_FILE = res("published/deepmath-103k.parquet")
+RL_DATA = [PUBLISHED_FILE] if FROM_PUBLISHED else DATASET_FILES
+RL_VAL_BENCH = (RL.get("validation") or {}).get("benchmark")
+RL_VAL_FILES = [res(f"benchmarks/{RL_VAL_BENCH}.parquet")] if RL_VAL_BENCH else []
 
 
 def one_of(names):

@@ -1,6 +1,6 @@
 # Raw data and model assets: the only rules that may need the internet. On clusters whose
 # compute nodes are offline, run them first on a login node:
-#   snakemake --until pull_source pull_benchmark prepare_model --cores 4
+#   snakemake --until pull_source pull_benchmark pull_published prepare_model --cores 4
 
 
 rule pull_source:
@@ -42,6 +42,26 @@ rule build_pool:
     shell:
         "python -m deepmath.pool --in {input} --out {output.shards} --stats {output.stats}"
         " 2> {log}"
+
+
+rule pull_published:
+    output:
+        table=PUBLISHED_FILE,
+        stats=res("published/deepmath-103k.stats.json"),
+    log:
+        logs("pull_published.log"),
+    benchmark:
+        timing("pull_published")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        spec=lambda w: as_json(RL["published"]),
+    shell:
+        "python -m deepmath.pull published --name deepmath-103k --spec {params.spec:q}"
+        " --out {output.table} --stats {output.stats} 2> {log}"
 
 
 rule pull_benchmark:

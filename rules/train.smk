@@ -5,7 +5,8 @@
 
 rule prepare_rl_data:
     input:
-        DATASET_FILES,
+        data=RL_DATA,
+        val=RL_VAL_FILES,
     output:
         train=res("rl/{model}/train.parquet"),
         val=res("rl/{model}/val.parquet"),
@@ -21,8 +22,11 @@ rule prepare_rl_data:
         runtime=30,
     params:
         spec=lambda w: rl_spec(w.model),
+        val_bench=lambda w, input: (
+            f"--val-bench {shlex.quote(input.val[0])}" if input.val else ""
+        ),
     shell:
-        "python -m deepmath.rldata --in {input} --spec {params.spec:q}"
+        "python -m deepmath.rldata --in {input.data} {params.val_bench} --spec {params.spec:q}"
         " --train-out {output.train} --val-out {output.val} --stats {output.stats} 2> {log}"
 
 

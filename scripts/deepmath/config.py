@@ -158,7 +158,16 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                 f"models.{name} must have exactly one of hub, gguf, local (has: "
                 f"{', '.join(kinds) or 'none'})"
             )
-    for name, run in ((config.get("rl") or {}).get("runs") or {}).items():
+    rl = config.get("rl") or {}
+    val_bench = (rl.get("validation") or {}).get("benchmark")
+    if val_bench is not None and val_bench not in benches:
+        problems.append(
+            f"rl.validation.benchmark = {val_bench!r} is not a benchmark; allowed values: "
+            f"{', '.join(sorted(benches))}"
+        )
+    for name, run in (rl.get("runs") or {}).items():
+        if run.get("backend") == "verl":
+            problems.extend(_verl_recipe_problems(rl, name))
         if run.get("init") not in models:
             problems.append(
                 f"rl.runs.{name}.init = {run.get('init')!r} is not in models; allowed values: "
@@ -188,6 +197,19 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                     f"{section}.{name}.answer = {method!r} needs fields.{' or fields.'.join(needs)}"
                 )
     return problems
+
+
+def _verl_recipe_problems(rl: Mapping[str, Any], name: str) -> list[str]:
+    """A verl run's recipe checked as the training job will check it, before any job runs."""
+    from deepmath.io import DeepmathError
+    from deepmath.verl_recipe import recipe
+    from deepmath.workflow import rl_run_spec
+
+    try:
+        recipe(rl_run_spec(rl, name, 0))
+    except DeepmathError as err:
+        return [f"rl.runs.{name}: {err}"]
+    return []
 
 
 def _drop_unset_servers(config: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""pull_source / pull_benchmark: load a dataset with `datasets` and normalise it.
+"""pull_source / pull_benchmark / pull_published: load a dataset with `datasets` and normalise it.
+
+``published`` reads a dataset in DeepMath-103K's published schema (the released
+``zwhe99/DeepMath-103K``, or a local parquet folder with the same columns) so that training or
+an audit can start from it without curating anything.
 
 Both scales use the same loader: a hub id at a pinned revision (paper) or local json/parquet
 files inside an installed package (demo). Malformed rows (no question text) are counted and
@@ -60,7 +64,7 @@ def load_table(load: Mapping[str, Any], what: str) -> pd.DataFrame:
     import datasets
 
     path = load["path"]
-    kwargs: dict[str, Any] = {"split": load["split"]}
+    kwargs: dict[str, Any] = {"split": load.get("split") or "train"}
     if load.get("name"):
         kwargs["name"] = load["name"]
     if load.get("revision"):
@@ -240,12 +244,46 @@ def normalise_benchmark(
     return out[BENCH_COLUMNS], stats
 
 
+def normalise_published(
+    raw: pd.DataFrame, spec: Mapping[str, Any], name: str, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The published columns, typed as our own dataset's; a missing column is an error."""
+    from deepmath.dataset import COLUMNS, to_published
+
+    missing = [c for c in COLUMNS if c not in raw.columns]
+    if missing:
+        raise DeepmathError(
+            f"published dataset '{name}': missing column(s) {', '.join(missing)}; a dataset in "
+            f"the DeepMath-103K schema has {', '.join(COLUMNS)} (found: {', '.join(raw.columns)})"
+        )
+    table = to_published(raw)
+    blank_q = table["question"].isna() | table["question"].astype(str).str.strip().eq("")
+    blank_a = table["final_answer"].isna() | table["final_answer"].astype(str).str.strip().eq("")
+    stats = {
+        "name": name,
+        "load": dict(spec["load"]),
+        "rows": len(table),
+        "empty_question": int(blank_q.sum()),
+        "empty_answer": int((blank_a & ~blank_q).sum()),
+        "extra_columns": sorted(set(raw.columns) - set(COLUMNS)),
+    }
+    return table, stats
+
+
+NORMALISERS = {
+    "source": normalise_source,
+    "benchmark": normalise_benchmark,
+    "published": normalise_published,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m deepmath.pull",
-        description="Pull one training source or benchmark with datasets.load_dataset.",
+        description="Pull one training source, benchmark or published dataset with "
+        "datasets.load_dataset.",
     )
-    parser.add_argument("kind", choices=["source", "benchmark"])
+    parser.add_argument("kind", choices=sorted(NORMALISERS))
     parser.add_argument("--name", required=True, help="config name of the source/benchmark")
     parser.add_argument("--spec", required=True, help="its config entry, as JSON")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,10 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     spec = json.loads(args.spec)
     what = f"{args.kind} '{args.name}'"
-    log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"]["split"])
+    log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"].get("split"))
     log.info("offline mode: HF_HUB_OFFLINE=%s", os.environ.get("HF_HUB_OFFLINE", "0"))
     raw = load_table(spec["load"], what)
-    normalise = normalise_source if args.kind == "source" else normalise_benchmark
+    normalise = NORMALISERS[args.kind]
     table, stats = normalise(raw, spec, args.name, seed=args.seed)
     if stats.get("malformed_no_question") or stats.get("malformed_no_problem"):
         log.warning("%s: dropped malformed rows: %s", what, stats)

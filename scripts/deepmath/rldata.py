@@ -9,8 +9,10 @@ rule per model, ``index`` identifies the source row). The system message carries
 instruction when the run keeps it (DeepMath-Zero-7B) and is left out when it does not
 (DeepMath-1.5B, ``rm_system_prompt``).
 
-The val split is a seeded sample of ``val_size`` rows (clamped so train keeps at least one row);
-rows with an empty question or answer are counted and dropped.
+Every usable dataset row trains (the authors train on all 103,110). Validation rows come from a
+benchmark set (``rl.validation.benchmark``, the authors' MATH-500; ``pull_benchmark``'s parquet
+with ``problem`` / ``answer``), prompted the same way; ``limit`` takes a seeded sample. Rows with
+an empty question or answer are counted and dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +38,6 @@ DEFAULTS: dict[str, Any] = {
     "system_prompt": True,
     "system_text": DEFAULT_SYSTEM_TEXT,
     "reward_gate": "think",
-    "val_size": 500,
     "seed": 42,
     "data_source": "deepmath-103k",
     "max_train_rows": None,
@@ -79,9 +81,13 @@ def resolve_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise DeepmathError(
             f"rl spec: reward_gate {out['reward_gate']!r}; allowed: {', '.join(GATES)}"
         )
-    for key in ("val_size", "seed"):
-        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 0:
-            raise DeepmathError(f"rl spec: {key} must be an integer >= 0, got {out[key]!r}")
+    seed = out["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DeepmathError(f"rl spec: seed must be an integer >= 0, got {seed!r}")
+    limit = (spec.get("validation") or {}).get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise DeepmathError(f"rl validation: limit must be null or an integer >= 1, got {limit!r}")
+    out["val_limit"] = limit
     cap = out["max_train_rows"]
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise DeepmathError(f"rl spec: max_train_rows must be null or an integer >= 1, got {cap!r}")
@@ -117,13 +123,20 @@ def drop_bad_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     return table[keep].reset_index(drop=True), dropped
 
 
-def split_rows(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/val row positions, each in input order; train keeps at least one row."""
-    if n < 1:
-        raise DeepmathError("prepare_rl_data: no usable rows (all questions or answers empty)")
-    n_val = min(val_size, n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+def benchmark_rows(path: str, limit: int | None, seed: int) -> pd.DataFrame:
+    """A benchmark parquet (``problem``, ``answer``) as validation rows (question, final_answer).
+
+    ``limit``: a seeded sample of at most that many problems, in file order."""
+    bench = pd.read_parquet(path)
+    missing = [c for c in ("problem", "answer") if c not in bench.columns]
+    if missing:
+        raise DeepmathError(f"{path}: missing column(s) {', '.join(missing)} (a benchmark file?)")
+    table = pd.DataFrame({"question": bench["problem"], "final_answer": bench["answer"]})
+    table, _ = drop_bad_rows(table)
+    if limit is not None and len(table) > limit:
+        keep = np.sort(np.random.default_rng([seed, 2]).choice(len(table), limit, replace=False))
+        table = table.iloc[keep].reset_index(drop=True)
+    return table
 
 
 def cap_rows(idx: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
@@ -176,9 +189,13 @@ def write_rl_parquet(records: list[dict[str, Any]], path: str) -> None:
 
 
 def prepare(
-    inputs: Sequence[str], spec: Mapping[str, Any], train_out: str, val_out: str
+    inputs: Sequence[str],
+    spec: Mapping[str, Any],
+    train_out: str,
+    val_out: str,
+    val_bench: str | None = None,
 ) -> dict[str, Any]:
-    """Read, clean, split, write both parquet files; return the stats."""
+    """Read, clean, write the train file (all rows) and the val file (the benchmark's rows)."""
     spec = resolve_spec(spec)
     table = read_inputs(inputs)
     rows_in = len(table)
@@ -189,40 +206,44 @@ def prepare(
             dropped["empty_question"],
             dropped["empty_answer"],
         )
-    train_idx, val_idx = split_rows(len(table), spec["val_size"], spec["seed"])
-    if len(val_idx) < spec["val_size"]:
-        log.warning(
-            "val_size %d clamped to %d so train keeps at least one row",
-            spec["val_size"],
-            len(val_idx),
-        )
-    uncapped = len(train_idx)
-    train_idx = cap_rows(train_idx, spec["max_train_rows"], spec["seed"])
+    if table.empty:
+        raise DeepmathError("prepare_rl_data: no usable rows (all questions or answers empty)")
+    all_idx = np.arange(len(table))
+    train_idx = cap_rows(all_idx, spec["max_train_rows"], spec["seed"])
+    val = (
+        benchmark_rows(val_bench, spec["val_limit"], spec["seed"]) if val_bench else table.iloc[0:0]
+    )
     write_rl_parquet(to_records(table, train_idx, "train", spec), train_out)
-    write_rl_parquet(to_records(table, val_idx, "val", spec), val_out)
+    val_spec = {**spec, "data_source": _val_source(val_bench) or spec["data_source"]}
+    write_rl_parquet(to_records(val, np.arange(len(val)), "val", val_spec), val_out)
     stats = {
         "rows_in": rows_in,
         "dropped": dropped,
         "rows_usable": len(table),
-        "rows_out": len(train_idx) + len(val_idx),
         "train": len(train_idx),
-        "val": len(val_idx),
-        "val_size_requested": spec["val_size"],
-        "train_capped_from": uncapped if len(train_idx) < uncapped else None,
+        "train_capped_from": len(table) if len(train_idx) < len(table) else None,
+        "val": len(val),
+        "val_source": _val_source(val_bench),
         "system_prompt": spec["system_prompt"],
         "reward_gate": spec["reward_gate"],
         "data_source": spec["data_source"],
         "seed": spec["seed"],
     }
     log.info(
-        "RL data: %d rows in, %d train, %d val (%s system prompt, gate %s)",
+        "RL data: %d rows in, %d train, %d val from %s (%s system prompt, gate %s)",
         rows_in,
         len(train_idx),
-        len(val_idx),
+        len(val),
+        _val_source(val_bench) or "nothing",
         "with" if spec["system_prompt"] else "no",
         spec["reward_gate"],
     )
     return stats
+
+
+def _val_source(path: str | None) -> str | None:
+    """The benchmark's name (``benchmarks/<name>.parquet``)."""
+    return Path(path).stem if path else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -231,12 +252,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spec", required=True, help="JSON: rl.runs.<name> merged with rl keys")
     parser.add_argument("--train-out", required=True)
     parser.add_argument("--val-out", required=True)
+    parser.add_argument("--val-bench", help="benchmark parquet of the validation set")
     parser.add_argument("--stats", required=True)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     spec = load_spec(args.spec, "rl.runs.<name> merged with rl keys")
-    stats = prepare(args.inputs, spec, args.train_out, args.val_out)
+    stats = prepare(args.inputs, spec, args.train_out, args.val_out, args.val_bench)
     write_json(stats, args.stats)
 
 

@@ -8,11 +8,14 @@ each recipe item:
 - DAPO clip-higher: ``actor.clip_ratio_low/high`` (the vanilla policy loss reads them).
 - token-level loss: ``actor.loss_agg_mode=token-mean``.
 - dynamic sampling: ``algorithm.filter_groups.{enable,metric}``. ``main_ppo`` runs the *V1*
-  trainer (``trainer.use_v1: true``), which streams prompts one at a time and drops groups whose
-  metric is constant; it **ignores** ``filter_groups.max_num_gen_batches`` (warning only) and
-  forces ``data.gen_batch_size=1``. The paper's generation batch (384 prompts generated per 128
-  trained, i.e. 3x) maps to ``filter_groups.max_inflight_gen_batches`` = gen_batch /
-  prompts_per_step: at most that many train batches of prompts in flight.
+  trainer (``trainer.use_v1: true``), which streams prompts and drops groups whose metric is
+  constant, but ignores ``data.gen_batch_size`` and ``filter_groups.max_num_gen_batches``, has
+  no limit on generation rounds and bounds prompts in flight only in whole train batches. Our
+  sampler (``trainer.v1.sampler.custom_sampler`` = deepmath/verl_sampler.py, verl's documented
+  extension point) keeps verl's filtering and adds the authors' two bounds: at most
+  ``gen_batch`` prompts in flight (any size >= prompts_per_step: 480 for 128 works) and at most
+  ``max_gen_rounds`` x ``gen_batch`` prompts per step, after which the run fails with a message
+  (deepmath.sampling).
 - filter metric ``acc``: our reward returns ``{"score", "acc", ...}``; the ``dapo`` reward manager
   puts every key into ``reward_extra_info``, where the V1 replay buffer reads ``acc``. (The
   alternative ``reward`` would include the overlong penalty, so groups that are all correct but
@@ -28,16 +31,19 @@ each recipe item:
   model is built then); never in the reward (``algorithm.use_kl_in_reward=False``).
 - constant LR with warmup: ``optim.lr_scheduler_type=constant`` and ``optim.lr_warmup_steps``
   (<= 0 falls back to ``lr_warmup_steps_ratio``, which we pin to 0).
-- steps: ``trainer.total_training_steps``; the loop also stops after ``trainer.total_epochs``
-  epochs (default 30, counted in train batches), so that is set to ``steps`` to never cut a run
-  short. Checkpoints every ``save_every`` steps and at the last step under
-  ``trainer.default_local_dir`` (``global_step_N/actor`` + ``latest_checkpointed_iteration.txt``);
-  ``trainer.resume_mode=auto`` resumes from the latest one.
+- steps: ``trainer.total_training_steps``; ``trainer.total_epochs`` is the authors' 999999, so
+  an epoch count never cuts a run short. Checkpoints every ``save_every`` steps and at the
+  last step under ``trainer.default_local_dir`` (``global_step_N/actor`` +
+  ``latest_checkpointed_iteration.txt``); ``trainer.resume_mode=auto`` resumes from the latest.
 - FSDP: ``actor.strategy=fsdp2`` by default (the reference model follows it). FSDP2 is what
   verl recommends, and it is the flavour whose checkpoints can be made on CPU (FSDP1 needs an
   accelerator), so the merger test runs on exactly the format training writes.
-- micro-batches: ``actor.use_dynamic_bsz`` with ``ppo_max_token_len_per_gpu`` = prompt +
-  response length (the ref/rollout log-prob passes inherit both), as in verl's DAPO recipe.
+- micro-batches: ``actor.use_dynamic_bsz`` with the recipe's ``max_token_len_per_gpu``; the
+  log-prob passes of the rollout and the reference model get ``log_prob_max_token_len_per_gpu``.
+- Ulysses sequence parallel: set on the actor and the reference model, both in the deprecated
+  top-level key (which the dataclass copies) and in ``fsdp_config``; offload: FSDP parameter
+  and optimizer offload of the actor and parameter offload of the reference model.
+- values verl 0.9 cannot reproduce are listed in ``DEVIATIONS`` (the README repeats it).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +60,24 @@ from deepmath.io import DeepmathError
 from deepmath.templates import read_chat_template
 
 MAIN_PPO = "verl.trainer.main_ppo"
+# the authors' total_epochs: training ends at total_training_steps, never at an epoch count
+TOTAL_EPOCHS = 999999
 CHECKPOINT_SUBDIR = "checkpoints"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 
+# Every value of the authors' training table is a required recipe item: a run that leaves one
+# out is an error, never a silent verl default.
 REQUIRED = (
     "lr",
     "warmup_steps",
     "weight_decay",
     "prompts_per_step",
     "gen_batch",
+    "max_gen_rounds",
     "mini_batch",
     "rollout_n",
     "temperature",
+    "top_p",
     "max_prompt_length",
     "max_response_length",
     "overlong_buffer",
@@ -72,38 +85,176 @@ REQUIRED = (
     "clip_low",
     "clip_high",
     "kl",
+    "grad_clip",
+    "skip_grad_norm",
     "entropy_coeff",
     "ppo_epochs",
-    "save_every",
+    "ulysses_sp",
+    "max_token_len_per_gpu",
+    "log_prob_max_token_len_per_gpu",
+    "offload",
     "tensor_parallel",
     "gpu_memory_utilization",
+    "max_num_batched_tokens",
+    "save_every",
+    "truncation",
 )
 
-# Optional recipe items and their defaults (None: derived, see build_overrides).
+# Optional recipe items and their defaults (the authors' values where they had one).
 OPTIONAL: dict[str, Any] = {
-    "top_p": 1.0,
-    "grad_clip": 1.0,
     "filter_metric": "acc",
-    "max_token_len_per_gpu": None,  # default: max_prompt_length + max_response_length
-    "test_freq": None,  # default: save_every (validation at every checkpoint and the last step)
-    "val_before_train": False,
-    "val_temperature": 0.6,  # the paper's evaluation sampling
+    "enforce_eager": True,
+    "chunked_prefill": True,
+    "dropout": 0.0,  # attention / embedding / residual dropout of the policy
+    "save_rollouts": True,  # the authors' trainer.save_rollout: rollouts as JSONL per step
+    "val_temperature": 0.6,  # the paper's evaluation sampling, when validation is on
     "val_top_p": 0.95,
     "val_n": 1,
     "keep_checkpoints": None,  # trainer.max_actor_ckpt_to_keep; None keeps all
     "reward_workers": 8,
-    "strategy": "fsdp2",  # actor (and ref) FSDP flavour: fsdp2 or fsdp (FSDP1, verl's default)
+    "strategy": "fsdp2",  # actor (and ref) FSDP flavour: fsdp2 or fsdp (FSDP1)
 }
 
 KL_TYPES = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "full")
 FILTER_METRICS = ("acc", "score", "reward")
 STRATEGIES = ("fsdp", "fsdp2")
+TRUNCATIONS = ("left", "right", "middle", "error")
+SAMPLER_NAME = "BudgetedReplayBuffer"
+SAMPLING_REPORT = "dynamic_sampling.failed.json"
+
+# The verl 0.9 keys each recipe item sets (tests perturb every item and check that exactly these
+# keys move, so an item that never reaches verl fails).
+RECIPE_KEYS: dict[str, tuple[str, ...]] = {
+    "lr": ("actor_rollout_ref.actor.optim.lr",),
+    "warmup_steps": ("actor_rollout_ref.actor.optim.lr_warmup_steps",),
+    "weight_decay": ("actor_rollout_ref.actor.optim.weight_decay",),
+    "prompts_per_step": (
+        "data.train_batch_size",
+        "trainer.v1.sampler.sampler_kwargs.prompts_per_step",
+    ),
+    "gen_batch": ("trainer.v1.sampler.sampler_kwargs.gen_batch",),
+    "max_gen_rounds": ("trainer.v1.sampler.sampler_kwargs.max_gen_rounds",),
+    "mini_batch": ("actor_rollout_ref.actor.ppo_mini_batch_size",),
+    "rollout_n": ("actor_rollout_ref.rollout.n",),
+    "temperature": ("actor_rollout_ref.rollout.temperature",),
+    "top_p": ("actor_rollout_ref.rollout.top_p",),
+    "max_prompt_length": ("data.max_prompt_length", "actor_rollout_ref.rollout.max_model_len"),
+    "max_response_length": (
+        "data.max_response_length",
+        "actor_rollout_ref.rollout.max_model_len",
+        "+reward.reward_kwargs.max_resp_len",
+    ),
+    "overlong_buffer": (
+        "+reward.reward_kwargs.overlong_buffer_cfg.enable",
+        "+reward.reward_kwargs.overlong_buffer_cfg.len",
+    ),
+    "overlong_penalty_factor": ("+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",),
+    "clip_low": ("actor_rollout_ref.actor.clip_ratio_low",),
+    "clip_high": ("actor_rollout_ref.actor.clip_ratio_high",),
+    "kl": (
+        "actor_rollout_ref.actor.use_kl_loss",
+        "actor_rollout_ref.actor.kl_loss_type",
+        "actor_rollout_ref.actor.kl_loss_coef",
+        "algorithm.kl_ctrl.kl_coef",
+    ),
+    "grad_clip": ("actor_rollout_ref.actor.optim.clip_grad",),
+    "skip_grad_norm": (),  # fork-only: see DEVIATIONS
+    "entropy_coeff": ("actor_rollout_ref.actor.entropy_coeff",),
+    "ppo_epochs": ("actor_rollout_ref.actor.ppo_epochs",),
+    "ulysses_sp": (
+        "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.ref.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size",
+    ),
+    "max_token_len_per_gpu": ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu",),
+    "log_prob_max_token_len_per_gpu": (
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu",
+        "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu",
+    ),
+    "offload": (
+        "actor_rollout_ref.actor.fsdp_config.param_offload",
+        "actor_rollout_ref.actor.fsdp_config.optimizer_offload",
+        "actor_rollout_ref.ref.fsdp_config.param_offload",
+    ),
+    "tensor_parallel": ("actor_rollout_ref.rollout.tensor_model_parallel_size",),
+    "gpu_memory_utilization": ("actor_rollout_ref.rollout.gpu_memory_utilization",),
+    "max_num_batched_tokens": ("actor_rollout_ref.rollout.max_num_batched_tokens",),
+    "save_every": ("trainer.save_freq",),
+    "truncation": ("data.truncation",),
+    "filter_metric": (
+        "algorithm.filter_groups.metric",
+        "trainer.v1.sampler.sampler_kwargs.filter_metric",
+    ),
+    "enforce_eager": ("actor_rollout_ref.rollout.enforce_eager",),
+    "chunked_prefill": ("actor_rollout_ref.rollout.enable_chunked_prefill",),
+    "dropout": (
+        "+actor_rollout_ref.model.override_config.attention_dropout",
+        "+actor_rollout_ref.model.override_config.embd_pdrop",
+        "+actor_rollout_ref.model.override_config.resid_pdrop",
+    ),
+    "save_rollouts": ("trainer.rollout_data_dir",),
+    "val_temperature": ("actor_rollout_ref.rollout.val_kwargs.temperature",),
+    "val_top_p": ("actor_rollout_ref.rollout.val_kwargs.top_p",),
+    "val_n": ("actor_rollout_ref.rollout.val_kwargs.n",),
+    "keep_checkpoints": ("trainer.max_actor_ckpt_to_keep",),
+    "reward_workers": ("reward.num_workers",),
+    "strategy": ("actor_rollout_ref.actor.strategy",),
+}
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A value of the authors' recipe that our verl 0.9 run does not reproduce exactly."""
+
+    authors: str  # what the authors' fork did
+    ours: str  # what we do instead
+    reason: str
+
+
+# Keyed by the authors' hydra key (their verl fork, zwhe99/verl@05dc0fc). The conformance test
+# compares every other value of the authors' table with the composed verl 0.9 config; these are
+# the only ones allowed to differ. The README repeats this table.
+DEVIATIONS: dict[str, Deviation] = {
+    "actor_rollout_ref.actor.max_grad_norm": Deviation(
+        authors="after clipping, skip the optimizer update of a mini-batch whose grad norm "
+        "(before clipping) exceeds 5.0 (Zero-Math-7B, 1.5B, Omn-1.5B)",
+        ours="gradients are clipped at grad_clip (1.0) and the update always happens; verl "
+        "0.9 skips an update only when the norm is not finite. The limit stays in the recipe "
+        "(skip_grad_norm) and actor/grad_norm is logged every step, so spikes are visible",
+        reason="a feature of the authors' fork (commit bf0a628) that upstream verl 0.9 lacks",
+    ),
+    "actor_rollout_ref.actor.strategy": Deviation(
+        authors="FSDP1 (the fork's default 'fsdp')",
+        ours="FSDP2 ('fsdp2'); recipe item strategy: fsdp switches back",
+        reason="verl 0.9 recommends FSDP2, and FSDP2 checkpoints can be written on CPU, so the "
+        "checkpoint-merge test runs on exactly the format training writes",
+    ),
+    "actor_rollout_ref.actor.use_token_level_loss": Deviation(
+        authors="token mean within each micro-batch, micro-batches weighted by size",
+        ours="loss_agg_mode token-mean: token mean over the whole mini-batch",
+        reason="upstream verl's token-level loss (the DAPO definition); the fork's variant is "
+        "not available. Equal when micro-batches hold equal token counts",
+    ),
+    "trainer.logger": Deviation(
+        authors="console and wandb",
+        ours="console; add 'trainer.logger=[console,wandb]' to the run's verl_overrides",
+        reason="wandb needs an account and network access that cluster nodes often lack; it "
+        "does not change training",
+    ),
+}
+
 
 # Keys that exist in verl 0.9.1's config but that main_ppo (V1 trainer) ignores or overwrites
 # when dynamic sampling is on; setting them would only mislead.
 IGNORED_KEYS = {
     "data.gen_batch_size": "the V1 trainer forces it to 1 when filter_groups is enabled",
-    "algorithm.filter_groups.max_num_gen_batches": "ignored by the V1 replay buffer (warning only)",
+    "algorithm.filter_groups.max_num_gen_batches": "ignored by the V1 replay buffer (warning "
+    "only); the recipe's max_gen_rounds is enforced by deepmath.verl_sampler",
+    "algorithm.filter_groups.max_inflight_gen_batches": "not read with a custom sampler; the "
+    "recipe's gen_batch bounds the prompts in flight (deepmath.verl_sampler)",
+    "actor_rollout_ref.actor.grad_clip": "read nowhere in verl 0.9; the recipe's grad_clip sets "
+    "actor_rollout_ref.actor.optim.clip_grad",
 }
 # Legacy top-level sections (legacy_reward_impl.yaml): they compose, but only the fully-async
 # entry point migrates them into reward.*; main_ppo never reads them.
@@ -156,25 +307,33 @@ def _number(r: Mapping[str, Any], key: str, low: float = 0.0) -> float:
 
 
 def _check(spec: Mapping[str, Any], r: dict[str, Any]) -> None:
-    for key in ("prompts_per_step", "gen_batch", "mini_batch", "rollout_n", "ppo_epochs"):
+    for key in ("prompts_per_step", "gen_batch", "max_gen_rounds", "mini_batch", "rollout_n"):
         _positive_int(r, key)
-    for key in ("max_prompt_length", "max_response_length", "save_every", "tensor_parallel"):
+    for key in ("ppo_epochs", "max_prompt_length", "max_response_length", "save_every"):
+        _positive_int(r, key)
+    for key in ("tensor_parallel", "ulysses_sp", "max_token_len_per_gpu", "reward_workers"):
+        _positive_int(r, key)
+    for key in ("log_prob_max_token_len_per_gpu", "max_num_batched_tokens"):
         _positive_int(r, key)
     _positive_int(r, "warmup_steps", minimum=0)
     _positive_int(r, "overlong_buffer", minimum=0)
-    _positive_int(r, "reward_workers")
     for key in ("lr", "weight_decay", "temperature", "clip_low", "clip_high", "entropy_coeff"):
         _number(r, key)
-    for key in ("overlong_penalty_factor", "grad_clip", "val_temperature"):
+    for key in ("overlong_penalty_factor", "grad_clip", "val_temperature", "dropout"):
         _number(r, key)
     if r["lr"] <= 0:
         raise DeepmathError("rl recipe: lr must be > 0")
+    if r["skip_grad_norm"] is not None and _number(r, "skip_grad_norm") <= 0:
+        raise DeepmathError("rl recipe: skip_grad_norm must be null or a number > 0")
     if not 0 < _number(r, "gpu_memory_utilization") <= 1:
         raise DeepmathError("rl recipe: gpu_memory_utilization must be in (0, 1]")
     for key in ("top_p", "val_top_p"):
         if not 0 < _number(r, key) <= 1:
             raise DeepmathError(f"rl recipe: {key} must be in (0, 1]")
     _positive_int(r, "val_n")
+    for key in ("offload", "enforce_eager", "chunked_prefill", "save_rollouts"):
+        if not isinstance(r[key], bool):
+            raise DeepmathError(f"rl recipe: {key} must be true or false, got {r[key]!r}")
     if r["clip_high"] < r["clip_low"]:
         raise DeepmathError("rl recipe: clip_high must be >= clip_low (DAPO clip-higher)")
     pps, gen, mini = r["prompts_per_step"], r["gen_batch"], r["mini_batch"]
@@ -182,14 +341,17 @@ def _check(spec: Mapping[str, Any], r: dict[str, Any]) -> None:
         raise DeepmathError(
             f"rl recipe: prompts_per_step ({pps}) must be a multiple of mini_batch ({mini})"
         )
-    if gen < pps or gen % pps:
+    if gen < pps:
         raise DeepmathError(
-            f"rl recipe: gen_batch ({gen}) must be a multiple of prompts_per_step ({pps}): verl "
-            "0.9's V1 trainer bounds dynamic sampling in whole train batches in flight "
-            "(algorithm.filter_groups.max_inflight_gen_batches)"
+            f"rl recipe: gen_batch ({gen}) must be >= prompts_per_step ({pps}): it is how many "
+            "prompts dynamic sampling may have in generation at once"
         )
     if r["overlong_buffer"] >= r["max_response_length"]:
         raise DeepmathError("rl recipe: overlong_buffer must be < max_response_length")
+    if r["truncation"] not in TRUNCATIONS:
+        raise DeepmathError(
+            f"rl recipe: truncation {r['truncation']!r}; allowed: {', '.join(TRUNCATIONS)}"
+        )
     kl = r["kl"]
     if kl is not None:
         if not isinstance(kl, Mapping) or set(kl) != {"type", "coef"}:
@@ -206,27 +368,45 @@ def _check(spec: Mapping[str, Any], r: dict[str, Any]) -> None:
         )
     if r["strategy"] not in STRATEGIES:
         raise DeepmathError(f"rl recipe: strategy {r['strategy']!r}; allowed: fsdp, fsdp2")
-    for key in ("max_token_len_per_gpu", "test_freq", "keep_checkpoints"):
-        if r[key] is not None:
-            _positive_int(r, key)
-    if not isinstance(r["val_before_train"], bool):
-        raise DeepmathError("rl recipe: val_before_train must be true or false")
+    if r["keep_checkpoints"] is not None:
+        _positive_int(r, "keep_checkpoints")
     nodes, gpus = int(spec.get("nodes", 1)), int(spec.get("gpus_per_node", 8))
     if nodes < 1 or gpus < 1:
         raise DeepmathError("rl run: verl needs nodes >= 1 and gpus_per_node >= 1")
     world = nodes * gpus
-    if (pps * r["rollout_n"]) % world:
-        raise DeepmathError(
-            f"rl recipe: prompts_per_step x rollout_n ({pps * r['rollout_n']}) must be divisible "
-            f"by the number of GPUs ({world}) - verl's validate_config"
-        )
-    if world % r["tensor_parallel"]:
-        raise DeepmathError(
-            f"rl recipe: tensor_parallel ({r['tensor_parallel']}) must divide the GPUs ({world})"
-        )
+    for what, prompts in (("prompts_per_step", pps), ("mini_batch", mini)):
+        if (prompts * r["rollout_n"]) % world:
+            raise DeepmathError(
+                f"rl recipe: {what} x rollout_n ({prompts * r['rollout_n']}) must be divisible "
+                f"by the number of GPUs ({world}) - verl's validate_config"
+            )
+    for key in ("tensor_parallel", "ulysses_sp"):
+        if world % r[key]:
+            raise DeepmathError(f"rl recipe: {key} ({r[key]}) must divide the GPUs ({world})")
     steps = spec.get("steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise DeepmathError(f"rl run: steps must be an integer >= 1, got {steps!r}")
+    validation_of(spec)
+
+
+def validation_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``rl.validation`` with defaults: the benchmark, every N steps (-1: off), before training."""
+    raw = spec.get("validation") or {}
+    if not isinstance(raw, Mapping):
+        raise DeepmathError("rl validation must be a mapping {benchmark, every, before_train}")
+    out = {"benchmark": None, "every": -1, "before_train": False, **dict(raw)}
+    unknown = sorted(set(out) - {"benchmark", "every", "before_train", "limit"})
+    if unknown:
+        raise DeepmathError(
+            f"rl validation: unknown key(s) {', '.join(unknown)}; allowed: benchmark, every, "
+            "before_train, limit"
+        )
+    every = out["every"]
+    if isinstance(every, bool) or not isinstance(every, int) or (every < 1 and every != -1):
+        raise DeepmathError(f"rl validation: every must be -1 (off) or >= 1, got {every!r}")
+    if not isinstance(out["before_train"], bool):
+        raise DeepmathError("rl validation: before_train must be true or false")
+    return out
 
 
 # --------------------------------------------------------------------------- rendering
@@ -279,6 +459,11 @@ def checkpoint_dir(work_dir: str | Path) -> Path:
     return Path(work_dir) / CHECKPOINT_SUBDIR
 
 
+def sampler_file() -> Path:
+    """deepmath/verl_sampler.py, which verl loads by path inside its trainer."""
+    return Path(__file__).with_name("verl_sampler.py")
+
+
 def override_items(
     spec: Mapping[str, Any],
     *,
@@ -291,33 +476,49 @@ def override_items(
 ) -> dict[str, Any]:
     """The verl keys and values for one run (before ``verl_overrides``), in a stable order."""
     r = recipe(spec)
+    val_cfg = validation_of(spec)
     steps = int(spec["steps"])
     plen, rlen = r["max_prompt_length"], r["max_response_length"]
     seq = plen + rlen
     kl = r["kl"]
     actor = "actor_rollout_ref.actor"
+    ref = "actor_rollout_ref.ref"
     rollout = "actor_rollout_ref.rollout"
+    model = "actor_rollout_ref.model"
+    sampler = "trainer.v1.sampler"
     items: dict[str, Any] = {
-        # data: our parquet (verl RL format), chat prompts, lengths, batch in prompts
+        # data: our parquet (verl RL format), chat prompts, lengths, batch in prompts; prompts
+        # longer than max_prompt_length are kept and cut from the left, as the authors ran it
         "data.train_files": str(train),
         "data.val_files": str(val),
         "data.prompt_key": "prompt",
         "data.max_prompt_length": plen,
         "data.max_response_length": rlen,
         "data.train_batch_size": r["prompts_per_step"],
-        "data.filter_overlong_prompts": True,
-        "data.truncation": "error",
-        # GRPO without KL in the reward; DAPO dynamic sampling
+        "data.filter_overlong_prompts": False,
+        "data.truncation": r["truncation"],
+        # GRPO, KL never in the reward; DAPO dynamic sampling (filtering by verl, the budget of
+        # gen_batch prompts in flight and max_gen_rounds rounds per step by our sampler)
         "algorithm.adv_estimator": "grpo",
         "algorithm.norm_adv_by_std_in_grpo": True,
         "algorithm.use_kl_in_reward": False,
+        "algorithm.kl_ctrl.kl_coef": float(kl["coef"]) if kl else 0.0,
         "algorithm.filter_groups.enable": True,
         "algorithm.filter_groups.metric": r["filter_metric"],
-        "algorithm.filter_groups.max_inflight_gen_batches": r["gen_batch"] // r["prompts_per_step"],
+        f"{sampler}.custom_sampler.path": str(sampler_file()),
+        f"{sampler}.custom_sampler.name": SAMPLER_NAME,
+        f"{sampler}.sampler_kwargs.filter_metric": r["filter_metric"],
+        f"{sampler}.sampler_kwargs.prompts_per_step": r["prompts_per_step"],
+        f"{sampler}.sampler_kwargs.gen_batch": r["gen_batch"],
+        f"{sampler}.sampler_kwargs.max_gen_rounds": r["max_gen_rounds"],
+        f"{sampler}.sampler_kwargs.report": str(Path(work_dir) / SAMPLING_REPORT),
         # the policy
-        "actor_rollout_ref.model.path": str(model_dir),
-        "actor_rollout_ref.model.use_remove_padding": True,
-        "actor_rollout_ref.model.enable_gradient_checkpointing": True,
+        f"{model}.path": str(model_dir),
+        f"{model}.use_remove_padding": True,
+        f"{model}.enable_gradient_checkpointing": True,
+        f"+{model}.override_config.attention_dropout": float(r["dropout"]),
+        f"+{model}.override_config.embd_pdrop": float(r["dropout"]),
+        f"+{model}.override_config.resid_pdrop": float(r["dropout"]),
         f"{actor}.strategy": r["strategy"],
         f"{actor}.optim.lr": float(r["lr"]),
         f"{actor}.optim.lr_scheduler_type": "constant",
@@ -328,26 +529,34 @@ def override_items(
         f"{actor}.ppo_mini_batch_size": r["mini_batch"],
         f"{actor}.ppo_epochs": r["ppo_epochs"],
         f"{actor}.use_dynamic_bsz": True,
-        f"{actor}.ppo_max_token_len_per_gpu": r["max_token_len_per_gpu"] or seq,
+        f"{actor}.ppo_max_token_len_per_gpu": r["max_token_len_per_gpu"],
+        f"{actor}.ulysses_sequence_parallel_size": r["ulysses_sp"],
+        f"{actor}.fsdp_config.ulysses_sequence_parallel_size": r["ulysses_sp"],
+        f"{actor}.fsdp_config.param_offload": r["offload"],
+        f"{actor}.fsdp_config.optimizer_offload": r["offload"],
         f"{actor}.policy_loss.loss_mode": "vanilla",
         f"{actor}.clip_ratio_low": float(r["clip_low"]),
         f"{actor}.clip_ratio_high": float(r["clip_high"]),
         f"{actor}.loss_agg_mode": "token-mean",
         f"{actor}.entropy_coeff": float(r["entropy_coeff"]),
         f"{actor}.use_kl_loss": kl is not None,
+        f"{actor}.kl_loss_type": kl["type"] if kl else "low_var_kl",
+        f"{actor}.kl_loss_coef": float(kl["coef"]) if kl else 0.0,
+        # the reference model (built only with a KL loss)
+        f"{ref}.log_prob_use_dynamic_bsz": True,
+        f"{ref}.log_prob_max_token_len_per_gpu": r["log_prob_max_token_len_per_gpu"],
+        f"{ref}.ulysses_sequence_parallel_size": r["ulysses_sp"],
+        f"{ref}.fsdp_config.ulysses_sequence_parallel_size": r["ulysses_sp"],
+        f"{ref}.fsdp_config.param_offload": r["offload"],
     }
     if spec.get("chat_template"):
-        # the Zero recipe's ORZ prompt replaces the base model's own template everywhere verl
-        # turns messages into tokens (rollout and dataset length filter alike)
-        items["actor_rollout_ref.model.custom_chat_template"] = read_chat_template(
-            spec["chat_template"]
-        )
-    if kl is not None:
-        items[f"{actor}.kl_loss_type"] = kl["type"]
-        items[f"{actor}.kl_loss_coef"] = float(kl["coef"])
+        # a template file replaces the init model's own everywhere verl turns messages into
+        # tokens (rollout and dataset length filter alike)
+        items[f"{model}.custom_chat_template"] = read_chat_template(spec["chat_template"])
     items.update(
         {
-            # rollout: vLLM must be named explicitly (the default is ???)
+            # rollout: vLLM must be named explicitly (the default is ???); eager, chunked
+            # prefill, the authors' token budget per batch
             f"{rollout}.name": "vllm",
             f"{rollout}.n": r["rollout_n"],
             f"{rollout}.temperature": float(r["temperature"]),
@@ -356,7 +565,12 @@ def override_items(
             f"{rollout}.tensor_model_parallel_size": r["tensor_parallel"],
             f"{rollout}.gpu_memory_utilization": float(r["gpu_memory_utilization"]),
             f"{rollout}.max_model_len": seq,
-            f"{rollout}.max_num_batched_tokens": max(seq, 8192),
+            f"{rollout}.max_num_batched_tokens": r["max_num_batched_tokens"],
+            f"{rollout}.enable_chunked_prefill": r["chunked_prefill"],
+            f"{rollout}.enforce_eager": r["enforce_eager"],
+            f"{rollout}.disable_log_stats": False,
+            f"{rollout}.log_prob_use_dynamic_bsz": True,
+            f"{rollout}.log_prob_max_token_len_per_gpu": r["log_prob_max_token_len_per_gpu"],
             f"{rollout}.val_kwargs.do_sample": True,
             f"{rollout}.val_kwargs.temperature": float(r["val_temperature"]),
             f"{rollout}.val_kwargs.top_p": float(r["val_top_p"]),
@@ -373,17 +587,21 @@ def override_items(
                 r["overlong_penalty_factor"]
             ),
             "+reward.reward_kwargs.overlong_buffer_cfg.log": True,
-            # trainer: cluster shape, steps, checkpoints, resume, logs
+            # trainer: cluster shape, steps (never cut short by epochs), checkpoints, resume,
+            # validation (off unless rl.validation.every says otherwise), logs
             "trainer.nnodes": int(spec.get("nodes", 1)),
             "trainer.n_gpus_per_node": int(spec.get("gpus_per_node", 8)),
             "trainer.total_training_steps": steps,
-            "trainer.total_epochs": steps,
+            "trainer.total_epochs": TOTAL_EPOCHS,
             "trainer.save_freq": r["save_every"],
-            "trainer.test_freq": r["test_freq"] or r["save_every"],
-            "trainer.val_before_train": r["val_before_train"],
+            "trainer.test_freq": val_cfg["every"],
+            "trainer.val_before_train": val_cfg["before_train"],
             "trainer.default_local_dir": str(checkpoint_dir(work_dir)),
             "trainer.resume_mode": "auto",
             "trainer.max_actor_ckpt_to_keep": r["keep_checkpoints"],
+            "trainer.rollout_data_dir": str(Path(work_dir) / "rollouts")
+            if r["save_rollouts"]
+            else None,
             "trainer.logger": ["console"],
             "trainer.project_name": "deepmath",
             "trainer.experiment_name": name,

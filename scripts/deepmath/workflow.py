@@ -70,7 +70,9 @@ def rl_run_spec(rl: Mapping[str, Any], name: str, seed: int) -> dict[str, Any]:
     run = dict(rl["runs"][name])
     if run.get("backend") != "trl":
         run.pop("dtype", None)
-    common = {k: v for k, v in rl.items() if k != "runs"}
+    # where the rows come from is the data rule's business: changing it must not rerun training
+    # by itself (the new data does, through the train file)
+    common = {k: v for k, v in rl.items() if k not in ("runs", "dataset", "published")}
     return {**common, **run, "seed": seed, "name": name}
 
 

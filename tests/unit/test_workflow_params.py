@@ -18,7 +18,9 @@ def test_dtype_is_a_parameter_of_gguf_conversions_only():
 
 def test_dtype_reaches_trl_runs_only():
     rl = {
-        "val_size": 2,
+        "validation": {"benchmark": "math500", "every": -1},
+        "dataset": "published",
+        "published": {"load": {"path": "x"}},
         "runs": {
             "a": {"backend": "trl", "dtype": "auto", "steps": 3},
             "b": {"backend": "verl", "dtype": "auto", "steps": 500},
@@ -26,7 +28,7 @@ def test_dtype_reaches_trl_runs_only():
     }
     trl = rl_run_spec(rl, "a", seed=0)
     assert trl == {
-        "val_size": 2,
+        "validation": {"benchmark": "math500", "every": -1},
         "backend": "trl",
         "dtype": "auto",
         "steps": 3,
