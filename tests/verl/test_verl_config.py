@@ -9,7 +9,7 @@ call). A second process runs the real ``python -m verl.trainer.main_ppo ... --cf
 
 from __future__ import annotations
 
-import json
+import copy
 import subprocess
 from functools import reduce
 
@@ -17,84 +17,27 @@ import pytest
 import yaml
 
 from deepmath import verl_recipe
-from tests.verl.conftest import PAPER_1_5B, PAPER_ZERO_7B, PATHS, PROBE, REPO, REWARD
+from tests.verl.conftest import (
+    PAPER_1_5B,
+    PAPER_RUNS,
+    PAPER_ZERO_MATH_7B,
+    REPO,
+    REWARD,
+    overrides_of,
+)
 
 TIMEOUT = 300
-THINK = {"reward_gate": "think"}
-ONE_BOX = {"reward_gate": "one_box"}
-
-
-def _samples(max_resp: int, buffer: int, gate: dict) -> list[dict]:
-    over = max_resp - buffer + buffer // 2  # half-way into the overlong buffer: penalty -0.5
-    tail = "</think> \\boxed{4}" if gate is THINK else "\\boxed{4}"
-    good = "2+2 = 4. </think> The answer is \\boxed{4}." if gate is THINK else "So \\boxed{4}."
-    return [
-        {"response": good, "ground_truth": "4", "extra_info": gate},
-        {"response": "Hmm. </think> \\boxed{5}", "ground_truth": "4", "extra_info": gate},
-        {
-            "response": "The answer is \\boxed{4}."
-            if gate is THINK
-            else "\\boxed{4} or \\boxed{4}",
-            "ground_truth": "4",
-            "extra_info": gate,
-        },
-        {"response": " " * (over - len(tail)) + tail, "ground_truth": "4", "extra_info": gate},
-    ]
 
 
 def _overrides(spec, name="deepmath"):
-    return verl_recipe.build_overrides(spec, **PATHS, name=name)
-
-
-def _config_runs() -> dict:
-    from deepmath.config import load_config, validate_config
-
-    config = load_config([REPO / "config" / "config.yaml"])
-    validate_config(config)
-    runs = config.get("rl", {}).get("runs", {})
-    return {n: r for n, r in runs.items() if r["backend"] == "verl"}
-
-
-@pytest.fixture(scope="module")
-def probe(verl_python, verl_env, tmp_path_factory):
-    r15, z7 = PAPER_1_5B["recipe"], PAPER_ZERO_7B["recipe"]
-    legacy = [o for o in _overrides(PAPER_1_5B) if not o.startswith("reward.custom_reward_")]
-    legacy += [f"custom_reward_function.path={REWARD}", "custom_reward_function.name=compute_score"]
-    cases = {
-        "1.5b": {
-            "overrides": _overrides(PAPER_1_5B),
-            "samples": _samples(r15["max_response_length"], r15["overlong_buffer"], THINK),
-        },
-        "zero7b": {
-            "overrides": _overrides(PAPER_ZERO_7B),
-            "samples": _samples(z7["max_response_length"], z7["overlong_buffer"], ONE_BOX),
-        },
-        "legacy": {"overrides": legacy, "samples": _samples(24576, 4096, THINK)[:1]},
-        "typo": {"overrides": [*_overrides(PAPER_1_5B), "actor_rollout_ref.actor.clip_ratio_hi=1"]},
-    }
-    for name, run in _config_runs().items():
-        cases[f"config:{name}"] = {"overrides": _overrides(run, name)}
-    tmp = tmp_path_factory.mktemp("verl-probe")
-    (tmp / "request.json").write_text(json.dumps(cases))
-    proc = subprocess.run(
-        [str(verl_python), str(PROBE), "config", str(tmp / "request.json"), str(tmp / "out.json")],
-        capture_output=True,
-        text=True,
-        env=verl_env,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads((tmp / "out.json").read_text())
-    for name, result in out.items():
-        assert "error" not in result, f"{name}: {result.get('trace', result['error'])}"
-    return out
+    return overrides_of(spec, name)
 
 
 def _get(tree: dict, dotted: str):
     return reduce(lambda node, key: node[key], dotted.split("."), tree)
 
 
-@pytest.mark.parametrize("case", ["1.5b", "zero7b"])
+@pytest.mark.parametrize("case", ["1.5b", "zero-math"])
 def test_composes_and_passes_verl_validation(probe, case):
     result = probe[case]
     assert "compose_error" not in result, result.get("compose_error")
@@ -109,96 +52,66 @@ def test_composes_and_passes_verl_validation(probe, case):
 
 def test_config_yaml_runs_compose(probe):
     names = [n for n in probe if n.startswith("config:")]
-    if not names:
-        pytest.skip("config/config.yaml declares no verl run")
+    assert sorted(names) == sorted(f"config:{n}" for n in PAPER_RUNS) and len(names) == 4
     for name in names:
         assert "compose_error" not in probe[name], (name, probe[name].get("compose_error"))
         assert probe[name]["validated"] is True
         assert probe[name]["custom_reward_fn"]["name"] == "compute_score"
-    # Zero-7B trains with the ORZ prompt: the template reaches verl's model config unchanged
-    # (newlines, quotes, braces and backslashes survive the hydra override grammar)
-    zero = probe["config:deepmath-zero-7b"]["resolved"]
+        # every run trains with the init model's own chat template (Zero-7B's is in the
+        # tokenizer of zwhe99/Qwen2.5-7B-orz)
+        assert _get(probe[name]["resolved"], "actor_rollout_ref.model.custom_chat_template") is None
+
+
+def test_a_template_file_reaches_verl_unchanged(probe, verl_python, verl_env, tmp_path):
+    """A run with ``chat_template`` (config/templates/orz.jinja, the offline copy of the ORZ
+    prompt): newlines, quotes, braces and backslashes survive the hydra override grammar."""
+    spec = copy.deepcopy(PAPER_1_5B)
+    spec["chat_template"] = "config/templates/orz.jinja"
+    cmd = verl_recipe.command(_overrides(spec), str(verl_python)) + ["--cfg", "job"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=verl_env, cwd=REPO, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     template = (REPO / "config" / "templates" / "orz.jinja").read_text()
-    assert _get(zero, "actor_rollout_ref.model.custom_chat_template") == template
-    one_five = probe["config:deepmath-1.5b"]["resolved"]
-    assert _get(one_five, "actor_rollout_ref.model.custom_chat_template") is None
+    got = yaml.safe_load(proc.stdout)["actor_rollout_ref"]["model"]["custom_chat_template"]
+    assert got == template
 
 
 def test_unknown_key_is_an_error(probe):
     assert "clip_ratio_hi" in probe["typo"]["compose_error"]
 
 
-# Where each recipe item lands in verl's resolved config (incl. values verl interpolates).
-RESOLVED_1_5B = {
-    "actor_rollout_ref.actor.optim.lr": 1e-6,
-    "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,
-    "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": 0.0,
-    "actor_rollout_ref.actor.optim.lr_scheduler_type": "constant",
-    "actor_rollout_ref.actor.optim.weight_decay": 0.01,
-    "data.train_batch_size": 128,
-    "data.gen_batch_size": None,
-    "algorithm.filter_groups.enable": True,
-    "algorithm.filter_groups.metric": "acc",
-    "algorithm.filter_groups.max_inflight_gen_batches": 3,
-    "algorithm.filter_groups.max_num_gen_batches": 0,
-    "actor_rollout_ref.actor.ppo_mini_batch_size": 64,
-    "actor_rollout_ref.rollout.n": 16,
-    "actor_rollout_ref.actor.rollout_n": 16,
-    "actor_rollout_ref.rollout.temperature": 0.6,
-    "actor_rollout_ref.rollout.prompt_length": 2048,
-    "actor_rollout_ref.rollout.response_length": 24576,
-    "reward.reward_kwargs.max_resp_len": 24576,
-    "reward.reward_kwargs.overlong_buffer_cfg.len": 4096,
-    "reward.reward_kwargs.overlong_buffer_cfg.penalty_factor": 1.0,
-    "actor_rollout_ref.actor.clip_ratio_low": 0.2,
-    "actor_rollout_ref.actor.clip_ratio_high": 0.27,
-    "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
-    "actor_rollout_ref.actor.use_kl_loss": True,
-    "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",
-    "actor_rollout_ref.actor.kl_loss_coef": 1e-3,
-    "algorithm.use_kl_in_reward": False,
-    "actor_rollout_ref.actor.entropy_coeff": 0.0,
-    "actor_rollout_ref.actor.ppo_epochs": 1,
-    "actor_rollout_ref.actor.use_dynamic_bsz": True,
-    "actor_rollout_ref.ref.log_prob_use_dynamic_bsz": True,
-    "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz": True,
-    "actor_rollout_ref.ref.strategy": "fsdp2",
-    "actor_rollout_ref.rollout.name": "vllm",
-    "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
-    "actor_rollout_ref.rollout.gpu_memory_utilization": 0.7,
-    "reward.reward_manager.name": "dapo",
-    "reward.custom_reward_function.path": str(REWARD),
-    "reward.custom_reward_function.name": "compute_score",
-    "trainer.nnodes": 8,
-    "trainer.n_gpus_per_node": 8,
-    "trainer.total_training_steps": 1800,
-    "trainer.save_freq": 50,
-    "trainer.resume_mode": "auto",
-    "trainer.default_local_dir": PATHS["work_dir"] + "/checkpoints",
-    "trainer.logger": ["console"],
-    "trainer.use_v1": True,
-    "trainer.v1.trainer_mode": "sync",
-}
-
-
-def test_recipe_lands_on_verl_keys(probe):
-    resolved = probe["1.5b"]["resolved"]
-    for key, value in RESOLVED_1_5B.items():
-        assert _get(resolved, key) == value, key
-    zero = probe["zero7b"]["resolved"]
-    assert _get(zero, "actor_rollout_ref.actor.use_kl_loss") is False
-    assert _get(zero, "actor_rollout_ref.actor.optim.lr_warmup_steps") == 10
-    assert _get(zero, "actor_rollout_ref.actor.clip_ratio_high") == 0.28
-    assert _get(zero, "reward.reward_kwargs.overlong_buffer_cfg.len") == 2048
-    assert _get(zero, "algorithm.filter_groups.max_inflight_gen_batches") == 3
+def test_reference_model_only_with_a_kl_loss(probe):
     assert probe["1.5b"]["need_reference_policy"] is True  # KL loss needs the reference model
-    assert probe["zero7b"]["need_reference_policy"] is False  # no KL: no reference model
+    assert probe["zero-math"]["need_reference_policy"] is False  # no KL: no reference model
+    assert probe["config:deepmath-zero-7b"]["need_reference_policy"] is False
+    assert probe["config:deepmath-omn-1.5b"]["need_reference_policy"] is True
+
+
+@pytest.mark.parametrize("run", sorted(PAPER_RUNS))
+def test_verl_builds_our_sampler_with_the_generation_budget(probe, run):
+    """verl's own _build_replay_buffer loads deepmath/verl_sampler.py and gets the run's
+    generation batch (in flight at most), and the round limit stops a step that never fills."""
+    recipe = PAPER_RUNS[run]["recipe"]
+    got = probe[f"config:{run}"]["sampler"]
+    pps, gen, rounds = recipe["prompts_per_step"], recipe["gen_batch"], recipe["max_gen_rounds"]
+    assert got["class"] == "BudgetedReplayBuffer"
+    assert got["module_file"] == str(REPO / "scripts" / "deepmath" / "verl_sampler.py")
+    assert got["filter_groups_metric"] == "acc"
+    assert got["train_batch_size"] == pps and got["gen_batch_size"] == 1
+    assert got["max_inflight_gen_batches"] == -(-gen // pps)
+    assert got["budget"] == {"gen_batch": gen, "limit": rounds * gen}
+    assert got["granted"][0] == gen  # never more than gen_batch prompts in flight
+    assert got["total"] == rounds * gen - pps  # the step's first batch was already out
+    assert got["error"]["type"] == "DynamicSamplingExhausted"
+    assert f"max_gen_rounds {rounds}" in got["error"]["message"]
+    assert got["report_written"] is True
 
 
 def test_nothing_set_that_main_ppo_ignores(probe):
     """Legacy top-level sections compose but main_ppo never migrates them: all must stay unset;
     V1 ignores max_num_gen_batches (warning) - none may be logged; every '+' key is consumed."""
-    for case in ("1.5b", "zero7b"):
+    for case in ("1.5b", "zero-math"):
         resolved = probe[case]["resolved"]
         assert all(v is None for v in resolved["custom_reward_function"].values())
         assert all(v is None for v in resolved["sandbox_fusion"].values())
@@ -210,16 +123,25 @@ def test_nothing_set_that_main_ppo_ignores(probe):
         assert probe[case]["filter_metric"] == "acc"
         for sample in probe[case]["samples"]:  # the V1 replay buffer needs the metric per sample
             assert "acc" in sample["extra"], sample
-        # the only keys we add ('+') are reward.reward_kwargs.*; their effect is asserted below
+        # the only keys we add ('+'): reward.reward_kwargs.* (their effect is asserted below)
+        # the policy's dropout (model.override_config is an open mapping in verl) and our
+        # sampler's settings (sampler_kwargs: what verl hands a custom sampler)
         added = {o.split("=")[0] for o in probe_overrides(case) if o.startswith("+")}
-        assert added and all(k.startswith("+reward.reward_kwargs.") for k in added)
+        prefixes = (
+            "+reward.reward_kwargs.",
+            "+actor_rollout_ref.model.override_config.",
+            "+trainer.v1.sampler.sampler_kwargs.",
+        )
+        assert added and all(k.startswith(prefixes) for k in added)
+        override = resolved["actor_rollout_ref"]["model"]["override_config"]
+        assert override == {"attention_dropout": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0}
 
 
 def probe_overrides(case):
-    return _overrides(PAPER_1_5B if case == "1.5b" else PAPER_ZERO_7B)
+    return _overrides(PAPER_1_5B if case == "1.5b" else PAPER_ZERO_MATH_7B)
 
 
-@pytest.mark.parametrize("case", ["1.5b", "zero7b"])
+@pytest.mark.parametrize("case", ["1.5b", "zero-math"])
 def test_verl_loads_and_calls_our_reward(probe, case):
     result = probe[case]
     assert result["custom_reward_fn"] == {
@@ -237,7 +159,7 @@ def test_verl_loads_and_calls_our_reward(probe, case):
     assert wrong["reward"] == -1.0 and wrong["extra"]["acc"] is False
     assert bad_format["reward"] == -1.0 and bad_format["extra"]["reason"] == "format"
     # the dapo manager's overlong soft penalty, from reward.reward_kwargs
-    recipe = (PAPER_1_5B if case == "1.5b" else PAPER_ZERO_7B)["recipe"]
+    recipe = (PAPER_1_5B if case == "1.5b" else PAPER_ZERO_MATH_7B)["recipe"]
     buffer, max_len = recipe["overlong_buffer"], recipe["max_response_length"]
     penalty = min(-(overlong["tokens"] - (max_len - buffer)) / buffer, 0.0)
     assert penalty == pytest.approx(-0.5, abs=0.01)

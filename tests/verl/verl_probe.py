@@ -131,6 +131,8 @@ def probe_case(case: dict, tokenizer) -> dict:
             logging.getLogger("verl.trainer.ppo.v1.trainer_base").removeHandler(handler)
         out["filter_warnings"] = records
 
+    out["sampler"] = probe_sampler(cfg)
+
     # the reward hook, with verl's own loader
     fn = get_custom_reward_fn(cfg)
     if fn is None:
@@ -168,6 +170,55 @@ def probe_case(case: dict, tokenizer) -> dict:
         except Exception as err:
             results.append({"tokens": n_tokens, "error": f"{type(err).__name__}: {err}"})
     out["samples"] = results
+    return out
+
+
+def probe_sampler(cfg) -> dict:
+    """The replay buffer verl's V1 trainer builds from this config (its own
+    ``_build_replay_buffer``), and what our generation budget does inside it: the first refill
+    of a step, then refills until the per-step budget runs out."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    asked: list[int] = []
+    if OmegaConf.select(cfg, "trainer.v1.sampler.sampler_kwargs.report"):
+        cfg = cfg.copy()  # the report goes to a scratch folder, not the run's work dir
+        report = str(Path(tempfile.mkdtemp()) / "dynamic_sampling.failed.json")
+        OmegaConf.update(cfg, "trainer.v1.sampler.sampler_kwargs.report", report)
+
+    def refill(n: int) -> int:
+        asked.append(n)
+        return n
+
+    trainer = SimpleNamespace(config=cfg, trainer_mode="sync", _add_prompts_to_generate=refill)
+    buffer = PPOTrainer._build_replay_buffer(trainer)
+    out = {
+        "class": type(buffer).__name__,
+        "module_file": str(Path(type(buffer)._refill.__code__.co_filename).resolve())
+        if hasattr(type(buffer), "_refill")
+        else None,
+        "train_batch_size": buffer.train_batch_size,
+        "gen_batch_size": buffer.gen_batch_size,
+        "max_inflight_gen_batches": buffer.max_inflight_gen_batches,
+        "filter_groups_metric": buffer.filter_groups_metric,
+    }
+    budget = getattr(buffer, "budget", None)
+    if budget is None:
+        return out
+    out["budget"] = {"gen_batch": budget.gen_batch, "limit": budget.limit}
+    budget.start_step(1)
+    granted = [buffer._refill(10**6)]  # nothing in flight yet: up to gen_batch
+    error = None
+    try:
+        for _ in range(10**4):
+            granted.append(buffer._refill(10**6))
+    except Exception as err:  # the budget's DynamicSamplingExhausted
+        error = {"type": type(err).__name__, "message": str(err)}
+    out.update(granted=granted[:3], asked=asked[:3], total=sum(asked), error=error)
+    report = budget.report
+    out["report_written"] = bool(report) and Path(report).is_file()
     return out
 
 
