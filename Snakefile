@@ -47,6 +47,8 @@ rule all:
         [] if FROM_PUBLISHED else DATASET_FILES,
         [] if FROM_PUBLISHED else res("dataset/README.md"),
         res("tables/main_results.md") if EVAL_MODELS else [],
+        # every trained model, evaluated or not
+        expand(res("checkpoints/{model}/hf"), model=RL_RUNS),
         [] if FROM_PUBLISHED else rules.report_dataset.output,
         [] if FROM_PUBLISHED else rules.report_cost.output,
         rules.report_results.output if EVAL_MODELS else [],

@@ -38,6 +38,7 @@ from typing import Any
 from deepmath import verl_recipe
 from deepmath.io import DeepmathError, run_cli, setup_logging, write_json
 from deepmath.io import load_spec as read_spec
+from deepmath.sampling import read_report
 
 log = logging.getLogger("deepmath.train_verl")
 
@@ -307,7 +308,15 @@ def main(argv: list[str] | None = None) -> None:
             "training %s: %s", name, "from scratch" if before is None else f"resuming at {before}"
         )
         nodes = _nodes(args.nodes, int(spec.get("nodes", 1)))
+        report = work_dir / verl_recipe.SAMPLING_REPORT
+        report.unlink(missing_ok=True)  # a report from an earlier attempt is not this one's
         code = _train(args, cmd, nodes, int(spec.get("gpus_per_node", 8)), python, work_dir)
+        reason = read_report(report) if code else None
+        if reason:
+            raise DeepmathError(
+                f"{reason} (main_ppo exited with code {code}; the checkpoints in {ckpt_dir} are "
+                "kept and a rerun resumes from them)"
+            )
 
     record = finish(
         spec=spec,

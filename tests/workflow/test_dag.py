@@ -13,8 +13,9 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     assert counts["pull_source"] == 4  # three pool sources + the SimpleRL supplement
     assert counts["build_pool"] == 1
     assert counts["pull_benchmark"] == 17 + 6  # decontamination sets + evaluation sets
-    # embedder, served judge and solver, RL inits (2), hub baselines (2)
-    assert counts["prepare_model"] == 7
+    # embedder, served judge and solver, RL inits (4), hub baselines (2; the 1.5B init is
+    # also evaluated)
+    assert counts["prepare_model"] == 9
     assert counts["embed_benchmarks"] == 1
     for rule in (
         "embed_pool",
@@ -31,14 +32,25 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     for rule in ("rate_supplement", "solve_supplement", "topic_supplement", "assemble_dataset"):
         assert counts[rule] == 1, rule
     for rule in ("prepare_rl_data", "train_grpo", "merge_checkpoint"):
-        assert counts[rule] == 2, rule  # DeepMath-1.5B and DeepMath-Zero-7B
+        assert counts[rule] == 4, rule  # the four DeepMath models
     assert counts["generate_eval"] == counts["score_eval"] == 5 * 6  # models x eval sets
     assert counts["results_table"] == 1
     for rule in ("report_dataset", "report_cost", "report_results"):
         assert counts[rule] == 1, rule  # `rule all` builds the report's figures and tables
-    # GRPO runs on 8 nodes x 8 GPUs
-    train = proc.stdout.split("rule train_grpo:")[1].split("\n\n")[0]
-    assert "nodes=8" in train and "gpus=8" in train
+    # the four GRPO runs on their nodes x GPUs
+    shapes = {}
+    for block in proc.stdout.split("rule train_grpo:")[1:]:
+        model = block.split("wildcards: model=")[1].split()[0]
+        resources = block.split("resources: ")[1].splitlines()[0]
+        shapes[model] = tuple(
+            int(resources.split(f"{key}=")[1].split(",")[0]) for key in ("nodes", "gpus")
+        )
+    assert shapes == {
+        "deepmath-zero-7b": (8, 8),
+        "deepmath-zero-math-7b": (12, 8),
+        "deepmath-1.5b": (8, 8),
+        "deepmath-omn-1.5b": (12, 8),
+    }
     print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
 
 
@@ -65,15 +77,61 @@ def test_rulegraph_renders(venv_env):
         assert rule in proc.stdout
 
 
-def test_zero_7b_trains_and_merges_with_the_orz_template(venv_env):
-    """The template is an input of training and merging (a change re-runs them) and the merge
-    writes it into the checkpoint; DeepMath-1.5B keeps its model's own template."""
+CURATION = (
+    "pull_source",
+    "build_pool",
+    "embed_pool",
+    "embed_benchmarks",
+    "retrieve_neighbors",
+    "judge_contamination",
+    "decontaminate",
+    "rate_difficulty",
+    "rewrite_questions",
+    "solve",
+    "verify_answers",
+    "classify_topic",
+    "rate_supplement",
+    "solve_supplement",
+    "topic_supplement",
+    "assemble_dataset",
+    "report_dataset",
+)
+
+
+def test_training_from_the_published_dataset_curates_nothing(venv_env, tmp_path):
+    overlay = tmp_path / "published.yaml"
+    overlay.write_text("rl: {dataset: published}\n")
+    configs = ["--configfile", "config/config.yaml", str(overlay)]
+    proc = snakemake("-n", *configs, "--cores", "8", "--until", "train_grpo", env=venv_env)
+    counts = job_counts(proc.stdout)
+    assert counts["pull_published"] == 1
+    assert counts["prepare_rl_data"] == counts["train_grpo"] == 4
+    assert counts["pull_benchmark"] == 1  # MATH-500, the validation set
+    assert not [rule for rule in CURATION if rule in counts], counts
+    # the whole run (models, evaluation, tables) curates nothing either
+    proc = snakemake("-n", *configs, "--cores", "8", env=venv_env)
+    counts = job_counts(proc.stdout)
+    assert counts["train_grpo"] == 4 and counts["results_table"] == 1
+    assert not [rule for rule in CURATION if rule in counts], counts
+    assert "published/deepmath-103k.parquet" in proc.stdout
+
+
+def test_a_template_file_trains_and_merges_with_the_run(venv_env, tmp_path):
+    """A run with `chat_template` (the offline ORZ copy on the base Qwen2.5-7B): the template
+    is an input of training and merging (a change re-runs them) and the merge writes it into
+    the checkpoint; the other runs keep their model's own template."""
+    overlay = tmp_path / "orz.yaml"
+    overlay.write_text(
+        "rl:\n  runs:\n    deepmath-zero-7b:\n      init: qwen25_7b\n"
+        "      chat_template: config/templates/orz.jinja\n"
+    )
     target = "results/deepmath-103k/checkpoints/{}/hf"
     proc = snakemake(
         "-n",
         "-p",
         "--configfile",
         "config/config.yaml",
+        str(overlay),
         "--cores",
         "8",
         target.format("deepmath-zero-7b"),
