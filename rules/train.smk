@@ -59,7 +59,7 @@ rule train_grpo:
     shell:
         "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model}"
         " --train {input.train} --val {input.val} --reward {params.reward}"
-        " --work-dir {params.work} --done {output.done} 2> {log}"
+        " --work-dir {params.work} --out {output.done} 2> {log}"
 
 
 rule merge_checkpoint:

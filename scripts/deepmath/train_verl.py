@@ -1,7 +1,7 @@
 """GRPO training with verl 0.9.x on a Ray cluster over the Slurm job's nodes (the paper's backend).
 
 ``python -m deepmath.train_verl --spec JSON --model-dir DIR --train P --val P --reward PATH
---work-dir DIR --done OUT.json [--dry-run]``
+--work-dir DIR --out DONE.json [--dry-run]`` (the shared backend CLI, deepmath.backends)
 
 1. builds the ``python -m verl.trainer.main_ppo`` overrides from the run spec
    (``rl.runs.<name>``, deepmath.verl_recipe);
@@ -10,7 +10,7 @@
    tears Ray down;
 3. checkpoints go to ``<work-dir>/checkpoints`` - outside the rule's declared outputs, so a
    failed or preempted job keeps them and the next attempt resumes (``trainer.resume_mode=auto``);
-4. does not trust exit code 0: reads ``latest_checkpointed_iteration.txt`` and writes ``--done``
+4. does not trust exit code 0: reads ``latest_checkpointed_iteration.txt`` and writes ``--out``
    (step, paths, overrides) only when the last checkpoint's step equals ``steps``.
 
 Which Python runs verl: ``--python``, else ``$DEEPMATH_VERL_PYTHON``, else ``python`` (on a
@@ -30,13 +30,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from deepmath import verl_recipe
-from deepmath.io import DeepmathError, run_cli, setup_logging, write_json
+from deepmath.backends import Backend, Job, cli, record, require_last_step
+from deepmath.io import DeepmathError, run_cli
 from deepmath.io import load_spec as read_spec
 from deepmath.sampling import read_report
 
@@ -52,9 +52,7 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 def load_spec(text: str) -> dict[str, Any]:
     """The run spec from a JSON string or a JSON file."""
     spec = read_spec(text.strip(), "config rl.runs.<name>")
-    backend = spec.get("backend", "verl")
-    if backend != "verl":
-        raise DeepmathError(f"train_verl runs backend 'verl', the spec says {backend!r}")
+    VerlGRPO().check_spec(spec)
     return spec
 
 
@@ -98,35 +96,6 @@ def check_actor_checkpoint(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def done_record(
-    *,
-    spec: Mapping[str, Any],
-    step: int,
-    ckpt_dir: Path,
-    cmd: Sequence[str],
-    overrides: Sequence[str],
-    nodes: Sequence[str],
-    exit_code: int | None,
-    fsdp: Mapping[str, Any],
-    paths: Mapping[str, str],
-) -> dict[str, Any]:
-    return {
-        "backend": "verl",
-        "step": step,
-        "steps": int(spec["steps"]),
-        "checkpoint_dir": str(ckpt_dir),
-        "actor_checkpoint": str(actor_dir(ckpt_dir, step)),
-        "fsdp": dict(fsdp),
-        "nodes": list(nodes),
-        "exit_code": exit_code,
-        "command": list(cmd),
-        "overrides": list(overrides),
-        "spec": dict(spec),
-        **dict(paths),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 def finish(
     *,
     spec: Mapping[str, Any],
@@ -136,31 +105,37 @@ def finish(
     overrides: Sequence[str],
     nodes: Sequence[str],
     paths: Mapping[str, str],
+    what: str = "verl main_ppo",
+    model_dir: Any = None,
 ) -> dict[str, Any]:
     """The done record, only if the last checkpoint is the configured last step (any exit code).
 
-    ``exit_code`` None: no training ran (the checkpoint was already complete).
+    ``exit_code`` None: no training ran (the checkpoint was already complete). ``model_dir``
+    maps (checkpoint dir, step) to the folder with the FSDP shards (default: ``actor/``).
     """
     steps = int(spec["steps"])
-    step = latest_step(ckpt_dir)
-    if step != steps:
-        where = "there is no checkpoint" if step is None else f"the last checkpoint is step {step}"
-        how = "did not run" if exit_code is None else f"exited with code {exit_code}"
-        raise DeepmathError(
-            f"verl main_ppo {how} but {where}, not step {steps}; the checkpoints in {ckpt_dir} "
-            "are kept and a rerun resumes from them (trainer.resume_mode=auto)"
-        )
-    fsdp = check_actor_checkpoint(actor_dir(ckpt_dir, step))
-    return done_record(
-        spec=spec,
+    step = require_last_step(
+        what=what,
+        step=latest_step(ckpt_dir),
+        steps=steps,
+        code=exit_code,
+        where=ckpt_dir,
+        resume="trainer.resume_mode=auto",
+    )
+    shards = (model_dir or actor_dir)(ckpt_dir, step)
+    fsdp = check_actor_checkpoint(shards)
+    return record(
+        str(spec.get("backend", "verl")),
+        spec,
         step=step,
-        ckpt_dir=ckpt_dir,
-        cmd=cmd,
-        overrides=overrides,
-        nodes=nodes,
-        exit_code=exit_code,
-        fsdp=fsdp,
         paths=paths,
+        checkpoint_dir=str(ckpt_dir),
+        actor_checkpoint=str(shards),
+        fsdp=dict(fsdp),
+        nodes=list(nodes),
+        exit_code=exit_code,
+        command=list(cmd),
+        overrides=list(overrides),
     )
 
 
@@ -233,65 +208,8 @@ def _run_trainer(cmd: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
                     break
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m deepmath.train_verl",
-        description="GRPO (DAPO-style) with verl 0.9 main_ppo on Ray over the Slurm job's nodes.",
-    )
-    p.add_argument("--spec", required=True, help="run spec (rl.runs.<name>) as JSON or a file")
-    p.add_argument("--model-dir", required=True, help="local HF folder of the init model")
-    p.add_argument("--train", required=True, help="train parquet (verl RL format)")
-    p.add_argument("--val", required=True, help="validation parquet (verl RL format)")
-    p.add_argument("--reward", required=True, help="reward module file (deepmath/reward.py)")
-    p.add_argument("--work-dir", required=True, help="checkpoints and logs (kept across attempts)")
-    p.add_argument("--done", required=True, help="JSON written only when training is complete")
-    p.add_argument("--name", help="experiment name (default: the work dir's name)")
-    p.add_argument("--python", help=f"Python that runs verl (default ${PYTHON_ENV} or python)")
-    p.add_argument("--nodes", help="nodes, head first (default: the Slurm job's nodes)")
-    p.add_argument("--port", type=int, default=6379, help="Ray head port")
-    p.add_argument("--ray-timeout", type=float, default=300.0, help="seconds to wait for Ray")
-    p.add_argument("--dry-run", action="store_true", help="print the main_ppo command; run nothing")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    spec = load_spec(args.spec)
-    work_dir = Path(args.work_dir).resolve()
-    paths = {
-        "model_dir": str(Path(args.model_dir).resolve()),
-        "train": str(Path(args.train).resolve()),
-        "val": str(Path(args.val).resolve()),
-        "reward": str(Path(args.reward).resolve()),
-        "work_dir": str(work_dir),
-    }
-    name = args.name or work_dir.name
-    overrides = verl_recipe.build_overrides(
-        spec,
-        model_dir=paths["model_dir"],
-        train=paths["train"],
-        val=paths["val"],
-        reward=paths["reward"],
-        work_dir=work_dir,
-        name=name,
-    )
-    python = verl_python(args.python)
-    cmd = verl_recipe.command(overrides, python)
-    if args.dry_run:
-        print(verl_recipe.shell(cmd))
-        return
-
-    for key in ("train", "val", "reward"):
-        if not Path(paths[key]).is_file():
-            raise DeepmathError(f"--{key}: {paths[key]} does not exist")
-    if not (Path(paths["model_dir"]) / "config.json").is_file():
-        raise DeepmathError(f"--model-dir: {paths['model_dir']} has no config.json")
-    check_reward_gate(Path(paths["train"]), spec.get("reward_gate", "think"))
-
-    steps = int(spec["steps"])
-    ckpt_dir = verl_recipe.checkpoint_dir(work_dir)
+def start_attempt(ckpt_dir: Path, steps: int) -> int | None:
+    """The step an earlier attempt stopped at (None: none); past ``steps`` is an error."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     before = latest_step(ckpt_dir)
     if before is not None and before > steps:
@@ -299,69 +217,123 @@ def main(argv: list[str] | None = None) -> None:
             f"{ckpt_dir} already has step {before} > steps {steps}: the config changed; "
             "move the old checkpoints away or raise steps"
         )
-    nodes: list[str] = []
-    code: int | None = None
-    if before == steps:
-        log.info("checkpoint at step %d already there (%s); not training again", steps, ckpt_dir)
-    else:
-        log.info(
-            "training %s: %s", name, "from scratch" if before is None else f"resuming at {before}"
-        )
-        nodes = _nodes(args.nodes, int(spec.get("nodes", 1)))
-        report = work_dir / verl_recipe.SAMPLING_REPORT
-        report.unlink(missing_ok=True)  # a report from an earlier attempt is not this one's
-        code = _train(args, cmd, nodes, int(spec.get("gpus_per_node", 8)), python, work_dir)
-        reason = read_report(report) if code else None
-        if reason:
-            raise DeepmathError(
-                f"{reason} (main_ppo exited with code {code}; the checkpoints in {ckpt_dir} are "
-                "kept and a rerun resumes from them)"
-            )
-
-    record = finish(
-        spec=spec,
-        ckpt_dir=ckpt_dir,
-        exit_code=code,
-        cmd=cmd,
-        overrides=overrides,
-        nodes=nodes,
-        paths=paths,
-    )
-    write_json(record, args.done)
-    log.info("training complete at step %d; wrote %s", record["step"], args.done)
+    return before
 
 
-def _train(
+def run_on_nodes(
     args: argparse.Namespace,
     cmd: Sequence[str],
-    nodes: Sequence[str],
-    gpus_per_node: int,
+    spec: Mapping[str, Any],
     python: str,
     work_dir: Path,
-) -> int:
+) -> tuple[int, list[str]]:
+    """Start Ray over the job's nodes, run ``cmd`` on the head, always tear Ray down."""
     from deepmath.raycluster import RayCluster
     from deepmath.serve import signals_raise
 
+    nodes = _nodes(args.nodes, int(spec.get("nodes", 1)))
     # Ray workers inherit the raylets' environment (head here, workers through srun), and they
     # import deepmath when verl loads reward.py by path.
     pythonpath = [str(SCRIPTS_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
     os.environ["PYTHONPATH"] = ":".join(dict.fromkeys(pythonpath))
-    logs = work_dir / "logs"
     cluster = RayCluster(
         nodes,
         port=args.port,
-        num_gpus=gpus_per_node,
+        num_gpus=int(spec.get("gpus_per_node", 8)),
         ray=_ray_next_to(python),
         python=python,
         timeout_s=args.ray_timeout,
-        log_dir=logs,
+        log_dir=work_dir / "logs",
     )
     with signals_raise(), cluster:
         env = {**os.environ, "RAY_ADDRESS": cluster.address}
         log.info("main_ppo on %s: %s", nodes[0], verl_recipe.shell(cmd))
         code = _run_trainer(cmd, env, work_dir)
     log.info("main_ppo exited with code %d", code)
-    return code
+    return code, nodes
+
+
+class VerlGRPO(Backend):
+    """GRPO (DAPO-style) with verl 0.9 main_ppo on Ray over the Slurm job's nodes."""
+
+    backend = "verl"
+    description = __doc__.splitlines()[0]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--reward", required=True, help="reward module (deepmath/reward.py)")
+        parser.add_argument("--python", help=f"Python that runs verl (default ${PYTHON_ENV})")
+        parser.add_argument("--nodes", help="nodes, head first (default: the Slurm job's nodes)")
+        parser.add_argument("--port", type=int, default=6379, help="Ray head port")
+        parser.add_argument("--ray-timeout", type=float, default=300.0, help="s to wait for Ray")
+
+    def prepare(self, job: Job) -> dict[str, Any]:
+        reward = str(Path(job.args.reward).resolve())
+        overrides = verl_recipe.build_overrides(
+            job.spec,
+            model_dir=job.model_dir,
+            train=job.train,
+            val=job.val,
+            reward=reward,
+            work_dir=job.work_dir,
+            name=job.name,
+        )
+        python = verl_python(job.args.python)
+        return {
+            "overrides": overrides,
+            "python": python,
+            "command": verl_recipe.command(overrides, python),
+            "paths": {**job.paths(), "reward": reward},
+            "ckpt_dir": verl_recipe.checkpoint_dir(job.work_dir),
+        }
+
+    def dry_run(self, job: Job, plan: dict[str, Any]) -> str:
+        return verl_recipe.shell(plan["command"])
+
+    def run(self, job: Job, plan: dict[str, Any]) -> int | None:
+        paths = plan["paths"]
+        for key in ("train", "val", "reward"):
+            if not Path(paths[key]).is_file():
+                raise DeepmathError(f"--{key}: {paths[key]} does not exist")
+        if not (job.model_dir / "config.json").is_file():
+            raise DeepmathError(f"--model-dir: {job.model_dir} has no config.json")
+        check_reward_gate(job.train, job.spec.get("reward_gate", "think"))
+        steps = int(job.spec["steps"])
+        before = start_attempt(plan["ckpt_dir"], steps)
+        plan["nodes"] = []
+        if before == steps:
+            log.info("checkpoint at step %d already there (%s); not training", steps, job.work_dir)
+            return None
+        how = "from scratch" if before is None else f"resuming at {before}"
+        log.info("training %s: %s", job.name, how)
+        report = job.work_dir / verl_recipe.SAMPLING_REPORT
+        report.unlink(missing_ok=True)  # a report from an earlier attempt is not this one's
+        code, plan["nodes"] = run_on_nodes(
+            job.args, plan["command"], job.spec, plan["python"], job.work_dir
+        )
+        reason = read_report(report) if code else None
+        if reason:
+            raise DeepmathError(
+                f"{reason} (main_ppo exited with code {code}; the checkpoints in "
+                f"{plan['ckpt_dir']} are kept and a rerun resumes from them)"
+            )
+        return code
+
+    def finish(self, job: Job, plan: dict[str, Any], code: int | None) -> dict[str, Any]:
+        out = finish(
+            spec=job.spec,
+            ckpt_dir=plan["ckpt_dir"],
+            exit_code=code,
+            cmd=plan["command"],
+            overrides=plan["overrides"],
+            nodes=plan.get("nodes", []),
+            paths=plan["paths"],
+        )
+        log.info("training complete at step %d; writing %s", out["step"], job.out)
+        return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli(VerlGRPO(), argv, prog="python -m deepmath.train_verl")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def test_train_verl_done_from_a_real_checkpoint(checkpoint, venv_env, tmp_path):
         spec = json.dumps({**PAPER_1_5B, "steps": steps, "nodes": 1})
         cmd = [sys.executable, "-m", "deepmath.train_verl", "--spec", spec]
         cmd += ["--model-dir", str(model_dir), "--train", str(data), "--val", str(data)]
-        cmd += ["--reward", str(REWARD), "--work-dir", str(checkpoint), "--done", str(done)]
+        cmd += ["--reward", str(REWARD), "--work-dir", str(checkpoint), "--out", str(done)]
         return subprocess.run(cmd, capture_output=True, text=True, env=venv_env, timeout=TIMEOUT)
 
     proc = run(3)

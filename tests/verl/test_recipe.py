@@ -232,7 +232,7 @@ def test_dry_run_prints_the_command(tmp_path, venv_env):
     base = [sys.executable, "-m", "deepmath.train_verl", "--spec", spec, "--dry-run"]
     args = ["--model-dir", "m", "--train", "t.parquet", "--val", "v.parquet"]
     args += ["--reward", str(PATHS["reward"]), "--work-dir", str(tmp_path / "w")]
-    args += ["--done", str(tmp_path / "done.json")]
+    args += ["--out", str(tmp_path / "done.json")]
     out = subprocess.run(base + args, capture_output=True, text=True, env=venv_env, check=True)
     line = out.stdout.strip()
     assert line.startswith("python -m verl.trainer.main_ppo ")

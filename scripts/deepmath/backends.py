@@ -1,0 +1,174 @@
+"""What every training backend shares: one interface (prepare, run, finish) and one CLI.
+
+A backend trains one ``rl.runs.<name>`` entry: GRPO with verl on Ray (deepmath.train_verl) or
+with TRL (deepmath.train_trl), SFT with verl's SFT trainer (deepmath.train_sft_verl) or TRL's
+SFTTrainer (deepmath.train_sft_trl). Every one of them keeps its state in ``--work-dir``
+(outside the rule's declared outputs, so a failed or preempted job resumes instead of
+restarting), trusts no exit code (the output is written only when the last checkpoint is the
+configured last step) and writes ``--out`` atomically. The three steps:
+
+- ``prepare(job)``: check the inputs, build the trainer's command or configuration, find where
+  an earlier attempt stopped. Pure enough to run under ``--dry-run``.
+- ``run(job, plan)``: train (or resume); returns the trainer's exit code, None when nothing
+  needed training (the last step was already checkpointed).
+- ``finish(job, plan, code)``: check the final checkpoint and write the output; returns the
+  record (:func:`record`) that goes into the output.
+
+``python -m deepmath.<backend module> --spec JSON --model-dir DIR --train P --val P
+--work-dir DIR --out OUT [--dry-run]`` is the same for all of them (:func:`cli`); a backend adds
+its own flags with ``add_arguments``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepmath.io import DeepmathError, load_spec, setup_logging
+
+
+@dataclass
+class Job:
+    """One training job: the run spec and the paths the rule hands over (all absolute)."""
+
+    spec: dict[str, Any]
+    model_dir: Path
+    train: Path
+    val: Path
+    work_dir: Path
+    out: Path
+    name: str
+    args: argparse.Namespace = field(default_factory=argparse.Namespace)
+
+    @property
+    def steps(self) -> int | None:
+        steps = self.spec.get("steps")
+        return int(steps) if steps is not None else None
+
+    def paths(self) -> dict[str, str]:
+        return {
+            "model_dir": str(self.model_dir),
+            "train": str(self.train),
+            "val": str(self.val),
+            "work_dir": str(self.work_dir),
+        }
+
+
+class Backend(ABC):
+    """A training backend: ``backend`` (and for SFT ``trainer``) is the spec value it trains."""
+
+    backend: str = ""
+    trainer: str | None = None
+    description: str = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027
+        """Flags of this backend only (the shared ones are :func:`cli`'s)."""
+
+    def check_spec(self, spec: Mapping[str, Any]) -> None:
+        """Refuse a spec meant for another backend."""
+        got = spec.get("backend", "verl")
+        if got != self.backend:
+            raise DeepmathError(
+                f"{type(self).__name__} trains backend {self.backend!r}, the spec says {got!r}"
+            )
+        trainer = spec.get("trainer", "verl")
+        if self.trainer is not None and trainer != self.trainer:
+            raise DeepmathError(
+                f"{type(self).__name__} trains {self.backend} with {self.trainer!r}, the spec "
+                f"says trainer {trainer!r}"
+            )
+
+    @abstractmethod
+    def prepare(self, job: Job) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def run(self, job: Job, plan: dict[str, Any]) -> int | None: ...
+
+    @abstractmethod
+    def finish(self, job: Job, plan: dict[str, Any], code: int | None) -> dict[str, Any]: ...
+
+    def dry_run(self, job: Job, plan: dict[str, Any]) -> str:
+        """What ``--dry-run`` prints (default: the plan's command)."""
+        import shlex
+
+        return shlex.join(plan.get("command") or [])
+
+    def write(self, job: Job, record: dict[str, Any]) -> None:
+        """Write the output (default: the record as JSON at ``--out``)."""
+        from deepmath.io import write_json
+
+        write_json(record, job.out)
+
+
+def require_last_step(
+    *, what: str, step: int | None, steps: int, code: int | None, where: Path, resume: str
+) -> int:
+    """The shared rule: trust the checkpoint, not the exit code."""
+    if step != steps:
+        found = "there is no checkpoint" if step is None else f"the last checkpoint is step {step}"
+        how = "did not run" if code is None else f"exited with code {code}"
+        raise DeepmathError(
+            f"{what} {how} but {found}, not step {steps}; the checkpoints in {where} are kept "
+            f"and a rerun resumes from them ({resume})"
+        )
+    return step
+
+
+def record(
+    backend: str, spec: Mapping[str, Any], *, step: int, paths: Mapping[str, str], **details: Any
+) -> dict[str, Any]:
+    """The output record every backend writes: what ran, from what, to which step, when."""
+    return {
+        "backend": backend,
+        "step": step,
+        "steps": int(spec.get("steps") or step),
+        **details,
+        "spec": dict(spec),
+        **dict(paths),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def parser_for(backend: Backend, prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=backend.description)
+    p.add_argument("--spec", required=True, help="run spec (rl.runs.<name>) as JSON or a file")
+    p.add_argument("--model-dir", required=True, help="local HF folder of the init model")
+    p.add_argument("--train", required=True, help="training parquet")
+    p.add_argument("--val", required=True, help="validation parquet (may have no rows)")
+    p.add_argument("--work-dir", required=True, help="checkpoints and logs (kept across attempts)")
+    p.add_argument("--out", required=True, help="written only when training is complete")
+    p.add_argument("--name", help="experiment name (default: the work dir's name)")
+    p.add_argument("--dry-run", action="store_true", help="print what would run; run nothing")
+    p.add_argument("-v", "--verbose", action="store_true")
+    backend.add_arguments(p)
+    return p
+
+
+def cli(backend: Backend, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    """Parse the shared flags, then prepare -> run -> finish -> write."""
+    args = parser_for(backend, prog or f"python -m deepmath ({backend.backend})").parse_args(argv)
+    setup_logging(args.verbose)
+    spec = load_spec(args.spec.strip(), "config rl.runs.<name>")
+    backend.check_spec(spec)
+    work_dir = Path(args.work_dir).resolve()
+    job = Job(
+        spec=spec,
+        model_dir=Path(args.model_dir).resolve(),
+        train=Path(args.train).resolve(),
+        val=Path(args.val).resolve(),
+        work_dir=work_dir,
+        out=Path(args.out).resolve(),
+        name=args.name or work_dir.name,
+        args=args,
+    )
+    plan = backend.prepare(job)
+    if args.dry_run:
+        print(backend.dry_run(job, plan))
+        return
+    code = backend.run(job, plan)
+    backend.write(job, backend.finish(job, plan, code))
