@@ -163,6 +163,12 @@ RL = config["rl"]
 RL_RUNS = RL["runs"]
 VERL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "verl"]
 TRL_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "trl"]
+SFT_RUNS = [n for n, r in RL_RUNS.items() if r["backend"] == "sft"]
+SFT_VERL_RUNS = [n for n in SFT_RUNS if RL_RUNS[n].get("trainer", "verl") == "verl"]
+SFT_TRL_RUNS = [n for n in SFT_RUNS if RL_RUNS[n].get("trainer", "verl") == "trl"]
+GRPO_RUNS = VERL_RUNS + TRL_RUNS
+# runs whose FSDP checkpoints merge_checkpoint turns into a HF folder
+MERGED_RUNS = VERL_RUNS + SFT_VERL_RUNS
 # Training from the released dataset needs no curation job at all.
 FROM_PUBLISHED = RL.get("dataset", "ours") == "published"
 PUBLISHED_FILE = res("published/deepmath-103k.parquet")

@@ -1,9 +1,12 @@
-# RL training: verl-format data, GRPO with verl on Ray (multi-node Slurm) or TRL on CPU,
+# Training: verl-format RL data and GRPO with verl on Ray (multi-node Slurm) or TRL on CPU;
+# SFT conversations and SFT with verl's SFT trainer (torchrun over Slurm nodes) or TRL;
 # merged Hugging Face checkpoints. Trainer state lives in results/<run>/.train/<model>/,
 # outside the declared outputs, so a failed or preempted job resumes instead of restarting.
 
 
 rule prepare_rl_data:
+    wildcard_constraints:
+        model=one_of(GRPO_RUNS),
     input:
         data=RL_DATA,
         val=RL_VAL_FILES,
@@ -73,7 +76,7 @@ rule merge_checkpoint:
     benchmark:
         timing("merge_checkpoint/{model}")
     wildcard_constraints:
-        model=one_of(VERL_RUNS),
+        model=one_of(MERGED_RUNS),
     conda:
         "../envs/train.yaml"
     resources:
@@ -118,3 +121,89 @@ rule train_trl:
         " --model-dir {input.model}"
         " --train {input.train} --val {input.val} --work-dir {params.work} --out {output}"
         " 2> {log}"
+
+
+rule prepare_sft_data:
+    input:
+        RL_DATA,
+    output:
+        train=res("sft/{model}/train.parquet"),
+        val=res("sft/{model}/val.parquet"),
+        stats=res("sft/{model}/stats.json"),
+    log:
+        logs("prepare_sft_data/{model}.log"),
+    benchmark:
+        timing("prepare_sft_data/{model}")
+    wildcard_constraints:
+        model=one_of(SFT_RUNS),
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        spec=lambda w: rl_spec(w.model),
+    shell:
+        "python -m deepmath.sftdata --in {input} --spec {params.spec:q}"
+        " --train-out {output.train} --val-out {output.val} --stats {output.stats} 2> {log}"
+
+
+rule train_sft:
+    input:
+        train=res("sft/{model}/train.parquet"),
+        val=res("sft/{model}/val.parquet"),
+        model=init_model,
+        template=lambda w: chat_template(w.model),
+    output:
+        done=res("checkpoints/{model}/verl.done.json"),
+    log:
+        logs("train_sft/{model}.log"),
+    benchmark:
+        timing("train_sft/{model}")
+    wildcard_constraints:
+        model=one_of(SFT_VERL_RUNS),
+    conda:
+        "../envs/train.yaml"
+    threads: 16
+    resources:
+        mem_mb=512000,
+        runtime=3 * 24 * 60,
+        nodes=lambda w: RL_RUNS[w.model]["nodes"],
+        gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
+    params:
+        spec=lambda w: rl_spec(w.model),
+        work=lambda w: train_dir(w.model),
+    shell:
+        "python -m deepmath.train_sft_verl --spec {params.spec:q} --model-dir {input.model}"
+        " --train {input.train} --val {input.val} --work-dir {params.work}"
+        " --out {output.done} 2> {log}"
+
+
+rule train_sft_trl:
+    input:
+        train=res("sft/{model}/train.parquet"),
+        val=res("sft/{model}/val.parquet"),
+        model=init_model,
+        template=lambda w: chat_template(w.model),
+    output:
+        directory(res("checkpoints/{model}/hf")),
+    log:
+        logs("train_sft_trl/{model}.log"),
+    benchmark:
+        timing("train_sft_trl/{model}")
+    wildcard_constraints:
+        model=one_of(SFT_TRL_RUNS),
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
+    params:
+        spec=lambda w: rl_spec(w.model),
+        work=lambda w: train_dir(w.model),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m deepmath.train_sft_trl --spec {params.spec:q}"
+        " --model-dir {input.model} --train {input.train} --val {input.val}"
+        " --work-dir {params.work} --out {output} 2> {log}"

@@ -70,8 +70,8 @@ class Backend(ABC):
         """Flags of this backend only (the shared ones are :func:`cli`'s)."""
 
     def check_spec(self, spec: Mapping[str, Any]) -> None:
-        """Refuse a spec meant for another backend."""
-        got = spec.get("backend", "verl")
+        """Refuse a spec meant for another backend (a spec without one is taken as ours)."""
+        got = spec.get("backend", self.backend)
         if got != self.backend:
             raise DeepmathError(
                 f"{type(self).__name__} trains backend {self.backend!r}, the spec says {got!r}"
@@ -98,7 +98,7 @@ class Backend(ABC):
 
         return shlex.join(plan.get("command") or [])
 
-    def write(self, job: Job, record: dict[str, Any]) -> None:
+    def write(self, job: Job, plan: dict[str, Any], record: dict[str, Any]) -> None:
         """Write the output (default: the record as JSON at ``--out``)."""
         from deepmath.io import write_json
 
@@ -149,8 +149,10 @@ def parser_for(backend: Backend, prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def cli(backend: Backend, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    """Parse the shared flags, then prepare -> run -> finish -> write."""
+def cli(
+    backend: Backend, argv: Sequence[str] | None = None, prog: str | None = None
+) -> dict[str, Any] | None:
+    """Parse the shared flags, then prepare -> run -> finish -> write; returns the record."""
     args = parser_for(backend, prog or f"python -m deepmath ({backend.backend})").parse_args(argv)
     setup_logging(args.verbose)
     spec = load_spec(args.spec.strip(), "config rl.runs.<name>")
@@ -169,6 +171,8 @@ def cli(backend: Backend, argv: Sequence[str] | None = None, prog: str | None = 
     plan = backend.prepare(job)
     if args.dry_run:
         print(backend.dry_run(job, plan))
-        return
+        return None
     code = backend.run(job, plan)
-    backend.write(job, backend.finish(job, plan, code))
+    out = backend.finish(job, plan, code)
+    backend.write(job, plan, out)
+    return out

@@ -166,8 +166,10 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
             f"{', '.join(sorted(benches))}"
         )
     for name, run in (rl.get("runs") or {}).items():
-        if run.get("backend") == "verl":
-            problems.extend(_verl_recipe_problems(rl, name))
+        if run.get("backend") in ("verl", "sft"):
+            problems.extend(_recipe_problems(rl, name))
+        if run.get("backend") in ("verl", "trl") and "steps" not in run:
+            problems.append(f"missing key 'rl.runs.{name}.steps' (required for GRPO runs)")
         if run.get("init") not in models:
             problems.append(
                 f"rl.runs.{name}.init = {run.get('init')!r} is not in models; allowed values: "
@@ -199,14 +201,18 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _verl_recipe_problems(rl: Mapping[str, Any], name: str) -> list[str]:
-    """A verl run's recipe checked as the training job will check it, before any job runs."""
+def _recipe_problems(rl: Mapping[str, Any], name: str) -> list[str]:
+    """A verl or sft run's recipe checked as the training job will check it, before any job."""
+    from deepmath import sft_recipe, verl_recipe
     from deepmath.io import DeepmathError
-    from deepmath.verl_recipe import recipe
     from deepmath.workflow import rl_run_spec
 
+    spec = rl_run_spec(rl, name, 0)
     try:
-        recipe(rl_run_spec(rl, name, 0))
+        if spec["backend"] == "verl":
+            verl_recipe.recipe(spec)
+        else:
+            sft_recipe.check_shape(spec, sft_recipe.recipe(spec))
     except DeepmathError as err:
         return [f"rl.runs.{name}: {err}"]
     return []

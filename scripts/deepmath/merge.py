@@ -1,4 +1,4 @@
-"""Merge a verl FSDP actor checkpoint into a Hugging Face folder (runs on CPU).
+"""Merge a verl FSDP checkpoint (GRPO actor or SFT) into a Hugging Face folder (runs on CPU).
 
 ``python -m deepmath.merge --work-dir DIR --step N|latest --out DIR``
 
@@ -23,7 +23,7 @@ from typing import Any
 from deepmath import verl_recipe
 from deepmath.io import DeepmathError, atomic_path, run_cli, setup_logging
 from deepmath.templates import install_chat_template, read_chat_template
-from deepmath.train_verl import actor_dir, check_actor_checkpoint, latest_step, verl_python
+from deepmath.train_verl import check_actor_checkpoint, latest_step, shards_dir, verl_python
 
 log = logging.getLogger("deepmath.merge")
 
@@ -41,7 +41,7 @@ def resolve_step(ckpt_dir: Path, step: str) -> int:
         number = int(step)
     except ValueError:
         raise DeepmathError(f"--step must be a number or 'latest', got {step!r}") from None
-    if not actor_dir(ckpt_dir, number).is_dir():
+    if not shards_dir(ckpt_dir, number).is_dir():
         have = sorted(
             int(p.name.removeprefix("global_step_"))
             for p in ckpt_dir.glob("global_step_*")
@@ -96,7 +96,7 @@ def merge(
     template = read_chat_template(chat_template) if chat_template else None
     ckpt_dir = verl_recipe.checkpoint_dir(work_dir)
     number = resolve_step(ckpt_dir, step)
-    local_dir = actor_dir(ckpt_dir, number)
+    local_dir = shards_dir(ckpt_dir, number)
     fsdp = check_actor_checkpoint(local_dir)
     cmd: list[str] = []
     with atomic_path(out) as tmp:

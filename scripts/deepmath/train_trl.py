@@ -15,7 +15,6 @@ global step equals the configured ``steps``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from deepmath import dtypes
-from deepmath.io import DeepmathError, atomic_path, load_spec, run_cli, setup_logging, write_json
+from deepmath.backends import Backend, Job, cli, record, require_last_step
+from deepmath.io import DeepmathError, atomic_path, run_cli, write_json
 from deepmath.templates import read_chat_template
 
 log = logging.getLogger("deepmath.train_trl")
@@ -280,92 +280,140 @@ def reward_per_step(log_history: Sequence[Mapping[str, Any]]) -> dict[int, float
 # --------------------------------------------------------------------------- training
 
 
+class TrlGRPO(Backend):
+    """GRPO with TRL's GRPOTrainer on the RL parquet, one GPU or the CPU."""
+
+    backend = "trl"
+    description = __doc__.splitlines()[0]
+
+    def prepare(self, job: Job) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        steps = _steps(job.spec)
+        recipe = _recipe(job.spec)
+        job.work_dir.mkdir(parents=True, exist_ok=True)
+        args = build_config(job.spec, str(job.work_dir))
+        resume = last_checkpoint(job.work_dir)
+        done = checkpoint_step(resume) if resume is not None else 0
+        if done > steps:
+            raise DeepmathError(
+                f"{resume} is at step {done}, past the configured steps={steps}; "
+                f"remove {job.work_dir} to train from scratch"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(
+            job.model_dir, padding_side="left", truncation_side="left"
+        )
+        if job.spec.get("chat_template"):
+            # the run's own prompt format (e.g. ORZ); saved with the tokenizer into the output
+            tokenizer.chat_template = read_chat_template(job.spec["chat_template"])
+        if not tokenizer.chat_template:
+            raise DeepmathError(f"{job.model_dir}: the tokenizer has no chat template")
+        max_prompt = int(recipe["max_prompt_length"])
+        train_ds, too_long = load_prompts(str(job.train), tokenizer, max_prompt)
+        val_ds, _ = load_prompts(str(job.val), tokenizer, max_prompt, allow_empty=True)
+        per_step = int(recipe["prompts_per_step"])
+        if len(train_ds) < per_step:
+            raise DeepmathError(
+                f"{job.train}: {len(train_ds)} usable prompt(s), "
+                f"fewer than prompts_per_step={per_step}"
+            )
+        return {
+            "started": time.time(),
+            "args": args,
+            "resume": resume,
+            "done": done,
+            "tokenizer": tokenizer,
+            "train_ds": train_ds,
+            "val_ds": val_ds,
+            "too_long": too_long,
+            "command": ["GRPOTrainer", str(job.model_dir)],
+        }
+
+    def run(self, job: Job, plan: dict[str, Any]) -> int | None:
+        resume, done, steps = plan["resume"], plan["done"], _steps(job.spec)
+        if resume is not None and done == steps:
+            # transformers' Trainer resumed at max_steps still runs one more step, so don't
+            # resume: the last checkpoint already is the trained model (the earlier run died
+            # after it).
+            log.info("%s is at the final step %d; exporting it without training", resume, steps)
+            state = json.loads((resume / "trainer_state.json").read_text())
+            plan.update(trainer=None, global_step=state["global_step"], runtime=0.0)
+            plan["history"] = state["log_history"]
+            return None
+        if resume is not None:
+            log.info("resuming from %s (step %d of %d)", resume, done, steps)
+        else:
+            log.info("training from %s for %d step(s)", job.model_dir, steps)
+        trainer = _trainer(
+            str(job.model_dir), plan["args"], plan["train_ds"], plan["val_ds"], plan["tokenizer"]
+        )
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        plan.update(trainer=trainer, global_step=trainer.state.global_step)
+        plan.update(history=trainer.state.log_history)
+        plan["runtime"] = float(result.metrics.get("train_runtime", 0.0))
+        return 0
+
+    def finish(self, job: Job, plan: dict[str, Any], code: int | None) -> dict[str, Any]:
+        steps, done = _steps(job.spec), plan["done"]
+        global_step = require_last_step(
+            what="TRL GRPOTrainer",
+            step=plan["global_step"],
+            steps=steps,
+            code=code,
+            where=job.work_dir,
+            resume="the newest checkpoint-N",
+        )
+        rewards = reward_per_step(plan["history"])
+        missing = [s for s in range(1, steps + 1) if s not in rewards]
+        if missing:
+            raise DeepmathError(f"no reward was logged for step(s) {missing}: the reward never ran")
+        resume = plan["resume"]
+        return record(
+            "trl",
+            job.spec,
+            step=global_step,
+            paths={"base_model": str(job.model_dir)},
+            global_step=global_step,
+            steps_this_run=global_step - done,
+            resumed_from=str(resume) if resume else None,
+            resumed_at_step=done,
+            reward_mean_per_step={str(k): v for k, v in sorted(rewards.items())},
+            reward_function="deepmath.reward.trl_reward",
+            train_prompts=len(plan["train_ds"]),
+            train_prompts_too_long=plan["too_long"],
+            val_prompts=len(plan["val_ds"]) if plan["val_ds"] is not None else 0,
+            train_runtime_s=plan["runtime"],
+            wall_s=round(time.time() - plan["started"], 1),
+            grpo_config=_summary_config(plan["args"]),
+            versions=_versions(),
+            log_history=plan["history"],
+        )
+
+    def write(self, job: Job, plan: dict[str, Any], summary: dict[str, Any]) -> None:
+        save_folder(
+            str(job.out),
+            summary,
+            trainer=plan["trainer"],
+            tokenizer=plan["tokenizer"],
+            checkpoint=plan["resume"],
+        )
+        log.info(
+            "%d of %d step(s) trained in this run; HF folder at %s",
+            summary["steps_this_run"],
+            summary["steps"],
+            job.out,
+        )
+
+
 def train(
     spec: Mapping[str, Any], model_dir: str, train_path: str, val_path: str, work_dir: str, out: str
 ) -> dict[str, Any]:
     """Run (or resume) GRPO to ``steps`` and write the HF folder + summary to ``out``."""
-    from transformers import AutoTokenizer
-
-    started = time.time()
-    steps = _steps(spec)
-    recipe = _recipe(spec)
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    args = build_config(spec, work_dir)
-    resume = last_checkpoint(work_dir)
-    done = checkpoint_step(resume) if resume is not None else 0
-    if done > steps:
-        raise DeepmathError(
-            f"{resume} is at step {done}, past the configured steps={steps}; "
-            f"remove {work_dir} to train from scratch"
-        )
-
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_dir, padding_side="left", truncation_side="left"
-    )
-    if spec.get("chat_template"):
-        # the run's own prompt format (e.g. ORZ); saved with the tokenizer into the output
-        tokenizer.chat_template = read_chat_template(spec["chat_template"])
-    if not tokenizer.chat_template:
-        raise DeepmathError(f"{model_dir}: the tokenizer has no chat template")
-    max_prompt = int(recipe["max_prompt_length"])
-    train_ds, train_too_long = load_prompts(train_path, tokenizer, max_prompt)
-    val_ds, _ = load_prompts(val_path, tokenizer, max_prompt, allow_empty=True)
-    per_step = int(recipe["prompts_per_step"])
-    if len(train_ds) < per_step:
-        raise DeepmathError(
-            f"{train_path}: {len(train_ds)} usable prompt(s), "
-            f"fewer than prompts_per_step={per_step}"
-        )
-
-    if resume is not None and done == steps:
-        # transformers' Trainer resumed at max_steps still runs one more step, so don't resume:
-        # the last checkpoint already is the trained model (the earlier run died after it).
-        log.info("%s is at the final step %d; exporting it without training", resume, steps)
-        state = json.loads((resume / "trainer_state.json").read_text())
-        global_step, history, runtime = state["global_step"], state["log_history"], 0.0
-        trainer = None
-    else:
-        if resume is not None:
-            log.info("resuming from %s (step %d of %d)", resume, done, steps)
-        else:
-            log.info("training from %s for %d step(s)", model_dir, steps)
-        trainer = _trainer(model_dir, args, train_ds, val_ds, tokenizer)
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        global_step, history = trainer.state.global_step, trainer.state.log_history
-        runtime = float(result.metrics.get("train_runtime", 0.0))
-    if global_step != steps:
-        raise DeepmathError(
-            f"training stopped at step {global_step}, expected {steps}; "
-            f"checkpoints are kept in {work_dir}"
-        )
-    rewards = reward_per_step(history)
-    missing = [s for s in range(1, steps + 1) if s not in rewards]
-    if missing:
-        raise DeepmathError(f"no reward was logged for step(s) {missing}: the reward never ran")
-
-    summary = {
-        "steps": steps,
-        "global_step": global_step,
-        "steps_this_run": global_step - done,
-        "resumed_from": str(resume) if resume else None,
-        "resumed_at_step": done,
-        "reward_mean_per_step": {str(k): v for k, v in sorted(rewards.items())},
-        "reward_function": "deepmath.reward.trl_reward",
-        "train_prompts": len(train_ds),
-        "train_prompts_too_long": train_too_long,
-        "val_prompts": len(val_ds) if val_ds is not None else 0,
-        "train_runtime_s": runtime,
-        "wall_s": round(time.time() - started, 1),
-        "base_model": str(model_dir),
-        "backend": "trl",
-        "grpo_config": _summary_config(args),
-        "versions": _versions(),
-        "log_history": history,
-    }
-    save_folder(out, summary, trainer=trainer, tokenizer=tokenizer, checkpoint=resume)
-    log.info(
-        "%d of %d step(s) trained in this run; HF folder at %s", global_step - done, steps, out
-    )
+    argv = ["--spec", json.dumps(dict(spec)), "--model-dir", str(model_dir)]
+    argv += ["--train", str(train_path), "--val", str(val_path)]
+    argv += ["--work-dir", str(work_dir), "--out", str(out)]
+    summary = cli(TrlGRPO(), argv, prog="python -m deepmath.train_trl")
+    assert summary is not None
     return summary
 
 
@@ -452,18 +500,7 @@ def save_folder(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="JSON: rl.runs.<name> (steps, recipe, trl)")
-    parser.add_argument("--model-dir", required=True, help="HF folder of the initial policy")
-    parser.add_argument("--train", required=True, help="RL parquet (prepare_rl_data)")
-    parser.add_argument("--val", required=True, help="RL parquet (prepare_rl_data)")
-    parser.add_argument("--work-dir", required=True, help="checkpoints (kept across reruns)")
-    parser.add_argument("--out", required=True, help="HF folder to write")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    spec = load_spec(args.spec, "config rl.runs.<name>")
-    train(spec, args.model_dir, args.train, args.val, args.work_dir, args.out)
+    cli(TrlGRPO(), argv, prog="python -m deepmath.train_trl")
 
 
 if __name__ == "__main__":

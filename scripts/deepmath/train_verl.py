@@ -77,6 +77,12 @@ def actor_dir(ckpt_dir: str | os.PathLike[str], step: int) -> Path:
     return Path(ckpt_dir) / f"global_step_{step}" / "actor"
 
 
+def shards_dir(ckpt_dir: str | os.PathLike[str], step: int) -> Path:
+    """Where a step's FSDP shards are: ``actor/`` for GRPO, the step folder itself for SFT."""
+    actor = actor_dir(ckpt_dir, step)
+    return actor if actor.is_dir() else Path(ckpt_dir) / f"global_step_{step}"
+
+
 def check_actor_checkpoint(path: Path) -> dict[str, Any]:
     """A complete FSDP actor checkpoint: fsdp_config.json, every rank's model shard, HF config."""
     cfg_file = path / "fsdp_config.json"

@@ -64,11 +64,12 @@ def model_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 def rl_run_spec(rl: Mapping[str, Any], name: str, seed: int) -> dict[str, Any]:
     """One ``rl.runs`` entry with the shared ``rl`` keys, as the training rules' parameter.
 
-    ``dtype`` is a TRL setting (verl takes its precision from the recipe): dropped for verl
-    runs, so that it never reruns a multi-node training job.
+    ``dtype`` is a TRL setting (verl takes its precision from the recipe): dropped for runs on
+    verl, so that it never reruns a multi-node training job.
     """
     run = dict(rl["runs"][name])
-    if run.get("backend") != "trl":
+    on_trl = run.get("backend") == "trl" or run.get("trainer") == "trl"
+    if not on_trl:
         run.pop("dtype", None)
     # where the rows come from is the data rule's business: changing it must not rerun training
     # by itself (the new data does, through the train file)

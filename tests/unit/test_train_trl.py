@@ -184,8 +184,8 @@ def gsm8k_dataset(path: Path, n: int) -> Path:
 
 @pytest.fixture
 def rl_data(tmp_path):
-    data = gsm8k_dataset(tmp_path / "ds.parquet", 8)
-    spec = {"system_prompt": True, "reward_gate": "none", "val_size": 2, "seed": 1}
+    data = gsm8k_dataset(tmp_path / "ds.parquet", 6)  # every row trains; no validation set
+    spec = {"system_prompt": True, "reward_gate": "none", "seed": 1}
     train_path, val_path = tmp_path / "train.parquet", tmp_path / "val.parquet"
     prepare([str(data)], spec, str(train_path), str(val_path))
     return train_path, val_path
