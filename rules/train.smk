@@ -5,8 +5,6 @@
 
 
 rule prepare_rl_data:
-    wildcard_constraints:
-        model=one_of(GRPO_RUNS),
     input:
         data=RL_DATA,
         val=RL_VAL_FILES,
@@ -18,6 +16,8 @@ rule prepare_rl_data:
         logs("prepare_rl_data/{model}.log"),
     benchmark:
         timing("prepare_rl_data/{model}")
+    wildcard_constraints:
+        model=one_of(GRPO_RUNS),
     conda:
         "../envs/data.yaml"
     resources:

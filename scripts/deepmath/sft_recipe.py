@@ -48,6 +48,7 @@ OPTIONAL: dict[str, Any] = {
     "ulysses_sp": 1,
 }
 SCHEDULERS = ("cosine", "constant")
+SCHEDULER_NAMES = {"cosine": "cosine", "constant": "constant_with_warmup"}  # transformers' names
 DTYPES = ("bfloat16", "float32")
 TRUNCATIONS = ("right", "error")
 
@@ -201,9 +202,19 @@ def verl_overrides(spec: Mapping[str, Any], **kw: Any) -> list[str]:
 
 
 def trl_kwargs(
-    spec: Mapping[str, Any], work_dir: str, *, use_cpu: bool, dtype: str, world: int = 1
+    spec: Mapping[str, Any],
+    work_dir: str,
+    *,
+    use_cpu: bool,
+    dtype: str,
+    steps: int,
+    world: int = 1,
 ) -> dict[str, Any]:
-    """TRL SFTConfig keyword arguments: the same batch, schedule and cut-off on one process."""
+    """TRL SFTConfig keyword arguments: the same batch, schedule and cut-off on one process.
+
+    ``max_steps`` is the step count of ``epochs`` passes, as verl's ``total_training_steps``
+    (TRL drops conversations whose solution the cut-off removes entirely; the step count does
+    not shrink with them)."""
     r = recipe(spec)
     per_device = r["micro_batch_size"]
     if r["batch_size"] % (per_device * world):
@@ -214,6 +225,7 @@ def trl_kwargs(
     kwargs: dict[str, Any] = {
         "output_dir": work_dir,
         "num_train_epochs": r["epochs"],
+        "max_steps": steps,
         "per_device_train_batch_size": per_device,
         "gradient_accumulation_steps": r["batch_size"] // (per_device * world),
         "learning_rate": float(r["lr"]),

@@ -74,7 +74,7 @@ class TrlSFT(Backend):
         world = int(os.environ.get("WORLD_SIZE", "1"))
         job.work_dir.mkdir(parents=True, exist_ok=True)
         kwargs = sft_recipe.trl_kwargs(
-            job.spec, str(job.work_dir), use_cpu=not cuda, dtype=dtype, world=world
+            job.spec, str(job.work_dir), use_cpu=not cuda, dtype=dtype, steps=steps, world=world
         )
         try:
             args = SFTConfig(**kwargs)

@@ -31,8 +31,8 @@ def paper_config() -> dict:
     return config
 
 
-def paper_runs() -> dict[str, dict]:
-    """The verl runs of the paper config, as the training rule hands them to train_verl."""
+def paper_runs(backend: str = "verl") -> dict[str, dict]:
+    """The paper config's runs of one backend, as the training rule hands them to the job."""
     from deepmath.workflow import rl_run_spec
 
     config = paper_config()
@@ -40,11 +40,12 @@ def paper_runs() -> dict[str, dict]:
     return {
         name: rl_run_spec(rl, name, config["seed"])
         for name, run in rl["runs"].items()
-        if run["backend"] == "verl"
+        if run["backend"] == backend
     }
 
 
 PAPER_RUNS = paper_runs()
+PAPER_SFT_RUNS = paper_runs("sft")
 PAPER_1_5B = PAPER_RUNS["deepmath-1.5b"]
 PAPER_ZERO_7B = PAPER_RUNS["deepmath-zero-7b"]
 PAPER_ZERO_MATH_7B = PAPER_RUNS["deepmath-zero-math-7b"]
@@ -116,6 +117,9 @@ def reward_samples(max_resp: int, buffer: int, gate: dict) -> list[dict]:
     ]
 
 
+from deepmath import sft_recipe  # noqa: E402
+
+
 def overrides_of(spec: dict, name: str = "deepmath") -> list[str]:
     from deepmath import verl_recipe
 
@@ -142,6 +146,16 @@ def _probe_cases() -> dict:
     }
     for name, run in PAPER_RUNS.items():
         cases[f"config:{name}"] = {"overrides": overrides_of(run, name)}
+    for name, run in PAPER_SFT_RUNS.items():
+        overrides = sft_recipe.verl_overrides(
+            run,
+            model_dir="/models/init",
+            train=PATHS["train"],
+            work_dir=PATHS["work_dir"],
+            steps=805,
+            name=name,
+        )
+        cases[f"sft:{name}"] = {"overrides": overrides, "config_name": "sft_trainer_engine"}
     return cases
 
 

@@ -182,3 +182,43 @@ def test_every_verl_key_we_set_exists_in_verl(probe, run):
     for keys in verl_recipe.RECIPE_KEYS.values():
         for key in keys:
             _get(resolved, key.lstrip("+"))  # KeyError: the key is not in verl's config
+
+
+# --------------------------------------------------------------------------- SFT baselines
+
+# The paper's appendix B, and where each value lands in verl 0.9's SFT trainer config.
+SFT_FACTS = {
+    "data.train_batch_size": 128,  # batch 128
+    "data.micro_batch_size_per_gpu": 1,  # micro-batch 1
+    "data.use_dynamic_bsz": False,  # fixed micro-batches, as the paper's trainer
+    "trainer.total_epochs": 1,
+    "optim.lr": 1e-6,
+    "optim.lr_scheduler_type": "cosine",
+    "optim.lr_warmup_steps": 50,
+    "optim.min_lr_ratio": 0.0,  # cosine down to 0, as transformers' cosine schedule
+    "engine.dtype": "bfloat16",
+    "model.enable_gradient_checkpointing": True,
+    "model.use_remove_padding": True,  # padding-free
+    "data.pad_mode": "no_padding",
+    "data.max_length": 9216,  # cut-off
+    "data.messages_key": "messages",
+}
+
+
+@pytest.mark.parametrize("run", ["qwen25-7b-sft", "qwen25-7b-sft-x3"])
+def test_sft_runs_compose_in_verl_with_the_papers_values(probe, run):
+    from deepmath import sft_recipe
+
+    got = probe[f"sft:{run}"]
+    assert "compose_error" not in got, got.get("compose_error")
+    assert got["dataclasses"] == {"engine": "FSDPEngineConfig", "optim": "FSDPOptimizerConfig"}
+    resolved = got["resolved"]
+    diffs = [
+        f"{key}: paper {want!r}, ours {_get(resolved, key)!r}"
+        for key, want in SFT_FACTS.items()
+        if not _same(_get(resolved, key), want)
+    ]
+    assert not diffs, "\n".join(diffs)
+    assert _get(resolved, "trainer.total_training_steps") == 805
+    assert _get(resolved, "trainer.nnodes") * _get(resolved, "trainer.n_gpus_per_node") == 16
+    assert set(sft_recipe.DEVIATIONS) == {"trainer", "deepspeed_zero3"}

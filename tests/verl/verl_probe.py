@@ -48,7 +48,7 @@ def byte_tokenizer():
 # --------------------------------------------------------------------------- config
 
 
-def compose(overrides: list[str]):
+def compose(overrides: list[str], config_name: str = "ppo_trainer"):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -56,7 +56,7 @@ def compose(overrides: list[str]):
     GlobalHydra.instance().clear()
     # main_ppo: @hydra.main(config_path="config", config_name="ppo_trainer", version_base=None)
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        return hydra_compose(config_name="ppo_trainer", overrides=overrides)
+        return hydra_compose(config_name=config_name, overrides=overrides)
 
 
 def _data_item(tokenizer, sample: dict, prompt_len: int = 8):
@@ -79,6 +79,23 @@ def _data_item(tokenizer, sample: dict, prompt_len: int = 8):
         },
     )
     return data, len(ids)
+
+
+def probe_sft(case: dict) -> dict:
+    """verl.trainer.sft_trainer's config (``sft_trainer_engine``) from our overrides, and the
+    engine / optimizer dataclasses its trainer builds from it."""
+    from omegaconf import OmegaConf
+    from verl.utils.config import omega_conf_to_dataclass
+
+    try:
+        cfg = compose(case["overrides"], "sft_trainer_engine")
+    except Exception as err:
+        return {"compose_error": f"{type(err).__name__}: {err}"}
+    built = {k: type(omega_conf_to_dataclass(cfg[k])).__name__ for k in ("engine", "optim")}
+    return {
+        "resolved": OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
+        "dataclasses": built,
+    }
 
 
 def probe_case(case: dict, tokenizer) -> dict:
@@ -234,7 +251,8 @@ def run_config(request: Path, result: Path) -> None:
     out = {}
     for name, case in cases.items():
         try:
-            out[name] = probe_case(case, tokenizer)
+            sft = case.get("config_name") == "sft_trainer_engine"
+            out[name] = probe_sft(case) if sft else probe_case(case, tokenizer)
         except Exception as err:
             out[name] = {"error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()}
     result.write_text(json.dumps(out, default=str))

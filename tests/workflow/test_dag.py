@@ -13,9 +13,9 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     assert counts["pull_source"] == 4  # three pool sources + the SimpleRL supplement
     assert counts["build_pool"] == 1
     assert counts["pull_benchmark"] == 17 + 6  # decontamination sets + evaluation sets
-    # embedder, served judge and solver, RL inits (4), hub baselines (2; the 1.5B init is
-    # also evaluated)
-    assert counts["prepare_model"] == 9
+    # embedder, served judge and solver, RL inits (4), the SFT init, hub baselines (2; the
+    # 1.5B init is also evaluated)
+    assert counts["prepare_model"] == 10
     assert counts["embed_benchmarks"] == 1
     for rule in (
         "embed_pool",
@@ -31,8 +31,10 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         assert counts[rule] == 64, rule
     for rule in ("rate_supplement", "solve_supplement", "topic_supplement", "assemble_dataset"):
         assert counts[rule] == 1, rule
-    for rule in ("prepare_rl_data", "train_grpo", "merge_checkpoint"):
+    for rule in ("prepare_rl_data", "train_grpo"):
         assert counts[rule] == 4, rule  # the four DeepMath models
+    assert counts["prepare_sft_data"] == counts["train_sft"] == 2  # the two SFT baselines
+    assert counts["merge_checkpoint"] == 4 + 2
     assert counts["generate_eval"] == counts["score_eval"] == 5 * 6  # models x eval sets
     assert counts["results_table"] == 1
     for rule in ("report_dataset", "report_cost", "report_results"):
@@ -51,6 +53,8 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         "deepmath-1.5b": (8, 8),
         "deepmath-omn-1.5b": (12, 8),
     }
+    sft = proc.stdout.split("rule train_sft:")[1:]
+    assert len(sft) == 2 and all("nodes=2, gpus=8" in block for block in sft)
     print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
 
 
@@ -107,6 +111,11 @@ def test_training_from_the_published_dataset_curates_nothing(venv_env, tmp_path)
     assert counts["pull_published"] == 1
     assert counts["prepare_rl_data"] == counts["train_grpo"] == 4
     assert counts["pull_benchmark"] == 1  # MATH-500, the validation set
+    # the SFT baselines train from the published dataset too
+    proc = snakemake("-n", *configs, "--cores", "8", "--until", "train_sft", env=venv_env)
+    counts = job_counts(proc.stdout)
+    assert counts["pull_published"] == 1 and counts["train_sft"] == 2
+    assert not [rule for rule in CURATION if rule in counts], counts
     assert not [rule for rule in CURATION if rule in counts], counts
     # the whole run (models, evaluation, tables) curates nothing either
     proc = snakemake("-n", *configs, "--cores", "8", env=venv_env)
