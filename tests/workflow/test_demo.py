@@ -42,6 +42,7 @@ def test_every_rule_ran(demo_run):
         assert counts[rule] == len(SHARDS), rule
     for rule in ("assemble_dataset", "prepare_rl_data", "train_trl", "results_table"):
         assert counts[rule] == 1, rule
+    assert counts["prepare_sft_data"] == counts["train_sft_trl"] == 1  # the tiny SFT run
     assert counts["generate_eval"] == counts["score_eval"] == 2 * 3  # 2 models x 3 benchmarks
 
 
@@ -126,6 +127,20 @@ def test_grpo_checkpoint_and_results_table(demo_run):
         for bench in ("math500", "gsm8k", "minerva"):
             metrics = json.loads((RESULTS / "eval" / model / bench / "metrics.json").read_text())
             assert metrics["n"] == 2
+
+
+def test_sft_baseline_trained_on_the_datasets_solutions(demo_run):
+    stats = json.loads((RESULTS / "sft" / "smollm2-sft" / "stats.json").read_text())
+    dataset = pd.concat(
+        [pd.read_parquet(p) for p in sorted((RESULTS / "dataset" / "data").glob("*.parquet"))]
+    )
+    assert 0 < stats["train"] <= min(8, dataset["r1_solution_1"].notna().sum())
+    summary = json.loads(
+        (RESULTS / "checkpoints" / "smollm2-sft" / "hf" / "train_summary.json").read_text()
+    )
+    assert (summary["backend"], summary["trainer"]) == ("sft", "trl")
+    assert summary["step"] == summary["steps"] == stats["train"] // 4
+    assert (RESULTS / "checkpoints" / "smollm2-sft" / "hf" / "model.safetensors").is_file()
 
 
 def test_rerun_has_nothing_to_do(demo_run, venv_env):
