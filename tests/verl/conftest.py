@@ -120,6 +120,16 @@ def reward_samples(max_resp: int, buffer: int, gate: dict) -> list[dict]:
 from deepmath import sft_recipe  # noqa: E402
 
 
+def gpu_check_spec() -> dict:
+    import importlib.util
+
+    path = REPO / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.grpo_spec()
+
+
 def overrides_of(spec: dict, name: str = "deepmath") -> list[str]:
     from deepmath import verl_recipe
 
@@ -146,6 +156,8 @@ def _probe_cases() -> dict:
     }
     for name, run in PAPER_RUNS.items():
         cases[f"config:{name}"] = {"overrides": overrides_of(run, name)}
+    # scripts/gpu_check.py's two-step run on one GPU must be a valid verl config too
+    cases["gpu-check"] = {"overrides": overrides_of(gpu_check_spec(), "gpu-check")}
     for name, run in PAPER_SFT_RUNS.items():
         overrides = sft_recipe.verl_overrides(
             run,

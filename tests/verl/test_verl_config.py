@@ -190,3 +190,12 @@ def test_main_ppo_cli_composes_the_same_config(probe, verl_python, verl_env, tmp
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert yaml.safe_load(proc.stdout) == yaml.safe_load(probe["1.5b"]["yaml"])
+
+
+def test_the_gpu_check_run_is_a_valid_one_gpu_verl_config(probe):
+    """scripts/gpu_check.py trains this spec on one GPU: it must pass verl's own checks."""
+    got = probe["gpu-check"]
+    assert "compose_error" not in got, got.get("compose_error")
+    assert got["validated"] is True and got["need_reference_policy"] is True
+    assert _get(got["resolved"], "trainer.n_gpus_per_node") == 1
+    assert got["sampler"]["class"] == "BudgetedReplayBuffer"
