@@ -64,8 +64,11 @@ def launch_command(
         f"--rdzv_endpoint={nodes[0]}:{port}",
         f"--rdzv_id={job_id}",
     ]
+    # the shape is passed explicitly: the Snakemake job step strips SLURM_* but the job id
+    # from the rule's shell (see deepmath.raycluster); --overlap shares the job's allocation
     srun = ["srun", f"--nodes={len(nodes)}", f"--ntasks={len(nodes)}", "--ntasks-per-node=1"]
-    srun += ["--kill-on-bad-exit=1", f"--nodelist={','.join(nodes)}"]
+    srun += ["--overlap", f"--gres=gpu:{gpus_per_node}", "--kill-on-bad-exit=1"]
+    srun += [f"--nodelist={','.join(nodes)}"]
     return [*srun, *torchrun, "-m", sft_recipe.SFT_MODULE, *overrides]
 
 

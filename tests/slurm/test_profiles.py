@@ -36,7 +36,6 @@ for _p in PROFILES:
         {
             "embed_benchmarks": (1, 1),
             "embed_pool": (1, 1),
-            "train_grpo": (8, 8),  # verl GRPO: rl.runs.<model>.nodes x gpus_per_node
             "generate_eval": (1, 1),
         }
     )
@@ -152,6 +151,33 @@ def test_heavy_rules_get_their_gpus_nodes_and_runtime(profile, dry_runs, plain_j
         else:
             assert "res.gres" not in job, job
             assert job["res.slurm_partition"] != parts["gpu"] or parts["gpu"] == parts["cpu"]
+
+
+# nodes per training run (rl.runs.<model>.nodes), 8 GPUs each: the four GRPO runs and the two
+# SFT baselines
+TRAINING = {
+    "deepmath-zero-7b": 8,
+    "deepmath-zero-math-7b": 12,
+    "deepmath-1.5b": 8,
+    "deepmath-omn-1.5b": 12,
+    "qwen25-7b-sft": 2,
+    "qwen25-7b-sft-x3": 2,
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_training_jobs_get_whole_nodes_one_task_each(profile, dry_runs):
+    parts = SITE["profiles"][profile]
+    jobs = [j for j in dry_runs[profile] if j["rule"] in ("train_grpo", "train_sft")]
+    got = {j["wildcards"].split("=", 1)[1]: j for j in jobs}
+    assert sorted(got) == sorted(TRAINING)
+    for model, nodes in TRAINING.items():
+        job = got[model]
+        assert (int(job["res.nodes"]), int(job["res.gpus"])) == (nodes, 8), job
+        assert int(job["res.tasks"]) == nodes and job["res.mpi"] == "srun", job
+        assert int(job["res.tasks_per_gpu"]) == 0 and job["res.slurm_extra"] == "--exclusive"
+        assert job["res.gres"] == _gres(profile, 8)
+        assert job["res.slurm_partition"] == parts["gpu"]
 
 
 def test_a100_serves_deepseek_r1_over_two_nodes(dry_runs):
