@@ -35,26 +35,28 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         assert counts[rule] == 4, rule  # the four DeepMath models
     assert counts["prepare_sft_data"] == counts["train_sft"] == 2  # the two SFT baselines
     assert counts["merge_checkpoint"] == 4 + 2
-    assert counts["generate_eval"] == counts["score_eval"] == 5 * 6  # models x eval sets
+    # models (3 hub, 2 RL, 2 SFT of ours) x eval sets
+    assert counts["generate_eval"] == counts["score_eval"] == 7 * 6
     assert counts["results_table"] == 1
     for rule in ("report_dataset", "report_cost", "report_results"):
         assert counts[rule] == 1, rule  # `rule all` builds the report's figures and tables
-    # the four GRPO runs on their nodes x GPUs
+    # the four GRPO runs and the two SFT baselines on their nodes x GPUs
     shapes = {}
-    for block in proc.stdout.split("rule train_grpo:")[1:]:
-        model = block.split("wildcards: model=")[1].split()[0]
-        resources = block.split("resources: ")[1].splitlines()[0]
-        shapes[model] = tuple(
-            int(resources.split(f"{key}=")[1].split(",")[0]) for key in ("nodes", "gpus")
-        )
+    for rule in ("train_grpo", "train_sft"):
+        for block in proc.stdout.split(f"rule {rule}:")[1:]:
+            model = block.split("wildcards: model=")[1].split()[0]
+            resources = block.split("resources: ")[1].splitlines()[0]
+            shapes[model] = tuple(
+                int(resources.split(f"{key}=")[1].split(",")[0]) for key in ("nodes", "gpus")
+            )
     assert shapes == {
         "deepmath-zero-7b": (8, 8),
         "deepmath-zero-math-7b": (12, 8),
         "deepmath-1.5b": (8, 8),
         "deepmath-omn-1.5b": (12, 8),
+        "qwen25-7b-sft": (2, 8),
+        "qwen25-7b-sft-x3": (2, 8),
     }
-    sft = proc.stdout.split("rule train_sft:")[1:]
-    assert len(sft) == 2 and all("nodes=2, gpus=8" in block for block in sft)
     print(f"paper dry run: {elapsed:.1f} s, {counts.get('total')} jobs")
 
 
