@@ -105,6 +105,29 @@ class Backend(ABC):
         write_json(record, job.out)
 
 
+def recipe_items(
+    spec: Mapping[str, Any],
+    required: Sequence[str],
+    optional: Mapping[str, Any],
+    what: str,
+) -> dict[str, Any]:
+    """The run's ``recipe`` with the optional items' defaults; a missing or unknown item is an
+    error that names it (and what is allowed)."""
+    raw = spec.get("recipe")
+    if not isinstance(raw, Mapping):
+        raise DeepmathError(f"{what} run: 'recipe' must be a mapping of its settings")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise DeepmathError(f"{what} recipe: missing {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(required) - set(optional))
+    if unknown:
+        allowed = ", ".join([*required, *optional])
+        raise DeepmathError(
+            f"{what} recipe: unknown item(s) {', '.join(unknown)}; allowed: {allowed}"
+        )
+    return {**optional, **dict(raw)}
+
+
 def require_last_step(
     *, what: str, step: int | None, steps: int, code: int | None, where: Path, resume: str
 ) -> int:

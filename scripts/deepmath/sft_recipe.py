@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepmath.backends import recipe_items
 from deepmath.io import DeepmathError
 from deepmath.templates import read_chat_template
+from deepmath.train_trl import trainer_kwargs
 from deepmath.verl_recipe import hydra_value
 
 SFT_MODULE = "verl.trainer.sft_trainer"
@@ -76,17 +78,7 @@ DEVIATIONS: dict[str, Deviation] = {
 
 
 def recipe(spec: Mapping[str, Any]) -> dict[str, Any]:
-    raw = spec.get("recipe")
-    if not isinstance(raw, Mapping):
-        raise DeepmathError("sft run: 'recipe' must be a mapping of SFT settings")
-    missing = [k for k in REQUIRED if k not in raw]
-    if missing:
-        raise DeepmathError(f"sft recipe: missing {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        allowed = ", ".join([*REQUIRED, *OPTIONAL])
-        raise DeepmathError(f"sft recipe: unknown item(s) {', '.join(unknown)}; allowed: {allowed}")
-    r = {**OPTIONAL, **dict(raw)}
+    r = recipe_items(spec, REQUIRED, OPTIONAL, "sft")
     for key in ("batch_size", "micro_batch_size", "epochs", "max_length", "save_every"):
         value = r[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -240,17 +232,8 @@ def trl_kwargs(
         "padding_free": False,  # needs flash attention; a CPU has none (loss is the same)
         "completion_only_loss": True,
         "gradient_checkpointing": r["gradient_checkpointing"],
-        "save_strategy": "steps",
-        "save_steps": r["save_every"],
-        "save_total_limit": 2,
-        "logging_steps": 1,
-        "report_to": "none",
-        "seed": int(spec.get("seed", 42)),
-        "data_seed": int(spec.get("seed", 42)),
-        "use_cpu": use_cpu,
-        "bf16": dtype == "bfloat16",
         "dataloader_drop_last": True,
-        "dataloader_num_workers": 0,
+        **trainer_kwargs(spec, save_every=r["save_every"], use_cpu=use_cpu, dtype=dtype),
     }
     kwargs.update(dict(spec.get("trl") or {}))
     return kwargs

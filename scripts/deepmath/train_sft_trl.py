@@ -14,22 +14,16 @@ the trainer's global step equals the step count of ``epochs`` passes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from typing import Any
 
 from deepmath import dtypes, sft_recipe
-from deepmath.backends import Backend, Job, cli, record, require_last_step
+from deepmath.backends import Job, cli, record, require_last_step
 from deepmath.io import DeepmathError, run_cli
 from deepmath.templates import read_chat_template
-from deepmath.train_trl import (
-    _versions,
-    checkpoint_step,
-    last_checkpoint,
-    save_folder,
-)
+from deepmath.train_trl import TrlBackend, _versions, checkpoint_step, last_checkpoint
 
 log = logging.getLogger("deepmath.train_sft_trl")
 
@@ -53,7 +47,7 @@ def prompt_completion(path: str) -> Any:
     return Dataset.from_list(rows)
 
 
-class TrlSFT(Backend):
+class TrlSFT(TrlBackend):
     """SFT with TRL's SFTTrainer (one GPU or the CPU)."""
 
     backend = "sft"
@@ -108,31 +102,18 @@ class TrlSFT(Backend):
     def run(self, job: Job, plan: dict[str, Any]) -> int | None:
         from trl import SFTTrainer
 
-        resume, done, steps = plan["resume"], plan["done"], plan["steps"]
-        if resume is not None and done == steps:
-            log.info("%s is at the final step %d; exporting it without training", resume, steps)
-            state = json.loads((resume / "trainer_state.json").read_text())
-            plan.update(trainer=None, global_step=state["global_step"])
-            plan.update(history=state["log_history"], runtime=0.0)
-            return None
-        log.info(
-            "SFT of %s: %d conversation(s), %d step(s)%s",
-            job.model_dir,
-            len(plan["train_ds"]),
-            steps,
-            f", resuming at {done}" if resume else "",
+        log.info("SFT on %d conversation(s)", len(plan["train_ds"]))
+        return self.train_or_export(
+            job,
+            plan,
+            plan["steps"],
+            lambda: SFTTrainer(
+                model=str(job.model_dir),
+                args=plan["args"],
+                train_dataset=plan["train_ds"],
+                processing_class=plan["tokenizer"],
+            ),
         )
-        trainer = SFTTrainer(
-            model=str(job.model_dir),
-            args=plan["args"],
-            train_dataset=plan["train_ds"],
-            processing_class=plan["tokenizer"],
-        )
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        plan.update(trainer=trainer, global_step=trainer.state.global_step)
-        plan.update(history=trainer.state.log_history)
-        plan["runtime"] = float(result.metrics.get("train_runtime", 0.0))
-        return 0
 
     def finish(self, job: Job, plan: dict[str, Any], code: int | None) -> dict[str, Any]:
         step = require_last_step(
@@ -164,16 +145,6 @@ class TrlSFT(Backend):
             versions=_versions(),
             log_history=plan["history"],
         )
-
-    def write(self, job: Job, plan: dict[str, Any], summary: dict[str, Any]) -> None:
-        save_folder(
-            str(job.out),
-            summary,
-            trainer=plan["trainer"],
-            tokenizer=plan["tokenizer"],
-            checkpoint=plan["resume"],
-        )
-        log.info("SFT done at step %d; HF folder at %s", summary["step"], job.out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,22 +162,33 @@ def grpo_kwargs(
         "loss_type": "dapo",  # token-level: sum over active tokens of the batch (verl token-mean)
         "scale_rewards": "group",  # GRPO advantage: (r - group mean) / group std, as verl's grpo
         "num_iterations": 1,  # ppo_epochs 1
-        "save_strategy": "steps",
-        "save_steps": int(save_every),
-        "save_total_limit": 2,
+        **trainer_kwargs(spec, save_every=int(save_every), use_cpu=use_cpu, dtype=dtype),
         "logging_strategy": "steps",
-        "logging_steps": 1,
-        "report_to": "none",
-        "seed": int(spec.get("seed", 42)),
-        "data_seed": int(spec.get("seed", 42)),
-        "use_cpu": use_cpu,
-        "bf16": dtype == "bfloat16",
         "fp16": dtype == "float16",
-        "dataloader_num_workers": 0,
         "disable_tqdm": False,
     }
     kwargs.update(overrides)
     return kwargs
+
+
+def trainer_kwargs(
+    spec: Mapping[str, Any], *, save_every: int, use_cpu: bool, dtype: str
+) -> dict[str, Any]:
+    """transformers TrainingArguments shared by our TRL trainers (GRPO and SFT): checkpoints
+    (two kept, resumable), a log line per step, seeds, device and mixed precision."""
+    seed = int(spec.get("seed", 42))
+    return {
+        "save_strategy": "steps",
+        "save_steps": int(save_every),
+        "save_total_limit": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": seed,
+        "data_seed": seed,
+        "use_cpu": use_cpu,
+        "bf16": dtype == "bfloat16",
+        "dataloader_num_workers": 0,
+    }
 
 
 def build_config(spec: Mapping[str, Any], work_dir: str) -> Any:
@@ -280,7 +291,54 @@ def reward_per_step(log_history: Sequence[Mapping[str, Any]]) -> dict[int, float
 # --------------------------------------------------------------------------- training
 
 
-class TrlGRPO(Backend):
+class TrlBackend(Backend):
+    """What the TRL backends share: train, resume, or export a final checkpoint; the HF folder.
+
+    ``plan`` holds ``resume`` (the newest complete checkpoint or None), ``done`` (its step),
+    ``tokenizer``; ``train_or_export`` adds ``trainer``, ``global_step``, ``history`` and
+    ``runtime``."""
+
+    def train_or_export(
+        self, job: Job, plan: dict[str, Any], steps: int, make_trainer: Any
+    ) -> int | None:
+        resume, done = plan["resume"], plan["done"]
+        if resume is not None and done == steps:
+            # transformers' Trainer resumed at max_steps still runs one more step, so don't
+            # resume: the last checkpoint already is the trained model (the earlier run died
+            # after it).
+            log.info("%s is at the final step %d; exporting it without training", resume, steps)
+            state = json.loads((resume / "trainer_state.json").read_text())
+            plan.update(trainer=None, global_step=state["global_step"], runtime=0.0)
+            plan["history"] = state["log_history"]
+            return None
+        if resume is not None:
+            log.info("resuming from %s (step %d of %d)", resume, done, steps)
+        else:
+            log.info("training from %s for %d step(s)", job.model_dir, steps)
+        trainer = make_trainer()
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        plan.update(trainer=trainer, global_step=trainer.state.global_step)
+        plan.update(history=trainer.state.log_history)
+        plan["runtime"] = float(result.metrics.get("train_runtime", 0.0))
+        return 0
+
+    def write(self, job: Job, plan: dict[str, Any], summary: dict[str, Any]) -> None:
+        save_folder(
+            str(job.out),
+            summary,
+            trainer=plan["trainer"],
+            tokenizer=plan["tokenizer"],
+            checkpoint=plan["resume"],
+        )
+        log.info(
+            "%d of %d step(s) trained in this run; HF folder at %s",
+            summary["steps_this_run"],
+            summary["steps"],
+            job.out,
+        )
+
+
+class TrlGRPO(TrlBackend):
     """GRPO with TRL's GRPOTrainer on the RL parquet, one GPU or the CPU."""
 
     backend = "trl"
@@ -330,28 +388,18 @@ class TrlGRPO(Backend):
         }
 
     def run(self, job: Job, plan: dict[str, Any]) -> int | None:
-        resume, done, steps = plan["resume"], plan["done"], _steps(job.spec)
-        if resume is not None and done == steps:
-            # transformers' Trainer resumed at max_steps still runs one more step, so don't
-            # resume: the last checkpoint already is the trained model (the earlier run died
-            # after it).
-            log.info("%s is at the final step %d; exporting it without training", resume, steps)
-            state = json.loads((resume / "trainer_state.json").read_text())
-            plan.update(trainer=None, global_step=state["global_step"], runtime=0.0)
-            plan["history"] = state["log_history"]
-            return None
-        if resume is not None:
-            log.info("resuming from %s (step %d of %d)", resume, done, steps)
-        else:
-            log.info("training from %s for %d step(s)", job.model_dir, steps)
-        trainer = _trainer(
-            str(job.model_dir), plan["args"], plan["train_ds"], plan["val_ds"], plan["tokenizer"]
+        return self.train_or_export(
+            job,
+            plan,
+            _steps(job.spec),
+            lambda: _trainer(
+                str(job.model_dir),
+                plan["args"],
+                plan["train_ds"],
+                plan["val_ds"],
+                plan["tokenizer"],
+            ),
         )
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        plan.update(trainer=trainer, global_step=trainer.state.global_step)
-        plan.update(history=trainer.state.log_history)
-        plan["runtime"] = float(result.metrics.get("train_runtime", 0.0))
-        return 0
 
     def finish(self, job: Job, plan: dict[str, Any], code: int | None) -> dict[str, Any]:
         steps, done = _steps(job.spec), plan["done"]
@@ -387,21 +435,6 @@ class TrlGRPO(Backend):
             grpo_config=_summary_config(plan["args"]),
             versions=_versions(),
             log_history=plan["history"],
-        )
-
-    def write(self, job: Job, plan: dict[str, Any], summary: dict[str, Any]) -> None:
-        save_folder(
-            str(job.out),
-            summary,
-            trainer=plan["trainer"],
-            tokenizer=plan["tokenizer"],
-            checkpoint=plan["resume"],
-        )
-        log.info(
-            "%d of %d step(s) trained in this run; HF folder at %s",
-            summary["steps_this_run"],
-            summary["steps"],
-            job.out,
         )
 
 

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepmath.backends import recipe_items
 from deepmath.io import DeepmathError
 from deepmath.templates import read_chat_template
 
@@ -277,17 +278,7 @@ def ignored_reason(key: str) -> str | None:
 
 def recipe(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The run's recipe with defaults filled in; unknown or missing items are errors."""
-    raw = spec.get("recipe")
-    if not isinstance(raw, Mapping):
-        raise DeepmathError("rl run: 'recipe' must be a mapping of GRPO settings")
-    missing = [k for k in REQUIRED if k not in raw]
-    if missing:
-        raise DeepmathError(f"rl recipe: missing {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        allowed = ", ".join([*REQUIRED, *OPTIONAL])
-        raise DeepmathError(f"rl recipe: unknown item(s) {', '.join(unknown)}; allowed: {allowed}")
-    out = {**OPTIONAL, **dict(raw)}
+    out = recipe_items(spec, REQUIRED, OPTIONAL, "rl")
     _check(spec, out)
     return out
 
