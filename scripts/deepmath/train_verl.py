@@ -242,6 +242,8 @@ def run_on_nodes(
     # import deepmath when verl loads reward.py by path.
     pythonpath = [str(SCRIPTS_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
     os.environ["PYTHONPATH"] = ":".join(dict.fromkeys(pythonpath))
+    os.environ.pop(verl_recipe.SKIP_UPDATE_ENV, None)
+    os.environ.update(verl_recipe.worker_env(spec))  # e.g. the skip-update limit
     cluster = RayCluster(
         nodes,
         port=args.port,

@@ -43,6 +43,10 @@ each recipe item:
 - Ulysses sequence parallel: set on the actor and the reference model, both in the deprecated
   top-level key (which the dataclass copies) and in ``fsdp_config``; offload: FSDP parameter
   and optimizer offload of the actor and parameter offload of the reference model.
+- skip the update above a gradient norm (the fork's ``max_grad_norm``, our ``skip_grad_norm``):
+  ``actor_rollout_ref.model.external_lib`` = deepmath.verl_skip_update, which verl imports in
+  every worker and which wraps the FSDP engine's optimizer step; the limit reaches the workers
+  as ``DEEPMATH_SKIP_GRAD_NORM`` (``worker_env``).
 - values verl 0.9 cannot reproduce are listed in ``DEVIATIONS`` (the README repeats it).
 """
 
@@ -121,6 +125,8 @@ FILTER_METRICS = ("acc", "score", "reward")
 STRATEGIES = ("fsdp", "fsdp2")
 TRUNCATIONS = ("left", "right", "middle", "error")
 SAMPLER_NAME = "BudgetedReplayBuffer"
+SKIP_UPDATE_MODULE = "deepmath.verl_skip_update"
+SKIP_UPDATE_ENV = "DEEPMATH_SKIP_GRAD_NORM"
 SAMPLING_REPORT = "dynamic_sampling.failed.json"
 
 # The verl 0.9 keys each recipe item sets (tests perturb every item and check that exactly these
@@ -159,7 +165,8 @@ RECIPE_KEYS: dict[str, tuple[str, ...]] = {
         "algorithm.kl_ctrl.kl_coef",
     ),
     "grad_clip": ("actor_rollout_ref.actor.optim.clip_grad",),
-    "skip_grad_norm": (),  # fork-only: see DEVIATIONS
+    # the limit itself reaches the workers as DEEPMATH_SKIP_GRAD_NORM (worker_env)
+    "skip_grad_norm": ("actor_rollout_ref.model.external_lib",),
     "entropy_coeff": ("actor_rollout_ref.actor.entropy_coeff",),
     "ppo_epochs": ("actor_rollout_ref.actor.ppo_epochs",),
     "ulysses_sp": (
@@ -217,14 +224,6 @@ class Deviation:
 # compares every other value of the authors' table with the composed verl 0.9 config; these are
 # the only ones allowed to differ. The README repeats this table.
 DEVIATIONS: dict[str, Deviation] = {
-    "actor_rollout_ref.actor.max_grad_norm": Deviation(
-        authors="after clipping, skip the optimizer update of a mini-batch whose grad norm "
-        "(before clipping) exceeds 5.0 (Zero-Math-7B, 1.5B, Omn-1.5B)",
-        ours="gradients are clipped at grad_clip (1.0) and the update always happens; verl "
-        "0.9 skips an update only when the norm is not finite. The limit stays in the recipe "
-        "(skip_grad_norm) and actor/grad_norm is logged every step, so spikes are visible",
-        reason="a feature of the authors' fork (commit bf0a628) that upstream verl 0.9 lacks",
-    ),
     "actor_rollout_ref.actor.strategy": Deviation(
         authors="FSDP1 (the fork's default 'fsdp')",
         ours="FSDP2 ('fsdp2'); recipe item strategy: fsdp switches back",
@@ -540,6 +539,9 @@ def override_items(
         f"{ref}.fsdp_config.ulysses_sequence_parallel_size": r["ulysses_sp"],
         f"{ref}.fsdp_config.param_offload": r["offload"],
     }
+    if r["skip_grad_norm"] is not None:
+        # the authors' skip-update rule, installed in every worker (deepmath.verl_skip_update)
+        items[f"{model}.external_lib"] = SKIP_UPDATE_MODULE
     if spec.get("chat_template"):
         # a template file replaces the init model's own everywhere verl turns messages into
         # tokens (rollout and dataset length filter alike)
@@ -599,6 +601,13 @@ def override_items(
         }
     )
     return items
+
+
+def worker_env(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Environment every verl worker needs for this run (inherited from the Ray raylets): the
+    skip-update limit of deepmath.verl_skip_update, when the recipe has one."""
+    limit = recipe(spec)["skip_grad_norm"]
+    return {SKIP_UPDATE_ENV: repr(float(limit))} if limit is not None else {}
 
 
 def override_key(override: str) -> str:

@@ -283,6 +283,9 @@ MAPPING: dict[str, tuple] = {
     f"{F}.log_prob_max_token_len_per_gpu": ("verl", f"{F}.log_prob_max_token_len_per_gpu"),
     f"{F}.fsdp_config.param_offload": ("verl", f"{F}.fsdp_config.param_offload"),
     "max_model_len": ("max_model_len",),
+    # fork-only in verl: our external_lib wraps the engine's optimizer step, the limit goes to
+    # the workers' environment
+    f"{A}.max_grad_norm": ("skip_update",),
     "custom_reward_function.overlong_buffer.enable": (
         "verl",
         "reward.reward_kwargs.overlong_buffer_cfg.enable",

@@ -50,6 +50,13 @@ def _ours(key: str, fact: Any, run: str, resolved: dict, config: dict) -> tuple[
         return (values[0] if len(set(map(repr, values))) == 1 else values), fact
     if kind == "run":
         return entry[1](PAPER_RUNS[run], config), fact
+    if kind == "skip_update":
+        env = verl_recipe.worker_env(PAPER_RUNS[run])
+        lib = _get(resolved, "actor_rollout_ref.model.external_lib")
+        got = float(env[verl_recipe.SKIP_UPDATE_ENV]) if env else None
+        if (lib == verl_recipe.SKIP_UPDATE_MODULE) != (got is not None):
+            return ("external_lib", lib, "env", env), fact
+        return got, fact
     if kind == "max_model_len":
         data = resolved["data"]
         got = _get(resolved, "actor_rollout_ref.rollout.max_model_len")
@@ -91,12 +98,7 @@ def test_run_matches_the_authors_recipe(probe, run):
     assert not diffs, f"{run} differs from the authors' recipe:\n  " + "\n  ".join(diffs)
 
 
-@pytest.mark.parametrize("run", RUNS)
-def test_deviations_keep_the_authors_value_in_the_recipe(run):
-    """A fork-only value that verl 0.9 cannot run still sits in our recipe, so the config is
-    the authors' table even where the trainer cannot follow it."""
-    facts, recipe = AUTHORS[run], PAPER_RUNS[run]["recipe"]
-    assert recipe["skip_grad_norm"] == facts["actor_rollout_ref.actor.max_grad_norm"]
+def test_every_deviation_says_what_and_why():
     for key, dev in verl_recipe.DEVIATIONS.items():
         assert dev.authors and dev.ours and dev.reason, key
 
@@ -117,6 +119,7 @@ def test_readme_lists_every_deviation():
 SEVERAL = {
     "kl": [None, {"type": "k2", "coef": 0.05}],
     "overlong_buffer": [0, 1000],
+    "skip_grad_norm": [None],  # its value goes to the workers' environment (worker_env)
 }
 SPECIAL = {
     "truncation": "right",
@@ -155,7 +158,7 @@ def _bumps(item: str, value: Any) -> list[Any]:
 @pytest.mark.parametrize("item", sorted(verl_recipe.RECIPE_KEYS))
 def test_every_recipe_item_reaches_exactly_its_verl_keys(item):
     """Change one recipe item: the overrides change at the keys RECIPE_KEYS declares, and only
-    there. An item with no verl key (a listed deviation) changes nothing."""
+    there; every item has at least one."""
     base = copy.deepcopy(PAPER_RUNS["deepmath-1.5b"])
     base["recipe"] = verl_recipe.recipe(base)
     before = verl_recipe.override_items(base, **PATHS)
@@ -167,8 +170,7 @@ def test_every_recipe_item_reaches_exactly_its_verl_keys(item):
         moved |= {k.lstrip("+") for k in set(before) | set(after) if before.get(k) != after.get(k)}
     declared = {k.lstrip("+") for k in verl_recipe.RECIPE_KEYS[item]}
     assert moved == declared, f"{item}: declared {sorted(declared)}, moved {sorted(moved)}"
-    if not declared:
-        assert item == "skip_grad_norm"  # the one fork-only item (DEVIATIONS)
+    assert declared, item
 
 
 def test_every_recipe_item_is_declared():
@@ -222,3 +224,11 @@ def test_sft_runs_compose_in_verl_with_the_papers_values(probe, run):
     assert _get(resolved, "trainer.total_training_steps") == 805
     assert _get(resolved, "trainer.nnodes") * _get(resolved, "trainer.n_gpus_per_node") == 16
     assert set(sft_recipe.DEVIATIONS) == {"trainer", "deepspeed_zero3"}
+
+
+def test_skip_update_limit_reaches_the_workers_environment():
+    run = copy.deepcopy(PAPER_RUNS["deepmath-1.5b"])
+    assert verl_recipe.worker_env(run) == {"DEEPMATH_SKIP_GRAD_NORM": "5.0"}
+    run["recipe"]["skip_grad_norm"] = 7.5
+    assert verl_recipe.worker_env(run) == {"DEEPMATH_SKIP_GRAD_NORM": "7.5"}
+    assert verl_recipe.worker_env(PAPER_RUNS["deepmath-zero-7b"]) == {}

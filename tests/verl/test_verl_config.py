@@ -199,3 +199,31 @@ def test_the_gpu_check_run_is_a_valid_one_gpu_verl_config(probe):
     assert got["validated"] is True and got["need_reference_policy"] is True
     assert _get(got["resolved"], "trainer.n_gpus_per_node") == 1
     assert got["sampler"]["class"] == "BudgetedReplayBuffer"
+
+
+def test_skip_update_above_the_limit_in_verls_own_optimizer_step(verl_python, verl_env, tmp_path):
+    """The fork's max_grad_norm, on upstream verl: verl imports our module through its
+    external-lib hook and its FSDP engine's optimizer step then skips norms above the limit."""
+    import json
+
+    from tests.verl.conftest import PROBE
+
+    out = tmp_path / "skip.json"
+    proc = subprocess.run(
+        [str(verl_python), str(PROBE), "skip-update", str(out)],
+        capture_output=True,
+        text=True,
+        env=verl_env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["limit"] == 5.0
+    # norm 2 (above the clip at 1, under the limit): clipped to 1, then the step: lr 0.1 x 0.5
+    assert got["small"]["grad_norm"] == pytest.approx(2.0) and got["small"]["moved"] > 0.04
+    # norm 100 > 5: no step, gradients zeroed
+    assert got["large"]["grad_norm"] == pytest.approx(100.0)
+    assert got["large"]["moved"] == 0.0 and got["large"]["grads_zeroed"] is True
+    # a non-finite norm: verl's own skip
+    assert got["nan"]["moved"] == 0.0
+    assert got["skipped"] == 1

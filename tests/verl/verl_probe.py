@@ -353,10 +353,47 @@ def run_checkpoint(out: Path) -> None:
     mp.spawn(_checkpoint_rank, args=(2, str(out), port), nprocs=2)
 
 
+# --------------------------------------------------------------------------- skip update
+
+
+def run_skip_update(result: Path) -> None:
+    """verl's own FSDPEngine.optimizer_step, wrapped by deepmath.verl_skip_update through
+    verl's external-lib hook, on a bare engine holding a small CPU model: a norm under the
+    limit steps (after clipping), one above it is skipped, a non-finite one verl skips itself."""
+    import torch
+    from verl.utils.import_utils import import_external_libs
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngine
+
+    os.environ["DEEPMATH_SKIP_GRAD_NORM"] = "5.0"
+    import_external_libs("deepmath.verl_skip_update")  # what HFModelConfig does in a worker
+    engine = object.__new__(FSDPEngine)
+    engine.optimizer_config = SimpleNamespace(clip_grad=1.0)
+    engine.module = torch.nn.Linear(4, 1, bias=False)
+    engine.optimizer = torch.optim.SGD(engine.module.parameters(), lr=0.1)
+    engine._qat_enabled = False
+    engine.scaler = None
+    out: dict = {"limit": getattr(FSDPEngine.optimizer_step, "deepmath_limit", None)}
+    for name, scale in (("small", 1.0), ("large", 50.0), ("nan", float("nan"))):
+        before = engine.module.weight.detach().clone()
+        engine.module.weight.grad = torch.full_like(before, scale)  # norm = 2 x scale
+        norm = engine.optimizer_step()
+        after = engine.module.weight.detach()
+        grad = engine.module.weight.grad
+        out[name] = {
+            "grad_norm": None if norm != norm else float(norm),
+            "moved": float((after - before).abs().max()),
+            "grads_zeroed": grad is None or bool((grad == 0).all()),
+        }
+    out["skipped"] = getattr(engine, "deepmath_skipped_updates", 0)
+    result.write_text(json.dumps(out))
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "config":
         run_config(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif mode == "skip-update":
+        run_skip_update(Path(sys.argv[2]))
     elif mode == "checkpoint":
         run_checkpoint(Path(sys.argv[2]))
     else:
