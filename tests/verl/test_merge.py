@@ -135,3 +135,39 @@ def test_train_verl_done_from_a_real_checkpoint(checkpoint, venv_env, tmp_path):
     assert proc.returncode == 2
     assert "step 3 > steps 2" in proc.stderr
     assert not done.exists()
+
+
+def test_sft_layout_merges_and_finishes_the_same_way(checkpoint, verl_python, venv_env, tmp_path):
+    """verl's SFT trainer writes the shards straight into global_step_N/ (no actor/): the
+    merge and train_sft_verl's done check find them there."""
+    import shutil
+
+    from deepmath.train_sft_verl import step_dir
+    from deepmath.train_verl import finish, shards_dir
+
+    work = tmp_path / "sft-work"
+    ckpt = work / "checkpoints"
+    shutil.copytree(checkpoint / "checkpoints" / "global_step_3" / "actor", ckpt / "global_step_3")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("3")
+    assert shards_dir(ckpt, 3) == step_dir(ckpt, 3)
+    record = finish(
+        spec={"backend": "sft", "steps": 3},
+        ckpt_dir=ckpt,
+        exit_code=0,
+        cmd=["torchrun"],
+        overrides=[],
+        nodes=["n1"],
+        paths={"work_dir": str(work)},
+        what="verl sft_trainer",
+        model_dir=step_dir,
+    )
+    assert record["backend"] == "sft" and record["actor_checkpoint"] == str(ckpt / "global_step_3")
+    out = tmp_path / "hf"
+    proc = _merge(work, out, verl_python, venv_env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    merged = load_file(out / "model.safetensors") if (out / "model.safetensors").is_file() else {}
+    trained = load_file(checkpoint / "trained.safetensors")
+    assert merged and set(merged) == set(trained)
+    assert json.loads((out / "deepmath_merge.json").read_text())["checkpoint"] == str(
+        ckpt / "global_step_3"
+    )
