@@ -128,6 +128,26 @@ def recipe_items(
     return {**optional, **dict(raw)}
 
 
+def trainer_kwargs(
+    spec: Mapping[str, Any], *, save_every: int, use_cpu: bool, dtype: str
+) -> dict[str, Any]:
+    """transformers TrainingArguments shared by our TRL trainers (GRPO and SFT): checkpoints
+    (two kept, resumable), a log line per step, seeds, device and mixed precision."""
+    seed = int(spec.get("seed", 42))
+    return {
+        "save_strategy": "steps",
+        "save_steps": int(save_every),
+        "save_total_limit": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": seed,
+        "data_seed": seed,
+        "use_cpu": use_cpu,
+        "bf16": dtype == "bfloat16",
+        "dataloader_num_workers": 0,
+    }
+
+
 def require_last_step(
     *, what: str, step: int | None, steps: int, code: int | None, where: Path, resume: str
 ) -> int:

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepmath.backends import recipe_items
+from deepmath.backends import recipe_items, trainer_kwargs
 from deepmath.io import DeepmathError
-from deepmath.templates import read_chat_template
-from deepmath.train_trl import trainer_kwargs
 from deepmath.verl_recipe import hydra_value
 
 SFT_MODULE = "verl.trainer.sft_trainer"
@@ -183,6 +181,8 @@ def verl_items(
         "trainer.seed": int(spec.get("seed", 42)),
     }
     if spec.get("chat_template"):
+        from deepmath.templates import read_chat_template  # jinja2: only the train env has it
+
         items["model.custom_chat_template"] = read_chat_template(spec["chat_template"])
     return items
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmath import dtypes
-from deepmath.backends import Backend, Job, cli, record, require_last_step
+from deepmath.backends import Backend, Job, cli, record, require_last_step, trainer_kwargs
 from deepmath.io import DeepmathError, atomic_path, run_cli, write_json
 from deepmath.templates import read_chat_template
 
@@ -169,26 +169,6 @@ def grpo_kwargs(
     }
     kwargs.update(overrides)
     return kwargs
-
-
-def trainer_kwargs(
-    spec: Mapping[str, Any], *, save_every: int, use_cpu: bool, dtype: str
-) -> dict[str, Any]:
-    """transformers TrainingArguments shared by our TRL trainers (GRPO and SFT): checkpoints
-    (two kept, resumable), a log line per step, seeds, device and mixed precision."""
-    seed = int(spec.get("seed", 42))
-    return {
-        "save_strategy": "steps",
-        "save_steps": int(save_every),
-        "save_total_limit": 2,
-        "logging_steps": 1,
-        "report_to": "none",
-        "seed": seed,
-        "data_seed": seed,
-        "use_cpu": use_cpu,
-        "bf16": dtype == "bfloat16",
-        "dataloader_num_workers": 0,
-    }
 
 
 def build_config(spec: Mapping[str, Any], work_dir: str) -> Any:
