@@ -62,7 +62,6 @@ from typing import Any
 
 from deepmath.backends import recipe_items
 from deepmath.io import DeepmathError
-from deepmath.templates import read_chat_template
 
 MAIN_PPO = "verl.trainer.main_ppo"
 # the authors' total_epochs: training ends at total_training_steps, never at an epoch count
@@ -543,6 +542,8 @@ def override_items(
         # the authors' skip-update rule, installed in every worker (deepmath.verl_skip_update)
         items[f"{model}.external_lib"] = SKIP_UPDATE_MODULE
     if spec.get("chat_template"):
+        from deepmath.templates import read_chat_template  # jinja2: only the train env has it
+
         # a template file replaces the init model's own everywhere verl turns messages into
         # tokens (rollout and dataset length filter alike)
         items[f"{model}.custom_chat_template"] = read_chat_template(spec["chat_template"])
