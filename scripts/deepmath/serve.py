@@ -1211,7 +1211,7 @@ def role_endpoint(
 
 def _load_spec(args: argparse.Namespace) -> tuple[ServeConfig, Path]:
     if args.config:
-        from deepmath.config import load_config
+        from deepmath.configfile import load_config
 
         config = load_config(args.config)
         if not args.role:
