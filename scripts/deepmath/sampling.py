@@ -6,7 +6,7 @@ are not all equal, and repeats until ``prompts_per_step`` groups are kept; after
 error. verl 0.9's V1 trainer streams prompts instead: it refills dropped groups without any
 round limit (a run whose data is too easy or too hard for the model would sample forever) and
 bounds the prompts in flight only in whole train batches (``max_inflight_gen_batches``), so a
-generation batch of 480 for 128 trained prompts cannot be expressed.
+generation batch of 480 for 128 trained prompts cannot be expressed on its own.
 
 :class:`GenerationBudget` restores both rules on the V1 trainer's own extension point (a custom
 sampler, ``deepmath.verl_sampler``): at most ``gen_batch`` prompts in flight, and at most
@@ -18,7 +18,6 @@ tested here and reused by the sampler.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +59,6 @@ class GenerationBudget:
         """Prompts one step may generate: ``max_gen_rounds`` rounds of ``gen_batch``."""
         return self.max_gen_rounds * self.gen_batch
 
-    @property
-    def inflight_batches(self) -> int:
-        """verl's ``max_inflight_gen_batches`` (whole train batches) covering ``gen_batch``."""
-        return math.ceil(self.gen_batch / self.prompts_per_step)
-
     def start_step(self, step: int) -> None:
         """A new training step: its first ``prompts_per_step`` prompts are already submitted.
 
@@ -76,6 +70,10 @@ class GenerationBudget:
             self.history.append(self.dispatched)
         self.step = step
         self.dispatched = self.prompts_per_step
+
+    def spent(self) -> bool:
+        """The step has generated all the prompts it may."""
+        return self.dispatched >= self.limit
 
     def admit(self, requested: int, inflight: int) -> int:
         """How many of ``requested`` refill prompts may go out now (0..requested).

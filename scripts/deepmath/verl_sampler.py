@@ -45,9 +45,12 @@ class BudgetedReplayBuffer(ReplayBuffer):
             sampler_kwargs=sampler_kwargs,
             refill_fn=self._refill if refill_fn is not None else None,
             filter_groups_metric=str(opts["filter_metric"]),
-            train_batch_size=self.budget.prompts_per_step,
+            # verl caps prompts in flight at max_inflight_gen_batches x train_batch_size (its
+            # only use of train_batch_size here): 1 x gen_batch is exactly our cap, so verl
+            # never asks for a refill the budget would refuse for lack of room
+            train_batch_size=1,
             gen_batch_size=1,  # what verl itself uses with filtering: refills of any size
-            max_inflight_gen_batches=self.budget.inflight_batches,
+            max_inflight_gen_batches=self.budget.gen_batch,
             **kwargs,
         )
 
@@ -57,6 +60,16 @@ class BudgetedReplayBuffer(ReplayBuffer):
         if granted <= 0:
             return 0
         return self._verl_refill(granted)
+
+    def _wait_for_next_poll(self, partition_id: str, last_debug_time: float) -> float:
+        """verl waits here for generations to finish. Once the step's budget is spent and
+        nothing is pending or running, waiting cannot fill the batch any more (verl spends its
+        refill credit whether or not a refill was granted): fail instead of polling forever."""
+        if partition_id != "val" and self.budget.spent():
+            inflight = len(self.pending_keys[partition_id]) + len(self.running_keys[partition_id])
+            if inflight == 0:
+                self.budget.fail()
+        return super()._wait_for_next_poll(partition_id, last_debug_time)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> Any:
         if partition_id != "val":

@@ -11,7 +11,6 @@ from deepmath.sampling import DynamicSamplingExhausted, GenerationBudget, read_r
 
 def test_any_generation_batch_bounds_the_prompts_in_flight():
     budget = GenerationBudget(prompts_per_step=128, gen_batch=480, max_gen_rounds=10)
-    assert budget.inflight_batches == 4  # verl's whole-batch cap, above 480
     budget.start_step(1)
     assert budget.admit(1000, inflight=128) == 352  # 480 in flight, never more
     assert budget.admit(10, inflight=480) == 0
@@ -31,6 +30,7 @@ def test_a_step_that_cannot_fill_fails_after_its_rounds(tmp_path):
             message = str(err)
             break
     assert sent == budget.limit == 3840  # 10 rounds of 384
+    assert budget.spent()
     assert "training step 7" in message and "max_gen_rounds 10" in message
     assert "gen_batch 384" in message and "prompts_per_step 128" in message
     assert read_report(report) == message

@@ -98,8 +98,9 @@ def test_verl_builds_our_sampler_with_the_generation_budget(probe, run):
     assert got["class"] == "BudgetedReplayBuffer"
     assert got["module_file"] == str(REPO / "scripts" / "deepmath" / "verl_sampler.py")
     assert got["filter_groups_metric"] == "acc"
-    assert got["train_batch_size"] == pps and got["gen_batch_size"] == 1
-    assert got["max_inflight_gen_batches"] == -(-gen // pps)
+    # verl's own in-flight cap (max_inflight_gen_batches x train_batch_size) is gen_batch
+    assert got["max_inflight_gen_batches"] * got["train_batch_size"] == gen
+    assert got["gen_batch_size"] == 1
     assert got["budget"] == {"gen_batch": gen, "limit": rounds * gen}
     assert got["granted"][0] == gen  # never more than gen_batch prompts in flight
     assert got["total"] == rounds * gen - pps  # the step's first batch was already out
@@ -227,3 +228,25 @@ def test_skip_update_above_the_limit_in_verls_own_optimizer_step(verl_python, ve
     # a non-finite norm: verl's own skip
     assert got["nan"]["moved"] == 0.0
     assert got["skipped"] == 1
+
+
+def test_the_sampler_never_hangs_in_verls_own_sample_loop(verl_python, verl_env, tmp_path):
+    """1,000 seeded runs of verl's ReplayBuffer.sample with our sampler and small budgets
+    (queue replaced by a scripted one): each ends with full batches or with the round limit's
+    error, none polls forever (verl spends refill credit the budget refused)."""
+    import json
+
+    from tests.verl.conftest import PROBE
+
+    out = tmp_path / "loop.json"
+    proc = subprocess.run(
+        [str(verl_python), str(PROBE), "sampler-loop", str(out)],
+        capture_output=True,
+        text=True,
+        env=verl_env,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got.get("hang", 0) == 0, got
+    assert got.get("full", 0) > 0 and got.get("exhausted", 0) > 0, got

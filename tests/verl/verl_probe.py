@@ -353,6 +353,120 @@ def run_checkpoint(out: Path) -> None:
     mp.spawn(_checkpoint_rank, args=(2, str(out), port), nprocs=2)
 
 
+# --------------------------------------------------------------------------- sampler loop
+
+
+class _PollLimit(Exception):
+    """The sampler polled far longer than any finite run needs: it would wait forever."""
+
+
+class _Queue:
+    """Stands in for verl's TransferQueue client in the replay buffer module (kv_list,
+    kv_batch_get, kv_clear): each poll finishes a few pending prompts with n trajectories whose
+    ``acc`` is all equal (a group to drop) with probability ``p_drop``, else mixed."""
+
+    def __init__(self, rng, p_drop: float, per_poll: int, n: int = 2, max_polls: int = 5000):
+        self.items: dict = {}
+        self.extra: dict = {}
+        self.rng, self.p_drop, self.per_poll, self.n = rng, p_drop, per_poll, n
+        self.polls, self.max_polls, self.submitted = 0, max_polls, 0
+
+    def submit(self, count: int, step: int) -> int:
+        for _ in range(count):
+            uid = f"u{self.submitted}"
+            self.submitted += 1
+            self.items.setdefault("train", {})[uid] = {
+                "is_prompt": True,
+                "status": "pending",
+                "global_steps": step,
+            }
+        return count
+
+    def kv_list(self, partition_id=None):
+        self.polls += 1
+        if self.polls > self.max_polls:
+            raise _PollLimit(self.polls)
+        for part, items in self.items.items():
+            pending = [
+                k for k, t in items.items() if t.get("is_prompt") and t["status"] == "pending"
+            ]
+            for uid in pending[: self.per_poll]:
+                items[uid]["status"] = "finished"
+                drop = self.rng.random() < self.p_drop
+                for s in range(self.n):
+                    key = f"{uid}_{s}_0"
+                    items[key] = {"status": "finished"}
+                    acc = 0.0 if drop else float(s % 2)
+                    self.extra[(part, key)] = {"reward_extra_info": {"acc": acc}}
+        return {p: dict(v) for p, v in self.items.items()}
+
+    def kv_clear(self, partition_id, keys):
+        for key in keys:
+            self.items.get(partition_id, {}).pop(key, None)
+
+    def kv_batch_get(self, keys, partition_id, select_fields):
+        return {"extra_fields": [self.extra[(partition_id, k)] for k in keys]}
+
+
+def run_sampler_loop(result: Path) -> None:
+    """verl's real ReplayBuffer.sample loop with our BudgetedReplayBuffer, over many seeded
+    runs of small budgets: every run must end, either with full batches or with
+    DynamicSamplingExhausted; one that polls without end is counted as a hang."""
+    import logging
+    import random
+
+    import verl.trainer.ppo.v1.replay_buffer as module
+
+    from deepmath.sampling import DynamicSamplingExhausted
+    from deepmath.verl_sampler import BudgetedReplayBuffer
+
+    logging.disable(logging.CRITICAL)
+    outcomes: dict[str, int] = {}
+    shapes = [
+        (4, 8, 2, 0.7, 3),
+        (4, 6, 3, 0.8, 2),
+        (4, 10, 2, 0.75, 5),
+        (3, 7, 2, 0.7, 7),
+        (10, 12, 2, 0.6, 4),
+    ]
+    for seed in range(200):
+        for pps, gen, rounds, p_drop, per_poll in shapes:
+            queue = _Queue(random.Random(seed), p_drop, per_poll)
+            module.tq = queue
+            step = [1]
+            buffer = BudgetedReplayBuffer(
+                trainer_mode="sync",
+                trainer_config={},
+                max_off_policy_threshold=None,
+                max_off_policy_strategy="drop",
+                sampler_kwargs={
+                    "filter_metric": "acc",
+                    "prompts_per_step": pps,
+                    "gen_batch": gen,
+                    "max_gen_rounds": rounds,
+                    "report": None,
+                },
+                refill_fn=lambda k, q=queue, st=step: q.submit(k, st[0]),
+                poll_interval=0.0,
+            )
+            outcome = "full"
+            for s in range(1, 6):
+                step[0] = s
+                queue.polls = 0
+                queue.submit(pps, s)  # the trainer's prepare_step
+                try:
+                    batch, _ = buffer.sample(s, "train", pps)
+                except DynamicSamplingExhausted:
+                    outcome = "exhausted"
+                    break
+                except _PollLimit:
+                    outcome = "hang"
+                    break
+                queue.kv_clear("train", list(batch.keys))
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    result.write_text(json.dumps(outcomes))
+
+
 # --------------------------------------------------------------------------- skip update
 
 
@@ -392,6 +506,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "config":
         run_config(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif mode == "sampler-loop":
+        run_sampler_loop(Path(sys.argv[2]))
     elif mode == "skip-update":
         run_skip_update(Path(sys.argv[2]))
     elif mode == "checkpoint":
