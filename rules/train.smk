@@ -54,9 +54,11 @@ rule train_grpo:
         mem_mb=512000,
         runtime=7 * 24 * 60,
         nodes=lambda w: RL_RUNS[w.model]["nodes"],
-        # one Slurm task per node (the profiles' `mpi: srun`): the rule's shell runs once,
-        # on the first node, and starts Ray / torchrun on every node itself
+        # several nodes: one Slurm task per node under `srun` (the Slurm plugin refuses an MPI
+        # job of one task): the rule's shell runs once, on the first node, and starts Ray /
+        # torchrun on every node itself
         tasks=lambda w: RL_RUNS[w.model]["nodes"],
+        mpi=lambda w: "srun" if RL_RUNS[w.model]["nodes"] > 1 else "",
         gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
     params:
         spec=lambda w: rl_spec(w.model),
@@ -172,9 +174,11 @@ rule train_sft:
         mem_mb=512000,
         runtime=3 * 24 * 60,
         nodes=lambda w: RL_RUNS[w.model]["nodes"],
-        # one Slurm task per node (the profiles' `mpi: srun`): the rule's shell runs once,
-        # on the first node, and starts Ray / torchrun on every node itself
+        # several nodes: one Slurm task per node under `srun` (the Slurm plugin refuses an MPI
+        # job of one task): the rule's shell runs once, on the first node, and starts Ray /
+        # torchrun on every node itself
         tasks=lambda w: RL_RUNS[w.model]["nodes"],
+        mpi=lambda w: "srun" if RL_RUNS[w.model]["nodes"] > 1 else "",
         gpus=lambda w: RL_RUNS[w.model]["gpus_per_node"],
     params:
         spec=lambda w: rl_spec(w.model),

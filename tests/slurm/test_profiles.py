@@ -180,6 +180,21 @@ def test_training_jobs_get_whole_nodes_one_task_each(profile, dry_runs):
         assert job["res.slurm_partition"] == parts["gpu"]
 
 
+def test_a_one_node_training_run_is_not_an_mpi_job(venv_env, site_file, tmp_path):
+    """The Slurm plugin refuses an MPI job of one task: a 1-node run gets no `mpi`."""
+    overlay = tmp_path / "one-node.yaml"
+    overlay.write_text("rl:\n  runs:\n    deepmath-1.5b: {nodes: 1}\n")
+    target = "results/deepmath-103k/checkpoints/deepmath-1.5b/verl.done.json"
+    args = ["-n", "--profile", "profiles/slurm", "--configfile", "config/config.yaml"]
+    out = _finish(
+        _snakemake([*args, str(overlay), "--", target], _env(venv_env, site_file)),
+        "one-node dry run",
+    )
+    job = next(j for j in dry_run_jobs(out) if j["rule"] == "train_grpo")
+    assert int(job["res.nodes"]) == 1 and int(job["res.gpus"]) == 8
+    assert not job.get("res.mpi"), job
+
+
 def test_a100_serves_deepseek_r1_over_two_nodes(dry_runs):
     solve = [j for j in dry_runs["slurm-a100"] if j["rule"] == "solve"]
     assert len(solve) == 64
