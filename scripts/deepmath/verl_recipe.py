@@ -114,7 +114,9 @@ OPTIONAL: dict[str, Any] = {
     "val_temperature": 0.6,  # the paper's evaluation sampling, when validation is on
     "val_top_p": 0.95,
     "val_n": 1,
-    "keep_checkpoints": None,  # trainer.max_actor_ckpt_to_keep; None keeps all
+    # trainer.max_actor_ckpt_to_keep: resume and merge need only the latest; a 7B checkpoint
+    # with optimizer state is ~100 GB, and every 10 steps all of them would be 5-15 TB
+    "keep_checkpoints": 2,
     "reward_workers": 8,
     "strategy": "fsdp2",  # actor (and ref) FSDP flavour: fsdp2 or fsdp (FSDP1)
 }
@@ -395,6 +397,11 @@ def validation_of(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise DeepmathError(f"rl validation: every must be -1 (off) or >= 1, got {every!r}")
     if not isinstance(out["before_train"], bool):
         raise DeepmathError("rl validation: before_train must be true or false")
+    if not out["benchmark"]:
+        raise DeepmathError(
+            "rl validation: a verl run needs a benchmark (e.g. {benchmark: math500}): verl "
+            "builds its validation loader even with validation off and fails on an empty set"
+        )
     return out
 
 

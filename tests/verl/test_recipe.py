@@ -54,6 +54,7 @@ def test_validation_is_off_unless_asked():
         ({"every": True}, "every must be -1"),
         ({"before_train": "no"}, "before_train"),
         ({"evry": 5}, "unknown key"),
+        ({"benchmark": None}, "needs a benchmark"),
     ):
         with pytest.raises(DeepmathError, match=message):
             items({**PAPER_1_5B, "validation": bad})
@@ -209,6 +210,7 @@ def test_optional_items():
     assert got["trainer.rollout_data_dir"] is None
     paper = items(PAPER_1_5B)
     assert paper["actor_rollout_ref.actor.strategy"] == "fsdp2"
+    assert paper["trainer.max_actor_ckpt_to_keep"] == 2  # resume and merge need the latest
     assert paper["trainer.rollout_data_dir"] == PATHS["work_dir"] + "/rollouts"
 
 
