@@ -65,7 +65,7 @@ def guarded(optimizer_step: Any, limit: float | None) -> Any:
             self.optimizer = real
         if held.called is None:  # verl skipped it already (a non-finite norm)
             return grad_norm
-        if grad_norm > limit:
+        if not math.isfinite(grad_norm) or grad_norm > limit:  # NaN > limit would be False
             print(f"WARN: grad_norm {grad_norm:.4g} > {limit:g} (skip_grad_norm): update skipped")
             self.deepmath_skipped_updates = getattr(self, "deepmath_skipped_updates", 0) + 1
             real.zero_grad()
