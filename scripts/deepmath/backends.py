@@ -211,10 +211,15 @@ def cli(
         name=args.name or work_dir.name,
         args=args,
     )
-    plan = backend.prepare(job)
     if args.dry_run:
-        print(backend.dry_run(job, plan))
+        print(backend.dry_run(job, backend.prepare(job)))
         return None
+    return execute(backend, job)
+
+
+def execute(backend: Backend, job: Job) -> dict[str, Any]:
+    """prepare -> run -> finish -> write; returns the record."""
+    plan = backend.prepare(job)
     code = backend.run(job, plan)
     out = backend.finish(job, plan, code)
     backend.write(job, plan, out)

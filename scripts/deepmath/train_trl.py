@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from deepmath import dtypes
-from deepmath.backends import Backend, Job, cli, record, require_last_step, trainer_kwargs
+from deepmath.backends import (
+    Backend,
+    Job,
+    cli,
+    execute,
+    record,
+    require_last_step,
+    trainer_kwargs,
+)
 from deepmath.io import DeepmathError, atomic_path, run_cli, write_json
 from deepmath.templates import read_chat_template
 
@@ -422,12 +430,18 @@ def train(
     spec: Mapping[str, Any], model_dir: str, train_path: str, val_path: str, work_dir: str, out: str
 ) -> dict[str, Any]:
     """Run (or resume) GRPO to ``steps`` and write the HF folder + summary to ``out``."""
-    argv = ["--spec", json.dumps(dict(spec)), "--model-dir", str(model_dir)]
-    argv += ["--train", str(train_path), "--val", str(val_path)]
-    argv += ["--work-dir", str(work_dir), "--out", str(out)]
-    summary = cli(TrlGRPO(), argv, prog="python -m deepmath.train_trl")
-    assert summary is not None
-    return summary
+    job = Job(
+        spec=dict(spec),
+        model_dir=Path(model_dir).resolve(),
+        train=Path(train_path).resolve(),
+        val=Path(val_path).resolve(),
+        work_dir=Path(work_dir).resolve(),
+        out=Path(out).resolve(),
+        name=Path(work_dir).name,
+    )
+    backend = TrlGRPO()
+    backend.check_spec(job.spec)
+    return execute(backend, job)
 
 
 def _trainer(model_dir: str, args: Any, train_ds: Any, val_ds: Any, tokenizer: Any) -> Any:
