@@ -205,20 +205,7 @@ def test_the_gpu_check_run_is_a_valid_one_gpu_verl_config(probe):
 def test_skip_update_above_the_limit_in_verls_own_optimizer_step(verl_python, verl_env, tmp_path):
     """The fork's max_grad_norm, on upstream verl: verl imports our module through its
     external-lib hook and its FSDP engine's optimizer step then skips norms above the limit."""
-    import json
-
-    from tests.verl.conftest import PROBE
-
-    out = tmp_path / "skip.json"
-    proc = subprocess.run(
-        [str(verl_python), str(PROBE), "skip-update", str(out)],
-        capture_output=True,
-        text=True,
-        env=verl_env,
-        timeout=TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(out.read_text())
+    got = _probe_mode("skip-update", verl_python, verl_env, tmp_path)
     assert got["limit"] == 5.0
     # norm 2 (above the clip at 1, under the limit): clipped to 1, then the step: lr 0.1 x 0.5
     assert got["small"]["grad_norm"] == pytest.approx(2.0) and got["small"]["moved"] > 0.04
@@ -234,19 +221,24 @@ def test_the_sampler_never_hangs_in_verls_own_sample_loop(verl_python, verl_env,
     """1,000 seeded runs of verl's ReplayBuffer.sample with our sampler and small budgets
     (queue replaced by a scripted one): each ends with full batches or with the round limit's
     error, none polls forever (verl spends refill credit the budget refused)."""
+    got = _probe_mode("sampler-loop", verl_python, verl_env, tmp_path)
+    assert got.get("hang", 0) == 0, got
+    assert got.get("full", 0) > 0 and got.get("exhausted", 0) > 0, got
+
+
+def _probe_mode(mode, verl_python, verl_env, tmp_path):
+    """Run one verl_probe.py mode in .venv-verl; its JSON result."""
     import json
 
     from tests.verl.conftest import PROBE
 
-    out = tmp_path / "loop.json"
+    out = tmp_path / f"{mode}.json"
     proc = subprocess.run(
-        [str(verl_python), str(PROBE), "sampler-loop", str(out)],
+        [str(verl_python), str(PROBE), mode, str(out)],
         capture_output=True,
         text=True,
         env=verl_env,
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(out.read_text())
-    assert got.get("hang", 0) == 0, got
-    assert got.get("full", 0) > 0 and got.get("exhausted", 0) > 0, got
+    return json.loads(out.read_text())
