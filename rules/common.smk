@@ -229,7 +229,7 @@ def eval_gpus(wildcards):
 def eval_usage_files():
     """Usage files of the evaluation generations (the report's cost table adds them)."""
     return expand(
-        res("eval/{model}/{bench}/generations.usage.json"),
+        res("eval/{model}/{bench}/responses.usage.json"),
         model=EVAL_MODELS,
         bench=EVAL_BENCHES,
     )

@@ -1,5 +1,5 @@
-# Evaluation: n samples per problem (vLLM), scored with the shared checker, and the results
-# table with the paper's numbers side by side.
+# Evaluation: n samples per problem (vLLM), scored with the shared checker under each
+# benchmark's rule, and the results tables (one per model family) beside the paper's numbers.
 
 
 rule generate_eval:
@@ -7,8 +7,8 @@ rule generate_eval:
         bench=res("benchmarks/{bench}.parquet"),
         model=eval_model_dir,
     output:
-        table=res("eval/{model}/{bench}/generations.parquet"),
-        usage=res("eval/{model}/{bench}/generations.usage.json"),
+        table=res("eval/{model}/{bench}/responses.parquet"),
+        usage=res("eval/{model}/{bench}/responses.usage.json"),
     log:
         logs("generate_eval/{model}/{bench}.log"),
     benchmark:
@@ -33,10 +33,11 @@ rule generate_eval:
 
 rule score_eval:
     input:
-        res("eval/{model}/{bench}/generations.parquet"),
+        res("eval/{model}/{bench}/responses.parquet"),
     output:
         metrics=res("eval/{model}/{bench}/metrics.json"),
-        scored=res("eval/{model}/{bench}/scored.parquet"),
+        # per sample: the response, the extracted answer, the verdict, its reason and method
+        scored=res("eval/{model}/{bench}/generations.parquet"),
     log:
         logs("score_eval/{model}/{bench}.log"),
     benchmark:

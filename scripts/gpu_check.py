@@ -283,7 +283,7 @@ def main() -> None:
         ],
         env,
     )
-    gen = out / "eval" / "generations.parquet"
+    gen = out / "eval" / "responses.parquet"
     steps.run(
         "generate_eval",
         [

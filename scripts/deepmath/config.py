@@ -23,7 +23,7 @@ from deepmath.configfile import (  # re-exported: deepmath.config is where calle
 )
 
 __all__ = ["ConfigError", "deep_merge", "load_config", "read_yaml", "validate_config"]
-from deepmath.io import run_cli
+from deepmath.io import DeepmathError, run_cli
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -89,6 +89,52 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"{key} = {_show(value)}: {error.message}. {desc}".strip()
 
 
+def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
+    """Every evaluated model's spec as the evaluation jobs will read it, and its references."""
+    ev = config.get("evaluation") or {}
+    if not ev.get("models"):
+        return []
+    from deepmath.evaluate.spec import eval_spec
+
+    problems: list[str] = []
+    benches = set(config.get("benchmarks", {}))
+    models = set(config.get("models", {}))
+    runs = set((config.get("rl") or {}).get("runs") or {})
+    for bench in (
+        ((ev.get("scoring") or {}).get("rules") or {})
+        if isinstance(ev.get("scoring"), Mapping)
+        else ()
+    ):
+        if bench not in benches:
+            problems.append(
+                f"evaluation.scoring.rules.{bench}: {bench!r} is not a benchmark; allowed "
+                f"values: {', '.join(sorted(benches))}"
+            )
+    for name, entry in ev["models"].items():
+        where = f"evaluation.models.{name}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where} must be a mapping (model: or checkpoint:, label, ...)")
+            continue
+        kinds = [k for k in ("model", "checkpoint") if k in entry]
+        if len(kinds) != 1:
+            problems.append(f"{where} needs exactly one of model:, checkpoint: (has: {kinds})")
+        elif "model" in entry and entry["model"] not in models:
+            problems.append(
+                f"{where}.model = {entry['model']!r} is not in models; allowed values: "
+                f"{', '.join(sorted(models))}"
+            )
+        elif "checkpoint" in entry and entry["checkpoint"] not in runs:
+            problems.append(
+                f"{where}.checkpoint = {entry['checkpoint']!r} is not an rl run; allowed "
+                f"values: {', '.join(sorted(runs)) or '(no runs defined)'}"
+            )
+        try:
+            eval_spec({**ev, **entry, "model_name": name})
+        except DeepmathError as err:
+            problems.append(f"{where}: {err}")
+    return problems
+
+
 def _reference_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-key checks the schema cannot express (names that must exist elsewhere)."""
     problems: list[str] = []
@@ -114,6 +160,7 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                 f"models.{name} must have exactly one of hub, gguf, local (has: "
                 f"{', '.join(kinds) or 'none'})"
             )
+    problems.extend(_evaluation_problems(config))
     rl = config.get("rl") or {}
     val_bench = (rl.get("validation") or {}).get("benchmark")
     if val_bench is not None and val_bench not in benches:

@@ -537,6 +537,43 @@ def write_usage(path: str | os.PathLike[str], usages: Iterable[RoleUsage]) -> di
 # --------------------------------------------------------------------------- journal
 
 
+def journal_entry(
+    req: Request,
+    role: str,
+    result: Mapping[str, Any],
+    *,
+    attempts: int,
+    latency_s: float,
+) -> dict[str, Any]:
+    """One journal line for a finished request; every writer (the HTTP client, the offline
+    engine) builds it here so replay reads one format.
+
+    ``result``: ``texts``, ``finish_reasons``, ``reasoning`` and ``usage`` (prompt and
+    completion tokens) of the response.
+    """
+    return {
+        "v": JOURNAL_VERSION,
+        "key": req.key,
+        "role": role,
+        "model": req.model,
+        "sample": req.sample,
+        **result,
+        "attempts": attempts,
+        "latency_s": round(latency_s, 4),
+        "finished_at": round(time.time(), 3),
+    }
+
+
+def full_text(response: object) -> str | None:
+    """A response as one text: the reasoning (when the server split it off) and the answer,
+    joined as R1 writes them (``<think>...</think>`` then the answer)."""
+    texts = getattr(response, "texts", None)
+    if not texts:
+        return None
+    reasoning = (getattr(response, "reasoning", None) or [None])[0]
+    return f"<think>\n{reasoning}\n</think>\n{texts[0]}" if reasoning else texts[0]
+
+
 class Journal:
     """Append-only JSON-lines journal of finished requests, one exclusive writer at a time.
 
@@ -830,17 +867,7 @@ class _Runner:
                 result = self.parse(req, resp)
             except _Failed as err:
                 raise _Failed(err.detail, attempt, retryable=False) from None
-            entry = {
-                "v": JOURNAL_VERSION,
-                "key": req.key,
-                "role": role.name,
-                "model": req.model,
-                "sample": req.sample,
-                **result,
-                "attempts": attempt,
-                "latency_s": round(latency, 4),
-                "finished_at": round(time.time(), 3),
-            }
+            entry = journal_entry(req, role.name, result, attempts=attempt, latency_s=latency)
             await self.journal.append(entry)
             return entry
         raise _Failed(last, total, retryable=True)

@@ -109,6 +109,17 @@ def _as_text(value: Any) -> str | None:
     return text or None
 
 
+def _as_float(value: Any) -> float | None:
+    """A tolerance cell as a number: 1e-8, "1e-2", a one-element list; else None."""
+    text = _as_text(value)
+    if text is None:
+        return None
+    try:
+        return float(text.split(",")[0])
+    except ValueError:
+        return None
+
+
 def _normalised(texts: pd.Series) -> pd.Series:
     """normalize_text over a column, keeping missing values as None (object dtype)."""
     return pd.Series(
@@ -125,8 +136,64 @@ def _choice_letter(value: Any) -> str | None:
         return _as_text(value)
 
 
+CHOICE_LETTERS = string.ascii_uppercase[:10]
+
+
+def choice_prompt(question: str, options: list[str]) -> str:
+    """A multiple-choice problem as the authors' GPQA-Diamond set poses it: the question, the
+    lettered options, and the request to box one letter."""
+    letters = CHOICE_LETTERS[: len(options)]
+    lines = "\n".join(f"({x}) {o}" for x, o in zip(letters, options, strict=True))
+    boxes = [f"\\boxed{{{x}}}" for x in letters]
+    ask = ", ".join(boxes[:-1]) + f", or {boxes[-1]}" if len(boxes) > 1 else boxes[0]
+    return f"{question}\n\n\n{lines}\n\nPlease write your final answer in the form of {ask}"
+
+
+def shuffled_choices(
+    question: str, correct: str, distractors: list[str], seed: int
+) -> tuple[list[str], str]:
+    """The options in a seeded order that depends on the question (so the right answer is not
+    always A, and a rerun poses the same problem), and the letter of the right one."""
+    import random
+
+    options = [correct, *distractors]
+    order = list(range(len(options)))
+    random.Random(f"{seed}:{stable_id(question)}").shuffle(order)
+    return [options[i] for i in order], CHOICE_LETTERS[order.index(0)]
+
+
+def multiple_choice(
+    df: pd.DataFrame, fields: Mapping[str, Any], seed: int, what: str
+) -> tuple[pd.Series, pd.Series]:
+    """(problems, answer letters) of a set that stores the right answer and its distractors
+    in columns (GPQA's ``Correct Answer`` and ``Incorrect Answer 1..3``)."""
+    distractors = fields.get("distractors")
+    if not isinstance(distractors, list) or not distractors:
+        raise DeepmathError(f"{what}: answer multiple_choice needs fields.distractors (a list)")
+    if len(distractors) + 1 > len(CHOICE_LETTERS):
+        raise DeepmathError(f"{what}: at most {len(CHOICE_LETTERS)} options")
+    questions = _column(df, fields["problem"], what).map(_as_text)
+    right = _column(df, fields.get("answer"), what).map(_as_text)
+    wrong = [_column(df, c, what).map(_as_text) for c in distractors]
+    problems, letters = [], []
+    for i, (q, a) in enumerate(zip(questions, right, strict=True)):
+        others = [w.iloc[i] for w in wrong]
+        if any(not isinstance(v, str) for v in (q, a, *others)):  # None / NaN: a blank cell
+            problems.append(None)  # counted as malformed: a problem needs all its options
+            letters.append(None)
+            continue
+        options, letter = shuffled_choices(q, a, others, seed)
+        problems.append(choice_prompt(q, options))
+        letters.append(letter)
+    return (
+        pd.Series(problems, index=df.index, dtype=object),
+        pd.Series(letters, index=df.index, dtype=object),
+    )
+
+
 def derive_answers(answers: pd.Series, solutions: pd.Series, method: str) -> pd.Series:
-    """Reference answers per the configured method (column, boxed, gsm8k, choice_index, none)."""
+    """Reference answers per the configured method (column, boxed, gsm8k, choice_index, none;
+    multiple_choice is built with its problems by :func:`multiple_choice`)."""
     if method == "column":
         return answers.map(_as_text)
     if method == "choice_index":
@@ -206,17 +273,21 @@ def normalise_benchmark(
     n_loaded = len(df)
     df = select_rows(df, spec, seed, what).reset_index(drop=True)
     fields = spec["fields"]
-    problems = _column(df, fields["problem"], what).map(_as_text)
-    if fields.get("choices"):
-        choices = _column(df, fields["choices"], what)
-        problems = pd.Series(
-            [_with_choices(p, c) for p, c in zip(problems, choices, strict=True)], dtype=object
+    if spec.get("answer") == "multiple_choice":
+        problems, answers = multiple_choice(df, fields, seed, what)
+    else:
+        problems = _column(df, fields["problem"], what).map(_as_text)
+        if fields.get("choices"):
+            choices = _column(df, fields["choices"], what)
+            problems = pd.Series(
+                [_with_choices(p, c) for p, c in zip(problems, choices, strict=True)],
+                dtype=object,
+            )
+        answers = derive_answers(
+            _column(df, fields.get("answer"), what),
+            _column(df, fields.get("solution"), what).map(_as_text),
+            spec.get("answer", "none"),
         )
-    answers = derive_answers(
-        _column(df, fields.get("answer"), what),
-        _column(df, fields.get("solution"), what).map(_as_text),
-        spec.get("answer", "none"),
-    )
     ids = (
         _column(df, fields["id"], what).map(str)
         if fields.get("id")
@@ -231,6 +302,19 @@ def normalise_benchmark(
             "category": _column(df, fields.get("category"), what).map(_as_text),
         }
     )
+    columns = list(BENCH_COLUMNS)
+    if fields.get("precision"):  # a per-problem tolerance (OlympiadBench's `error`)
+        if fields["precision"] in df.columns:
+            values = _column(df, fields["precision"], what).map(_as_float)
+        else:  # optional: a copy of the set without it is scored with the rule's default
+            log.warning(
+                "%s: no column '%s' for the per-problem precision; using the scoring rule's",
+                what,
+                fields["precision"],
+            )
+            values = pd.Series([None] * len(df), index=df.index, dtype=object)
+        out["precision"] = pd.to_numeric(values, errors="coerce")
+        columns.append("precision")
     malformed = out["problem"].map(lambda q: not isinstance(q, str))
     out = out[~malformed].reset_index(drop=True)
     stats = {
@@ -241,7 +325,7 @@ def normalise_benchmark(
         "rows": int(len(out)),
         "with_answer": int(out["answer"].notna().sum()),
     }
-    return out[BENCH_COLUMNS], stats
+    return out[columns], stats
 
 
 def normalise_published(

@@ -12,19 +12,11 @@ import logging
 import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
+from deepmath.llm import full_text
 from deepmath.llmstage import build_role, run_stage_requests, stage_parser, user_requests
 from deepmath.prompts import load_prompt
 
 log = logging.getLogger("deepmath.solve")
-
-
-def full_text(response: object) -> str | None:
-    """Reasoning (if the server split it off) and answer joined as R1 writes them."""
-    texts = getattr(response, "texts", None)
-    if not texts:
-        return None
-    reasoning = (getattr(response, "reasoning", None) or [None])[0]
-    return f"<think>\n{reasoning}\n</think>\n{texts[0]}" if reasoning else texts[0]
 
 
 def main(argv: list[str] | None = None) -> None:

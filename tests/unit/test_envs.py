@@ -287,21 +287,34 @@ def stage_modules(shell: str) -> list[str]:
     return re.findall(r"python -m deepmath\.(\w+)", shell)
 
 
+def _module_files(module: str) -> list[Path]:
+    """The files of `deepmath.<module>` (dotted): a module file, or a package's __init__ and
+    __main__ (``python -m`` runs both); [] when it is not ours."""
+    path = PACKAGE.joinpath(*module.split("."))
+    if path.with_suffix(".py").is_file():
+        return [path.with_suffix(".py")]
+    if path.is_dir():
+        return [p for p in (path / "__init__.py", path / "__main__.py") if p.is_file()]
+    return []
+
+
 def _imports(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     names: set[str] = set()
-    for node in ast.walk(tree):  # every level: lazy imports inside functions count too
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            if node.module == "deepmath":
-                names |= {f"deepmath.{alias.name}" for alias in node.names}
+    for file in _module_files(module):
+        tree = ast.parse(file.read_text())
+        for node in ast.walk(tree):  # every level: lazy imports inside functions count too
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+                if node.module.startswith("deepmath"):  # `from deepmath.x import submodule`
+                    names |= {f"{node.module}.{alias.name}" for alias in node.names}
     return names
 
 
 def third_party_imports(module: str) -> set[str]:
-    """Top-level third-party modules `deepmath.<module>` and the deepmath modules it uses import."""
+    """Top-level third-party modules `deepmath.<module>` and the deepmath modules it uses import
+    (a submodule of a package brings the package's __init__ along, as Python does)."""
     seen: set[str] = set()
     todo, found = [module], set()
     while todo:
@@ -312,9 +325,11 @@ def third_party_imports(module: str) -> set[str]:
         for name in _imports(current):
             top, _, rest = name.partition(".")
             if top == "deepmath":
-                sub = rest.split(".")[0]
-                if sub and (PACKAGE / f"{sub}.py").is_file():
-                    todo.append(sub)
+                parts = rest.split(".") if rest else []
+                for i in range(1, len(parts) + 1):
+                    sub = ".".join(parts[:i])
+                    if _module_files(sub):
+                        todo.append(sub)
             elif top not in sys.stdlib_module_names and top != "__future__":
                 found.add(top)
     return found

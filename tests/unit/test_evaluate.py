@@ -214,7 +214,7 @@ def test_offline_engine_pieces_and_journal_replay(tmp_path):
     from vllm import SamplingParams
     from vllm.outputs import CompletionOutput, RequestOutput
 
-    from deepmath.evaluate import _append_all, _journal_entry
+    from deepmath.evaluate.generate import _append_all, _journal_entry
     from deepmath.llm import Journal
 
     over = {
@@ -422,7 +422,10 @@ def test_score_and_table_clis(tmp_path, venv_env):
         env=venv_env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "| Model M | 2 | 2023-11-14 | 50.0 ± 25.0 / 42.0 |" in (tmp_path / "t.md").read_text()
+    assert (
+        "| Model M | 2 | 2023-11-14 | 50.0 ± 25.0 / 42.0 (+8.0) |"
+        in (tmp_path / "t.md").read_text()
+    )
     assert pd.read_csv(tmp_path / "t.csv")["delta"].tolist() == [8.0]
     proc = subprocess.run(
         [*cmd, "score", "--in", str(gen), "--spec", "{\"model_name\": 3}", "--out", str(out)],
@@ -474,19 +477,21 @@ def test_results_table_side_by_side():
     lines = md.splitlines()
     assert lines[0] == "| Model | n | Run date | MATH500 | AIME24 | gsm8k | Avg. |"
     assert lines[2] == (
-        "| R1-Distill-Qwen-1.5B | 16 | 2025-05-01 | 84.0 ± 1.0 / 84.7 | 28.4 ± 4.2 / 29.4 | – "
-        "| 56.2 / 57.1 |"
+        "| R1-Distill-Qwen-1.5B | 16 | 2025-05-01 | 84.0 ± 1.0 / 84.7 (−0.7) "
+        "| 28.4 ± 4.2 / 29.4 (−1.0) | – | 56.2 / 57.1 |"
     )
     assert lines[3] == (
-        "| DeepMath-1.5B (ours) | 16 | 2025-05-02 | 88.1 ± 1.0 / 89.9 | – / 37.3 | – | – / 63.6 |"
+        "| DeepMath-1.5B (ours) | 16 | 2025-05-02 | 88.1 ± 1.0 / 89.9 (−1.8) | – / 37.3 | – "
+        "| – / 63.6 |"
     )
     assert lines[4] == "| extra | 1 | 2025-05-01 | – | – | 30.0 | – |"  # n = 1: no std
     assert lines[5] == "| Qwen2.5-7B-Base | – | – | – / 54.8 | – / 7.7 | – | – / 31.3 |"
     assert "n = 1, 16 samples per problem" in md
 
-    assert list(frame.columns[:8]) == [
+    assert list(frame.columns[:9]) == [
         "model",
         "label",
+        "family",
         "bench",
         "pass@1",
         "pass@1_std",

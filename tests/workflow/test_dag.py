@@ -12,10 +12,11 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     counts = job_counts(proc.stdout)
     assert counts["pull_source"] == 4  # three pool sources + the SimpleRL supplement
     assert counts["build_pool"] == 1
-    assert counts["pull_benchmark"] == 17 + 6  # decontamination sets + evaluation sets
-    # embedder, served judge and solver, RL inits (4), the SFT init, hub baselines (2; the
-    # 1.5B init is also evaluated)
-    assert counts["prepare_model"] == 10
+    assert counts["pull_benchmark"] == 17 + 8  # decontamination sets + the 8 evaluation sets
+    # embedder, served judge and solver, RL inits (4), the SFT init, evaluated hub models (8:
+    # ORZ-7B, SimpleRL-Zoo, Still-3, DeepScaleR and the four published DeepMath models; the
+    # other baselines are RL or SFT inits)
+    assert counts["prepare_model"] == 16
     assert counts["embed_benchmarks"] == 1
     for rule in (
         "embed_pool",
@@ -35,8 +36,25 @@ def test_paper_dry_run_lists_every_stage(venv_env):
         assert counts[rule] == 4, rule  # the four DeepMath models
     assert counts["prepare_sft_data"] == counts["train_sft"] == 2  # the two SFT baselines
     assert counts["merge_checkpoint"] == 4 + 2
-    # models (3 hub, 2 RL, 2 SFT of ours) x eval sets
-    assert counts["generate_eval"] == counts["score_eval"] == 7 * 6
+    # the paper's grid: 8 Zero-RL rows (4 of them DeepMath, hub and ours), 8 RL-from-reasoning
+    # rows (likewise) and the 2 SFT baselines, each on the 8 evaluation sets, one GPU a job
+    assert counts["generate_eval"] == counts["score_eval"] == 18 * 8
+    grid = set()
+    for block in proc.stdout.split("rule generate_eval:")[1:]:
+        wildcards = block.split("wildcards: ")[1].splitlines()[0]
+        resources = block.split("resources: ")[1].splitlines()[0]
+        assert ", gpus=1" in resources or resources.endswith("gpus=1"), resources
+        grid.add(tuple(w.split("=")[1] for w in wildcards.split(", ")))
+    assert len(grid) == 18 * 8
+    benches = {b for _, b in grid}
+    assert benches == {
+        "math500", "amc23_eval", "olympiadbench", "minerva", "aime24", "aime25",
+        "polymath_en", "gpqa_diamond",
+    }  # fmt: skip
+    models = {m for m, _ in grid}
+    for name in ("open-reasoner-zero-7b", "still-3-1.5b-preview", "deepmath-omn-1.5b-ours",
+                 "qwen2.5-7b-base", "deepmath-zero-math-7b"):  # fmt: skip
+        assert name in models, name
     assert counts["results_table"] == 1
     for rule in ("report_dataset", "report_cost", "report_results"):
         assert counts[rule] == 1, rule  # `rule all` builds the report's figures and tables

@@ -10,6 +10,8 @@ Modules, cheapest first:
 * :mod:`~deepmath.answers.normalize`: a canonical spelling of an extracted answer;
 * :mod:`~deepmath.answers.equivalence`: the normalising comparator, with math-verify and sympy for
   symbolic forms;
+* :mod:`~deepmath.answers.judges`: benchmark judges OR-ed in by the authors' evaluation
+  (OlympiadBench's, PolyMath's, a multiple-choice letter), on top of the comparator;
 * :mod:`~deepmath.answers.check`: one check bounded in time, with its reason;
 * :mod:`~deepmath.answers.pool`: many checks in worker processes that are killed and replaced
   when they overrun, so a pathological pair costs at most its timeout (``"timeout"``);
@@ -47,9 +49,22 @@ from deepmath.answers.extract import (
     extract_stated,
     strip_math_delimiters,
 )
+from deepmath.answers.judges import (
+    JUDGES,
+    choice_letter,
+    gold_letter,
+    olympiad_judge,
+    polymath_judge,
+)
 from deepmath.answers.normalize import normalize_answer
 from deepmath.answers.policy import EVAL, POLICIES, REWARD, VERIFY, Policy
-from deepmath.answers.pool import CheckerPool, Pair, check_pairs, default_workers
+from deepmath.answers.pool import (
+    CheckerPool,
+    Pair,
+    PairWithOptions,
+    check_pairs,
+    default_workers,
+)
 
 __all__ = [
     "CheckTimeout",
@@ -58,11 +73,13 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "ERROR",
     "EVAL",
+    "JUDGES",
     "MATCH",
     "MISMATCH",
     "NO_ANSWER",
     "POLICIES",
     "Pair",
+    "PairWithOptions",
     "Policy",
     "REASONS",
     "REL_TOL",
@@ -73,6 +90,7 @@ __all__ = [
     "after_think",
     "check_answer",
     "check_pairs",
+    "choice_letter",
     "compare",
     "default_workers",
     "extract_answer",
@@ -82,8 +100,11 @@ __all__ = [
     "extract_gsm8k",
     "extract_stated",
     "gold_answer",
+    "gold_letter",
     "is_equiv",
     "normalize_answer",
+    "olympiad_judge",
+    "polymath_judge",
     "scored_text",
     "strip_math_delimiters",
 ]

@@ -35,6 +35,15 @@ from deepmath.answers.extract import (
     extract_final_boxes,
     strip_math_delimiters,
 )
+from deepmath.answers.judges import (
+    JUDGES,
+    OLYMPIAD_PRECISION,
+    _letter_of,
+    choice_letter,
+    gold_letter,
+    olympiad_judge,
+    polymath_judge,
+)
 from deepmath.answers.normalize import _key, normalize_answer
 
 MATCH = "match"
@@ -156,6 +165,9 @@ def check_answer(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     fallback_full_text: bool = False,
     rescue: bool = False,
+    judges: tuple[str, ...] | list[str] = (),
+    choice: bool = False,
+    precision: float | None = None,
 ) -> Result:
     """Check one prediction against one gold answer, bounded in time.
 
@@ -168,12 +180,25 @@ def check_answer(
     final (:data:`~deepmath.answers.equivalence.DECISIVE`) or a guard finds that math-verify read
     only part of an answer (:func:`_math_verify_text`). ``rescue=True`` also accepts a right
     "The answer is X" sentence when the last box is wrong (the authors' evaluation ORs both).
+
+    ``choice=True`` (multiple-choice benchmarks) reads the letter the response commits to
+    (:func:`~deepmath.answers.judges.choice_letter`); when there is one and the gold is a letter,
+    the letters alone decide (method ``choice``), as they do for the authors: a letter is not
+    an expression that math-verify might read another way. Without a letter the usual path
+    runs. ``judges`` names benchmark judges OR-ed in, in order, when the usual path says
+    unequal: ``"olympiad"`` (OlympiadBench's official judge on the text after the last
+    ``</think>``, else the whole response, with the problem's ``precision``, default 1e-8) and
+    ``"polymath"`` (PolyMath's first-box check on the whole response); see
+    :mod:`deepmath.answers.judges`.
     :mod:`deepmath.answers.policy` has each consumer's choice of these options.
 
     The bound is a ``SIGALRM`` timer, so it only applies in a main thread (e.g. inside a
     worker process of :func:`check_pairs`); elsewhere the check runs unbounded, so call this
     directly only from a process you can afford to lose, or use :func:`check_pairs`.
     """
+    unknown = [j for j in judges if j not in JUDGES]
+    if unknown:
+        raise ValueError(f"judges={unknown!r}; allowed: {', '.join(JUDGES)}")
     t0 = time.perf_counter()
     budget = _Budget()
     pred: str | None = None
@@ -191,6 +216,13 @@ def check_answer(
             if gold is None or not str(gold).strip():
                 return done(False, ERROR, detail="gold answer is empty")
             gold_ans = gold_answer(str(gold))
+            if choice:
+                letter = choice_letter(text) if extract else _letter_of(response)
+                want = gold_letter(gold_ans)
+                if letter is not None and want is not None:
+                    pred = letter
+                    ok = letter == want
+                    return done(ok, MATCH if ok else MISMATCH, "choice")
             ok, method = _compare(pred, gold_ans) if pred else (False, None)
             # math-verify reads a text's last box first: when that box is the answer already
             # compared, reading the whole text again cannot change the verdict.
@@ -211,6 +243,11 @@ def check_answer(
                 said = extract_answer_is(text)
                 if said and said != pred and _compare(said, gold_ans)[0]:
                     pred, ok, method = said, True, "answer_is"
+            if not ok and judges:
+                hit = _judged(response, gold_ans, judges, precision)
+                if hit is not None:
+                    method, read = hit
+                    pred, ok = pred or read, True
             if not ok and not pred:
                 return done(False, NO_ANSWER)
     except CheckTimeout:
@@ -222,6 +259,29 @@ def check_answer(
     if budget.fired:
         return done(False, TIMEOUT, detail=f"over {timeout_s} s")
     return done(ok, MATCH if ok else MISMATCH, method)
+
+
+def _judged(
+    response: str | None,
+    gold_ans: str,
+    judges: tuple[str, ...] | list[str],
+    precision: float | None,
+) -> tuple[str, str | None] | None:
+    """The first benchmark judge that accepts the response, and what it read; None: none does.
+
+    Each judge sees the text its benchmark's evaluation gives it (as the authors call them):
+    OlympiadBench's the part after the last ``</think>`` (else all of it), PolyMath's the whole
+    response.
+    """
+    for name in judges:
+        if name == "olympiad":
+            prec = precision if precision is not None else OLYMPIAD_PRECISION
+            hit, read = olympiad_judge(scored_text(response, "prefer"), gold_ans, prec)
+        else:
+            hit, read = polymath_judge(response, gold_ans)
+        if hit:
+            return name, read
+    return None
 
 
 def _items(answer: str) -> int:

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,11 +20,28 @@ from deepmath.answers.check import (
     scored_text,
 )
 from deepmath.answers.extract import extract_answer
+from deepmath.answers.judges import JUDGES, choice_letter
 
 if TYPE_CHECKING:
     from deepmath.answers.policy import Policy
 
 Pair = tuple[str | None, str | None]
+# A pair with options of its own (e.g. a problem's precision): (response, gold, overrides).
+PairWithOptions = tuple[str | None, str | None, Mapping[str, Any]]
+
+# check_answer's options that one pair may set for itself (the time bound is the pool's).
+PAIR_OPTIONS = frozenset(
+    {
+        "extract",
+        "think",
+        "stated",
+        "fallback_full_text",
+        "rescue",
+        "judges",
+        "choice",
+        "precision",
+    }
+)
 
 
 _PRELOAD = ["deepmath.answers", "sympy", "math_verify", "latex2sympy2_extended"]
@@ -185,7 +202,7 @@ class CheckerPool:
 
     def map(
         self,
-        pairs: Iterable[Pair],
+        pairs: Iterable[Pair | PairWithOptions],
         *,
         policy: Policy | None = None,
         extract: bool = True,
@@ -193,20 +210,21 @@ class CheckerPool:
         stated: bool = False,
         fallback_full_text: bool = False,
         rescue: bool = False,
+        judges: tuple[str, ...] = (),
+        choice: bool = False,
+        precision: float | None = None,
         progress: bool = False,
     ) -> list[Result]:
         """Check ``(response, gold)`` pairs; results come back in input order.
 
         ``policy`` (a consumer's, from :mod:`deepmath.answers.policy`) sets the options of
-        :func:`check_answer`; without one, the keyword arguments do.
+        :func:`check_answer`; without one, the keyword arguments do. A pair may also be
+        ``(response, gold, overrides)``: ``overrides`` replaces some of those options for that
+        pair alone (a benchmark's per-problem ``precision``); the time bound stays the pool's.
         """
         from multiprocessing.connection import wait
 
-        tasks = list(pairs)
-        results: list[Result | None] = [None] * len(tasks)
-        if not tasks:
-            return []
-        opts: dict[str, Any] = (
+        base: dict[str, Any] = (
             policy.options()
             if policy is not None
             else {
@@ -215,10 +233,29 @@ class CheckerPool:
                 "stated": stated,
                 "fallback_full_text": fallback_full_text,
                 "rescue": rescue,
+                "judges": tuple(judges),
+                "choice": choice,
+                "precision": precision,
             }
         )
-        opts["timeout_s"] = self.timeout_s if self.soft_timeout else None
-        extract, think, stated = opts["extract"], opts["think"], opts["stated"]
+        base["timeout_s"] = self.timeout_s if self.soft_timeout else None
+        _check_options(base)
+        tasks: list[tuple[str | None, str | None, dict[str, Any]]] = []
+        for pair in pairs:
+            response, gold, *more = pair
+            if len(more) > 1:
+                raise ValueError(f"a pair is (response, gold[, overrides]), not {len(pair)} items")
+            overrides = dict(more[0] or {}) if more else {}
+            bad = sorted(set(overrides) - PAIR_OPTIONS)
+            if bad:
+                raise ValueError(f"per-pair options {bad}; allowed: {sorted(PAIR_OPTIONS)}")
+            opts = {**base, **overrides} if overrides else base
+            if overrides:
+                _check_options(opts)
+            tasks.append((response, gold, opts))
+        results: list[Result | None] = [None] * len(tasks)
+        if not tasks:
+            return []
         want = min(self.workers, len(tasks))
         new = [self._spawn() for _ in range(want - len(self._slots))]
         self._slots.extend(new)
@@ -235,8 +272,14 @@ class CheckerPool:
         def lost(slot: _Slot, reason: str, detail: str) -> None:
             idx = slot.task
             assert idx is not None
-            response, _gold = tasks[idx]
-            pred = _safe_extract(response, extract=extract, think=think, stated=stated)
+            response, _gold, opts = tasks[idx]
+            pred = _safe_extract(
+                response,
+                extract=opts["extract"],
+                think=opts["think"],
+                stated=opts["stated"],
+                choice=opts.get("choice", False),
+            )
             elapsed = time.perf_counter() - started[idx]
             finish(idx, Result(False, reason, pred, None, detail, elapsed))
             self._replace(slot)
@@ -246,7 +289,7 @@ class CheckerPool:
                 for slot in self._slots:
                     if slot.task is None and pending:
                         idx = pending.popleft()
-                        response, gold = tasks[idx]
+                        response, gold, opts = tasks[idx]
                         try:
                             slot.conn.send((idx, response, gold, opts))
                         except (BrokenPipeError, OSError):
@@ -285,6 +328,19 @@ class CheckerPool:
         return [r for r in results if r is not None]
 
 
+def _check_options(opts: dict[str, Any]) -> None:
+    """Refuse bad options here: in a worker they would fail every pair, one respawn each."""
+    opts["judges"] = tuple(opts.get("judges") or ())
+    unknown = [j for j in opts["judges"] if j not in JUDGES]
+    if unknown:
+        raise ValueError(f"judges={unknown!r}; allowed: {', '.join(JUDGES)}")
+    if opts.get("precision") is not None:
+        precision = float(opts["precision"])
+        if not precision > 0:
+            raise ValueError(f"precision={opts['precision']!r} must be positive")
+        opts["precision"] = precision
+
+
 def _default_start_method() -> str:
     """``forkserver`` where it works, else ``fork``/``spawn``.
 
@@ -305,11 +361,13 @@ def _default_start_method() -> str:
 
 
 def _safe_extract(
-    response: str | None, *, extract: bool, think: bool | str, stated: bool
+    response: str | None, *, extract: bool, think: bool | str, stated: bool, choice: bool = False
 ) -> str | None:
     try:
         if extract:
-            return extract_answer(scored_text(response, think), stated=stated)
+            text = scored_text(response, think)
+            letter = choice_letter(text) if choice else None
+            return letter or extract_answer(text, stated=stated)
         return response.strip() if response else None
     except Exception:  # pragma: no cover - extraction is plain string code
         return None

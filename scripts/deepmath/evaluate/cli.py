@@ -1,0 +1,76 @@
+"""``python -m deepmath.evaluate {generate,score,table}``: one command per evaluation rule.
+
+Each subcommand imports only what it runs, so ``table`` (which reads metrics files) needs no
+vLLM, no LLM client and no checker.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from deepmath.evaluate.spec import eval_spec, load_spec_arg
+from deepmath.io import run_cli, setup_logging
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.evaluate",
+        description="Generate, score and tabulate the benchmark evaluation of a model.",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("generate", help="n samples per problem (vLLM server or offline engine)")
+    p.add_argument("--bench", required=True, help="benchmark parquet (bench, id, problem, ...)")
+    p.add_argument("--model-dir", help="the model's HF folder")
+    p.add_argument("--spec", required=True, help="config evaluation + model entry, JSON or file")
+    p.add_argument("--journal", required=True, help="resume journal (JSON lines)")
+    p.add_argument("--server-dir", help="folder for the server's log and caches")
+    p.add_argument("--server-registry", help="registry of shared servers (share: workflow)")
+    p.add_argument("--out", required=True, help="output responses parquet (one row per sample)")
+    p.add_argument("--usage", help="output usage JSON (default <out>.usage.json)")
+    p = sub.add_parser("score", help="correctness per sample and metrics.json")
+    p.add_argument("--in", dest="inp", required=True, help="responses parquet (from generate)")
+    p.add_argument("--spec", required=True, help="config evaluation + model entry, JSON or file")
+    p.add_argument("--out", required=True, help="output metrics JSON")
+    p.add_argument(
+        "--scored", help="also write the scored samples: answer, verdict, reason, method (parquet)"
+    )
+    p = sub.add_parser("table", help="models x benchmarks, ours next to the paper's")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
+    p.add_argument("--spec", required=True, help="config evaluation section, JSON or file")
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-csv", required=True)
+    for p in sub.choices.values():
+        p.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    raw = load_spec_arg(args.spec)
+    if args.cmd == "generate":
+        from deepmath.evaluate.generate import generate
+
+        spec = eval_spec(raw)
+        generate(
+            args.bench,
+            spec,
+            out=args.out,
+            journal=args.journal,
+            usage=args.usage,
+            model_dir=args.model_dir,
+            server_dir=args.server_dir,
+            server_registry=args.server_registry,
+        )
+    elif args.cmd == "score":
+        from deepmath.evaluate.score import score
+
+        score(args.inp, eval_spec(raw, need_engine=False), out=args.out, scored_out=args.scored)
+    else:
+        from deepmath.evaluate.table import write_table
+
+        write_table(args.metrics, raw, out_md=args.out_md, out_csv=args.out_csv)
+
+
+if __name__ == "__main__":
+    run_cli(main)
