@@ -226,23 +226,32 @@ def cost_table(usages: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def markdown_table_rows(markdown: str) -> tuple[list[list[str]], list[str]]:
-    """(rows of the first pipe table, the other non-empty lines) of a Markdown text.
+def markdown_tables(markdown: str) -> tuple[list[tuple[str, list[list[str]]]], list[str]]:
+    """(the pipe tables, each with the ``**title**`` line above it, and the other non-empty
+    lines) of a Markdown text.
 
-    The first row is the header; the ``|---|`` alignment row is dropped.
+    Each table's first row is its header; the ``|---|`` alignment row is dropped.
     """
-    rows: list[list[str]] = []
+    tables: list[tuple[str, list[list[str]]]] = []
     notes: list[str] = []
+    title, in_table = "", False
     for line in markdown.splitlines():
         text = line.strip()
         if text.startswith("|") and text.endswith("|"):
             cells = [c.strip() for c in text[1:-1].split("|")]
+            if not in_table:
+                tables.append((title, []))
+                title, in_table = "", True
             if all(set(c) <= set(":-") and c for c in cells):
                 continue
-            rows.append(cells)
+            tables[-1][1].append(cells)
+            continue
+        in_table = False
+        if text.startswith("**") and text.endswith("**") and len(text) > 4:
+            title = text[2:-2]
         elif text:
             notes.append(text)
-    return rows, notes
+    return tables, notes
 
 
 # --------------------------------------------------------------------------- HTML
@@ -404,12 +413,16 @@ def cost_html(usages: Sequence[Mapping[str, Any]]) -> str:
 
 
 def results_html(markdown: str, tidy: pd.DataFrame) -> str:
-    """The results table as the paper compares it, then every number per model and benchmark."""
-    rows, notes = markdown_table_rows(markdown)
+    """The results tables as the paper compares them (one per model family), then every number
+    per model and benchmark."""
+    tables, notes = markdown_tables(markdown)
     parts = []
-    if rows:
-        head = pd.DataFrame(rows[1:], columns=rows[0])
-        parts.append(html_table(head, numeric=rows[0][1:]))
+    for title, rows in tables:
+        if title:
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+        if rows:
+            head = pd.DataFrame(rows[1:], columns=rows[0])
+            parts.append(html_table(head, numeric=rows[0][1:]))
     parts += [note(n) for n in notes]
     if not tidy.empty:
         parts += ["<h3>Per model and benchmark</h3>", html_table(tidy)]

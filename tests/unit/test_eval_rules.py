@@ -326,3 +326,27 @@ def test_per_problem_precision_column_is_optional():
     assert pd.isna(table["precision"].iloc[0]) and table["precision"].iloc[1] == 0.1
     table, _ = normalise_benchmark(raw.drop(columns="error"), spec, "olympiadbench")
     assert table["precision"].isna().all()
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_evaluate_package_imports_no_stage_module():
+    """The evaluation reuses the shared pieces (checker, LLM client, server, metrics), never a
+    curation stage: each stage module is a CLI with its own job."""
+    import ast
+    from pathlib import Path
+
+    import deepmath.evaluate
+
+    shared = {"answers", "dtypes", "evaluate", "io", "llm", "llmstage", "metrics", "serve"}
+    package = Path(deepmath.evaluate.__file__).parent
+    used = set()
+    for file in package.glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deepmath."):
+                used.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                used |= {a.name.split(".")[1] for a in node.names if a.name.startswith("deepmath.")}
+    assert used <= shared, sorted(used - shared)
+    assert len((package / "score.py").read_text().splitlines()) < 600

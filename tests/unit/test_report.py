@@ -151,3 +151,20 @@ def test_results_page_shows_the_markdown_table_and_the_tidy_rows():
     assert rows[0] == ["Model", "n", "Run date", "MATH-500", "Avg."]
     assert rows[1] == ["SmolLM2", "2", "2026-11-22", "8.3 ± 8.3 / 89.9", "8.3"]
     assert rows[2] == ["model", "bench", "pass@1", "n"] and rows[3][2] == "8.3"
+
+
+def test_results_page_has_one_table_per_family():
+    table = "| Model | n | MATH500 |\n|---|--:|--:|\n| {} | 16 | {} |\n"
+    md = (
+        "**Zero RL**\n\n" + table.format("Zero-7B", "85.0 / 85.5 (−0.5)") + "\n"
+        "**RL from reasoning models**\n\n"
+        + table.format("DeepMath-1.5B", "89.0")
+        + "\npass@1 (%) over n = 16.\n"
+    )
+    tables, notes = report.markdown_tables(md)
+    assert [t for t, _ in tables] == ["Zero RL", "RL from reasoning models"]
+    assert [rows[1][0] for _, rows in tables] == ["Zero-7B", "DeepMath-1.5B"]
+    assert notes == ["pass@1 (%) over n = 16."]
+    page = report.results_html(md, pd.DataFrame())
+    assert "<h3>Zero RL</h3>" in page and "<h3>RL from reasoning models</h3>" in page
+    assert page.index("Zero-7B") < page.index("RL from reasoning") < page.index("DeepMath-1.5B")

@@ -43,7 +43,7 @@ def test_every_rule_ran(demo_run):
     for rule in ("assemble_dataset", "prepare_rl_data", "train_trl", "results_table"):
         assert counts[rule] == 1, rule
     assert counts["prepare_sft_data"] == counts["train_sft_trl"] == 1  # the tiny SFT run
-    assert counts["generate_eval"] == counts["score_eval"] == 2 * 3  # 2 models x 3 benchmarks
+    assert counts["generate_eval"] == counts["score_eval"] == 2 * 4  # 2 models x 4 benchmarks
 
 
 def test_front_half_artifacts_and_counts(demo_run):
@@ -122,11 +122,35 @@ def test_grpo_checkpoint_and_results_table(demo_run):
         row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == "2"  # n
-        assert all("±" in c for c in cells[3:6]), row  # MATH-500, GSM8K, Minerva measured
+        assert all("±" in c for c in cells[3:7]), row  # MATH-500, GSM8K, Minerva, GPQA
     for model in ("smollm2", "smollm2-grpo"):
-        for bench in ("math500", "gsm8k", "minerva"):
+        for bench in ("math500", "gsm8k", "minerva", "gpqa_diamond"):
             metrics = json.loads((RESULTS / "eval" / model / bench / "metrics.json").read_text())
             assert metrics["n"] == 2
+            rules = metrics["text_rules"]  # the disagreement report of the two readings
+            assert rules["samples"] == metrics["samples"]
+            assert rules["samples_differ"] == rules["only_whole"] + rules["only_after_think"]
+
+
+def test_multiple_choice_eval_and_per_sample_records(demo_run):
+    bench = pd.read_parquet(RESULTS / "benchmarks" / "gpqa_diamond.parquet")
+    assert len(bench) == 198 and set(bench["answer"]) == {"A", "B", "C", "D"}
+    assert all("(A) " in p and "(D) " in p and p.endswith("\\boxed{D}") for p in bench["problem"])
+    for model in ("smollm2", "smollm2-grpo"):
+        metrics = json.loads(
+            (RESULTS / "eval" / model / "gpqa_diamond" / "metrics.json").read_text()
+        )
+        assert metrics["scoring"]["choice"] is True and metrics["problems"] == 3
+        rows = pd.read_parquet(RESULTS / "eval" / model / "gpqa_diamond" / "generations.parquet")
+        assert len(rows) == 6
+        for column in ("response", "pred", "correct", "reason", "method", "correct_whole"):
+            assert column in rows, column
+        # a committed answer is a letter; the verdict is that letter against the key
+        letters = rows[rows["method"] == "choice"]
+        assert all(p in "ABCDEFGHIJ" for p in letters["pred"])
+        assert (letters["correct"] == (letters["pred"] == letters["answer"])).all()
+    wrong = pd.read_parquet(RESULTS / "eval" / "smollm2" / "math500" / "generations.parquet")
+    assert set(wrong.loc[~wrong["correct"], "reason"]) <= {"mismatch", "no_answer", "timeout"}
 
 
 def test_sft_baseline_trained_on_the_datasets_solutions(demo_run):

@@ -247,7 +247,7 @@ def check_answer(
                 hit = _judged(response, gold_ans, judges, precision)
                 if hit is not None:
                     method, read = hit
-                    pred, ok = pred or read, True
+                    pred, ok = read or pred, True  # the record shows the answer accepted
             if not ok and not pred:
                 return done(False, NO_ANSWER)
     except CheckTimeout:
