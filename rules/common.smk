@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from deepmath.config import ConfigError, read_yaml, validate_config
 from deepmath.workflow import (
     as_json,
+    eval_job_spec,
     llm_cli,
     model_spec,
     rl_run_spec,
@@ -215,8 +216,9 @@ def eval_model_dir(wildcards):
     return model_dir(entry["model"])
 
 
-def eval_spec(model):
-    return as_json({**EVAL, **EVAL_MODELS[model], "model_name": model})
+def eval_spec(model, stage, bench=None):
+    """What one evaluation job depends on, as JSON (its params: a change reruns only it)."""
+    return as_json(eval_job_spec(EVAL, model, stage, bench))
 
 
 def eval_gpus(wildcards):

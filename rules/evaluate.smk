@@ -21,7 +21,7 @@ rule generate_eval:
         runtime=24 * 60,
         gpus=eval_gpus,
     params:
-        spec=lambda w: eval_spec(w.model),
+        spec=lambda w: eval_spec(w.model, "generate"),
         journal=lambda w: f"{RESULTS}/.journal/generate_eval/{w.model}/{w.bench}.jsonl",
         registry=f"--server-registry {SERVER_REGISTRY}" if SERVER_REGISTRY else "",
         servers=SERVERS,
@@ -49,7 +49,7 @@ rule score_eval:
         mem_mb=16000,
         runtime=60,
     params:
-        spec=lambda w: eval_spec(w.model),
+        spec=lambda w: eval_spec(w.model, "score", w.bench),
     shell:
         "python -m deepmath.evaluate score --in {input} --spec {params.spec:q}"
         " --out {output.metrics} --scored {output.scored} 2> {log}"

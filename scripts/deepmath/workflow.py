@@ -132,3 +132,39 @@ def llm_cli(
     if registry:
         args += ["--server-registry", registry]
     return " ".join(shlex.quote(a) for a in args)
+
+
+# What each evaluation job reads from `evaluation` + the model's entry: a job's params hold only
+# these, so editing a label, a published number or another benchmark's rule reruns nothing
+# (Snakemake reruns a job whose params changed).
+EVAL_GENERATE_KEYS = (
+    "system_prompt",
+    "system_text",
+    "prompt_prefix",
+    "prompt_suffix",
+    "sampling",
+    "engine",
+    "limit",
+)
+
+
+def eval_job_spec(
+    evaluation: Mapping[str, Any], model: str, stage: str, bench: str | None = None
+) -> dict[str, Any]:
+    """The spec of one evaluation job (``generate`` or ``score``) of one model and benchmark.
+
+    ``generate`` gets what the samples depend on (prompt, sampling, engine, limit); ``score``
+    gets the scoring block with only ``bench``'s rule. The label, family and published numbers
+    reach the results table only.
+    """
+    entry = {**evaluation, **(evaluation.get("models") or {}).get(model, {})}
+    if stage == "generate":
+        spec = {k: entry[k] for k in EVAL_GENERATE_KEYS if k in entry}
+    elif stage == "score":
+        scoring = dict(entry.get("scoring") or {})
+        rules = scoring.get("rules") or {}
+        scoring["rules"] = {bench: rules[bench]} if bench in rules else {}
+        spec = {"scoring": scoring}
+    else:
+        raise ValueError(f"stage {stage!r}: generate or score")
+    return {**spec, "model_name": model}

@@ -350,3 +350,35 @@ def test_evaluate_package_imports_no_stage_module():
                 used |= {a.name.split(".")[1] for a in node.names if a.name.startswith("deepmath.")}
     assert used <= shared, sorted(used - shared)
     assert len((package / "score.py").read_text().splitlines()) < 600
+
+
+def test_an_evaluation_job_depends_only_on_what_it_reads():
+    """Labels, families and published numbers reach the table only: editing them must not
+    rerun a GPU generation (Snakemake reruns a job whose params changed)."""
+    from deepmath.workflow import eval_job_spec
+
+    ev = {
+        "benchmarks": ["math500", "gpqa_diamond"],
+        "sampling": {"n": 16, "temperature": 0.6},
+        "engine": {"kind": "offline", "gpus": 1},
+        "scoring": PAPER_RULES,
+        "families": {"zero": "Zero RL"},
+        "models": {"m": {"model": "x", "label": "M", "family": "zero", "system_prompt": True,
+                         "paper": {"math500": 85.5}}},
+    }  # fmt: skip
+    gen = eval_job_spec(ev, "m", "generate")
+    assert gen == {
+        "sampling": {"n": 16, "temperature": 0.6},
+        "engine": {"kind": "offline", "gpus": 1},
+        "system_prompt": True,
+        "model_name": "m",
+    }
+    relabelled = {**ev, "models": {"m": {**ev["models"]["m"], "label": "M2", "paper": {}}}}
+    assert eval_job_spec(relabelled, "m", "generate") == gen
+    score = eval_job_spec(ev, "m", "score", "gpqa_diamond")
+    assert score["scoring"]["rules"] == {"gpqa_diamond": {"choice": True}}
+    other_rule = {**ev, "scoring": {**PAPER_RULES, "rules": {"gpqa_diamond": {"choice": True}}}}
+    assert eval_job_spec(other_rule, "m", "score", "gpqa_diamond") == score
+    assert eval_job_spec(ev, "m", "score", "math500")["scoring"]["rules"] == {}
+    eval_spec(gen)  # each job's spec is a valid spec on its own
+    eval_spec(score, need_engine=False)
