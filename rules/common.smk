@@ -106,12 +106,12 @@ def llm_params(rule, role, prompt):
 
 onsuccess:
     if SERVER_REGISTRY:
-        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY}")
+        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY:q}")
 
 
 onerror:
     if SERVER_REGISTRY:
-        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY}")
+        shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY:q}")
 
 
 # --- dataset (rules/dataset.smk)

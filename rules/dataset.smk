@@ -81,6 +81,6 @@ rule assemble_dataset:
         name=DATASET["name"],
         out=lambda w, output: os.path.dirname(output.card),
     shell:
-        "python -m deepmath.dataset --main {input.main} --supplement {input.supplement}"
-        " --stats {params.stats:q} --usage {input.usage} --config {params.config:q}"
-        " --num-shards {params.shards} --name {params.name:q} --out-dir {params.out} 2> {log}"
+        "python -m deepmath.dataset --main {input.main:q} --supplement {input.supplement:q}"
+        " --stats {params.stats:q} --usage {input.usage:q} --config {params.config:q}"
+        " --num-shards {params.shards:q} --name {params.name:q} --out-dir {params.out:q} 2> {log:q}"

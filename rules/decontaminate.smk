@@ -26,14 +26,15 @@ rule embed_benchmarks:
         runtime=60,
         gpus=EMB["gpus"],
     params:
-        opts=(
-            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
-            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        opts=shlex.join(
+            ["--batch-size", str(EMB["batch_size"]), "--max-seq-length"]
+            + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
+            + ["--device", str(EMB["device"])]
         ),
     shell:
-        "python -m deepmath.embed --model {input.model} --in {input.tables} --column problem"
-        " --out {output.vectors} --index {output.index} --stats {output.stats} {params.opts}"
-        " 2> {log}"
+        "python -m deepmath.embed --model {input.model:q} --in {input.tables:q} --column problem"
+        " --out {output.vectors:q} --index {output.index:q} --stats {output.stats:q} {params.opts}"
+        " 2> {log:q}"
 
 
 rule embed_pool:
@@ -55,13 +56,14 @@ rule embed_pool:
         runtime=120,
         gpus=EMB["gpus"],
     params:
-        opts=(
-            f"--batch-size {EMB['batch_size']} --max-seq-length {EMB['max_seq_length']}"
-            f" --dtype {EMB['dtype']} --device {EMB['device']}"
+        opts=shlex.join(
+            ["--batch-size", str(EMB["batch_size"]), "--max-seq-length"]
+            + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
+            + ["--device", str(EMB["device"])]
         ),
     shell:
-        "python -m deepmath.embed --model {input.model} --in {input.table} --column question"
-        " --out {output.vectors} --stats {output.stats} {params.opts} 2> {log}"
+        "python -m deepmath.embed --model {input.model:q} --in {input.table:q} --column question"
+        " --out {output.vectors:q} --stats {output.stats:q} {params.opts} 2> {log:q}"
 
 
 rule retrieve_neighbors:
@@ -84,14 +86,15 @@ rule retrieve_neighbors:
         mem_mb=16000,
         runtime=60,
     params:
-        opts=(
-            f"--top-k {DECON['top_k']} --threshold {DECON['precheck_threshold']}"
-            f" --memory-mb {DECON['search_memory_mb']} --device {DECON['device']}"
+        opts=shlex.join(
+            ["--top-k", str(DECON["top_k"]), "--threshold"]
+            + [str(DECON["precheck_threshold"]), "--memory-mb"]
+            + [str(DECON["search_memory_mb"]), "--device", str(DECON["device"])]
         ),
     shell:
-        "python -m deepmath.neighbors --pool {input.pool} --pool-emb {input.pool_emb}"
-        " --bench {input.bench} --bench-emb {input.bench_emb} {params.opts}"
-        " --out {output.table} --stats {output.stats} 2> {log}"
+        "python -m deepmath.neighbors --pool {input.pool:q} --pool-emb {input.pool_emb:q}"
+        " --bench {input.bench:q} --bench-emb {input.bench_emb:q} {params.opts}"
+        " --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule judge_contamination:
@@ -117,8 +120,8 @@ rule judge_contamination:
         spec=as_json(DECON),
         llm=llm_params("judge_contamination", JUDGE, "judge"),
     shell:
-        "python -m deepmath.decontaminate judge --neighbors {input.neighbors}"
-        " --spec {params.spec:q} --out {output.table} {params.llm} 2> {log}"
+        "python -m deepmath.decontaminate judge --neighbors {input.neighbors:q}"
+        " --spec {params.spec:q} --out {output.table:q} {params.llm} 2> {log:q}"
 
 
 rule decontaminate:
@@ -139,5 +142,5 @@ rule decontaminate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m deepmath.decontaminate apply --pool {input.pool} --judged {input.judged}"
-        " --out {output.table} --report {output.report} --stats {output.stats} 2> {log}"
+        "python -m deepmath.decontaminate apply --pool {input.pool:q} --judged {input.judged:q}"
+        " --out {output.table:q} --report {output.report:q} --stats {output.stats:q} 2> {log:q}"

@@ -23,12 +23,16 @@ rule generate_eval:
     params:
         spec=lambda w: eval_spec(w.model, "generate"),
         journal=lambda w: f"{RESULTS}/.journal/generate_eval/{w.model}/{w.bench}.jsonl",
-        registry=f"--server-registry {SERVER_REGISTRY}" if SERVER_REGISTRY else "",
+        registry=(
+            f"--server-registry {shlex.quote(SERVER_REGISTRY)}"
+            if SERVER_REGISTRY
+            else ""
+        ),
         servers=SERVERS,
     shell:
-        "python -m deepmath.evaluate generate --bench {input.bench} --model-dir {input.model}"
-        " --spec {params.spec:q} --journal {params.journal} --server-dir {params.servers}"
-        " {params.registry} --out {output.table} --usage {output.usage} 2> {log}"
+        "python -m deepmath.evaluate generate --bench {input.bench:q} --model-dir {input.model:q}"
+        " --spec {params.spec:q} --journal {params.journal:q} --server-dir {params.servers:q}"
+        " {params.registry} --out {output.table:q} --usage {output.usage:q} 2> {log:q}"
 
 
 rule score_eval:
@@ -51,8 +55,8 @@ rule score_eval:
     params:
         spec=lambda w: eval_spec(w.model, "score", w.bench),
     shell:
-        "python -m deepmath.evaluate score --in {input} --spec {params.spec:q}"
-        " --out {output.metrics} --scored {output.scored} 2> {log}"
+        "python -m deepmath.evaluate score --in {input:q} --spec {params.spec:q}"
+        " --out {output.metrics:q} --scored {output.scored:q} 2> {log:q}"
 
 
 rule results_table:
@@ -82,5 +86,5 @@ rule results_table:
     params:
         spec=as_json(EVAL),
     shell:
-        "python -m deepmath.evaluate table --metrics {input} --spec {params.spec:q}"
-        " --out-md {output.md} --out-csv {output.csv} 2> {log}"
+        "python -m deepmath.evaluate table --metrics {input:q} --spec {params.spec:q}"
+        " --out-md {output.md:q} --out-csv {output.csv:q} 2> {log:q}"

@@ -30,8 +30,8 @@ rule rate_difficulty:
         spec=as_json(config["difficulty"]),
         llm=llm_params("rate_difficulty", RATER, "difficulty"),
     shell:
-        "python -m deepmath.difficulty --in {input.table} --spec {params.spec:q}"
-        " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
+        "python -m deepmath.difficulty --in {input.table:q} --spec {params.spec:q}"
+        " --out {output.table:q} --stats {output.stats:q} {params.llm} 2> {log:q}"
 
 
 rule rewrite_questions:
@@ -58,8 +58,8 @@ rule rewrite_questions:
         spec=as_json(config["rewrite"]),
         llm=llm_params("rewrite_questions", REWRITER, "rewrite"),
     shell:
-        "python -m deepmath.rewrite --in {input.table} --spec {params.spec:q}"
-        " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
+        "python -m deepmath.rewrite --in {input.table:q} --spec {params.spec:q}"
+        " --out {output.table:q} --stats {output.stats:q} {params.llm} 2> {log:q}"
 
 
 rule classify_topic:
@@ -86,5 +86,5 @@ rule classify_topic:
         spec=as_json(config["topics"]),
         llm=llm_params("classify_topic", TOPIC, "topic"),
     shell:
-        "python -m deepmath.topics --in {input.table} --spec {params.spec:q}"
-        " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
+        "python -m deepmath.topics --in {input.table:q} --spec {params.spec:q}"
+        " --out {output.table:q} --stats {output.stats:q} {params.llm} 2> {log:q}"

@@ -20,8 +20,8 @@ rule pull_source:
         spec=lambda w: as_json(config["sources"][w.source]),
         seed=config["seed"],
     shell:
-        "python -m deepmath.pull source --name {wildcards.source} --spec {params.spec:q}"
-        " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
+        "python -m deepmath.pull source --name {wildcards.source:q} --spec {params.spec:q}"
+        " --seed {params.seed:q} --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule build_pool:
@@ -40,8 +40,8 @@ rule build_pool:
         mem_mb=32000,
         runtime=120,
     shell:
-        "python -m deepmath.pool --in {input} --out {output.shards} --stats {output.stats}"
-        " 2> {log}"
+        "python -m deepmath.pool --in {input:q} --out {output.shards:q} --stats {output.stats:q}"
+        " 2> {log:q}"
 
 
 rule pull_published:
@@ -61,7 +61,7 @@ rule pull_published:
         spec=lambda w: as_json(RL["published"]),
     shell:
         "python -m deepmath.pull published --name deepmath-103k --spec {params.spec:q}"
-        " --out {output.table} --stats {output.stats} 2> {log}"
+        " --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule pull_benchmark:
@@ -81,8 +81,8 @@ rule pull_benchmark:
         spec=lambda w: as_json(config["benchmarks"][w.bench]),
         seed=config["seed"],
     shell:
-        "python -m deepmath.pull benchmark --name {wildcards.bench} --spec {params.spec:q}"
-        " --seed {params.seed} --out {output.table} --stats {output.stats} 2> {log}"
+        "python -m deepmath.pull benchmark --name {wildcards.bench:q} --spec {params.spec:q}"
+        " --seed {params.seed:q} --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule prepare_model:
@@ -100,4 +100,4 @@ rule prepare_model:
     params:
         spec=lambda w: as_json(model_spec(config["models"][w.model])),
     shell:
-        "python -m deepmath.models --spec {params.spec:q} --out {output} 2> {log}"
+        "python -m deepmath.models --spec {params.spec:q} --out {output:q} 2> {log:q}"

@@ -79,10 +79,10 @@ rule report_dataset:
         threshold=config["difficulty"]["threshold"],
         out=lambda w, output: os.path.dirname(output.funnel),
     shell:
-        "python -m deepmath.report dataset --stats {params.stats:q} --main {input.main}"
-        " --supplement {input.supplement} --dataset {input.dataset}"
-        " --contaminated {input.contaminated} --threshold {params.threshold}"
-        " --out-dir {params.out} 2> {log}"
+        "python -m deepmath.report dataset --stats {params.stats:q} --main {input.main:q}"
+        " --supplement {input.supplement:q} --dataset {input.dataset:q}"
+        " --contaminated {input.contaminated:q} --threshold {params.threshold:q}"
+        " --out-dir {params.out:q} 2> {log:q}"
 
 
 rule report_cost:
@@ -105,7 +105,7 @@ rule report_cost:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m deepmath.report cost --usage {input} --out {output} 2> {log}"
+        "python -m deepmath.report cost --usage {input:q} --out {output:q} 2> {log:q}"
 
 
 rule report_results:
@@ -129,5 +129,5 @@ rule report_results:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m deepmath.report results --md {input.md} --csv {input.csv}"
-        " --out {output} 2> {log}"
+        "python -m deepmath.report results --md {input.md:q} --csv {input.csv:q}"
+        " --out {output:q} 2> {log:q}"

@@ -27,5 +27,5 @@ rule solve:
         spec=as_json(config["solve"]),
         llm=llm_params("solve", SOLVER, "solve"),
     shell:
-        "python -m deepmath.solve --in {input.table} --spec {params.spec:q}"
-        " --out {output.table} --stats {output.stats} {params.llm} 2> {log}"
+        "python -m deepmath.solve --in {input.table:q} --spec {params.spec:q}"
+        " --out {output.table:q} --stats {output.stats:q} {params.llm} 2> {log:q}"

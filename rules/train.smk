@@ -29,8 +29,8 @@ rule prepare_rl_data:
             f"--val-bench {shlex.quote(input.val[0])}" if input.val else ""
         ),
     shell:
-        "python -m deepmath.rldata --in {input.data} {params.val_bench} --spec {params.spec:q}"
-        " --train-out {output.train} --val-out {output.val} --stats {output.stats} 2> {log}"
+        "python -m deepmath.rldata --in {input.data:q} {params.val_bench} --spec {params.spec:q}"
+        " --train-out {output.train:q} --val-out {output.val:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule train_grpo:
@@ -65,9 +65,9 @@ rule train_grpo:
         work=lambda w: train_dir(w.model),
         reward=f"{SCRIPTS}/deepmath/reward.py",
     shell:
-        "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model}"
-        " --train {input.train} --val {input.val} --reward {params.reward}"
-        " --work-dir {params.work} --out {output.done} 2> {log}"
+        "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model:q}"
+        " --train {input.train:q} --val {input.val:q} --reward {params.reward:q}"
+        " --work-dir {params.work:q} --out {output.done:q} 2> {log:q}"
 
 
 rule merge_checkpoint:
@@ -90,11 +90,13 @@ rule merge_checkpoint:
     params:
         work=lambda w: train_dir(w.model),
         template=lambda w, input: (
-            f"--chat-template {input.template}" if input.template else ""
+            f"--chat-template {shlex.quote(input.template[0])}"
+            if input.template
+            else ""
         ),
     shell:
-        "python -m deepmath.merge --work-dir {params.work} --step latest --out {output}"
-        " {params.template} 2> {log}"
+        "python -m deepmath.merge --work-dir {params.work:q} --step latest --out {output:q}"
+        " {params.template} 2> {log:q}"
 
 
 rule train_trl:
@@ -123,9 +125,9 @@ rule train_trl:
         work=lambda w: train_dir(w.model),
     shell:
         "OMP_NUM_THREADS={threads} python -m deepmath.train_trl --spec {params.spec:q}"
-        " --model-dir {input.model}"
-        " --train {input.train} --val {input.val} --work-dir {params.work} --out {output}"
-        " 2> {log}"
+        " --model-dir {input.model:q}"
+        " --train {input.train:q} --val {input.val:q} --work-dir {params.work:q} --out {output:q}"
+        " 2> {log:q}"
 
 
 rule prepare_sft_data:
@@ -149,8 +151,8 @@ rule prepare_sft_data:
     params:
         spec=lambda w: rl_spec(w.model),
     shell:
-        "python -m deepmath.sftdata --in {input} --spec {params.spec:q}"
-        " --train-out {output.train} --val-out {output.val} --stats {output.stats} 2> {log}"
+        "python -m deepmath.sftdata --in {input:q} --spec {params.spec:q}"
+        " --train-out {output.train:q} --val-out {output.val:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule train_sft:
@@ -184,9 +186,9 @@ rule train_sft:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
     shell:
-        "python -m deepmath.train_sft_verl --spec {params.spec:q} --model-dir {input.model}"
-        " --train {input.train} --val {input.val} --work-dir {params.work}"
-        " --out {output.done} 2> {log}"
+        "python -m deepmath.train_sft_verl --spec {params.spec:q} --model-dir {input.model:q}"
+        " --train {input.train:q} --val {input.val:q} --work-dir {params.work:q}"
+        " --out {output.done:q} 2> {log:q}"
 
 
 rule train_sft_trl:
@@ -215,5 +217,5 @@ rule train_sft_trl:
         work=lambda w: train_dir(w.model),
     shell:
         "OMP_NUM_THREADS={threads} python -m deepmath.train_sft_trl --spec {params.spec:q}"
-        " --model-dir {input.model} --train {input.train} --val {input.val}"
-        " --work-dir {params.work} --out {output} 2> {log}"
+        " --model-dir {input.model:q} --train {input.train:q} --val {input.val:q}"
+        " --work-dir {params.work:q} --out {output:q} 2> {log:q}"

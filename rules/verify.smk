@@ -21,5 +21,5 @@ rule verify_answers:
     params:
         spec=as_json(config["verify"]),
     shell:
-        "python -m deepmath.verify --in {input} --spec {params.spec:q} --workers {threads}"
-        " --out {output.table} --rejected {output.rejected} --stats {output.stats} 2> {log}"
+        "python -m deepmath.verify --in {input:q} --spec {params.spec:q} --workers {threads}"
+        " --out {output.table:q} --rejected {output.rejected:q} --stats {output.stats:q} 2> {log:q}"

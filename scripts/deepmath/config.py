@@ -72,6 +72,11 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         bad = _key([*error.absolute_path, extra[0]])
         return f"unknown key '{bad}'; allowed keys{where}: {allowed}"
     if "propertyNames" in error.schema_path:
+        if "pattern" in schema:  # a name that becomes part of paths and job wildcards
+            return (
+                f"{key}: name {value!r} is not allowed; names may hold letters, digits, '.', "
+                f"'_' and '-' and start with a letter or digit (pattern {schema['pattern']})"
+            )
         allowed = ", ".join(map(str, schema.get("enum", [])))
         return f"unknown key '{key}.{value}'; allowed keys under '{key}': {allowed}"
     if kind == "required":
