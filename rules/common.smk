@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from deepmath.config import ConfigError, read_yaml, validate_config
 from deepmath.workflow import (
     as_json,
+    curation_config,
     eval_job_spec,
     llm_cli,
     model_spec,

@@ -76,7 +76,7 @@ rule assemble_dataset:
         runtime=60,
     params:
         stats=as_json(stage_stats()),
-        config=as_json(config),
+        config=as_json(curation_config(config)),
         shards=DATASET["num_shards"],
         name=DATASET["name"],
         out=lambda w, output: os.path.dirname(output.card),

@@ -168,3 +168,36 @@ def eval_job_spec(
     else:
         raise ValueError(f"stage {stage!r}: generate or score")
     return {**spec, "model_name": model}
+
+
+# Sections that shape the curated dataset (and so its card's "exact config"); evaluation,
+# training and report settings do not, and must not rerun the dataset (and with it training).
+CURATION_SECTIONS = (
+    "run",
+    "seed",
+    "shards",
+    "sources",
+    "pool",
+    "embedding",
+    "decontamination",
+    "llm",
+    "prompts",
+    "difficulty",
+    "rewrite",
+    "solve",
+    "verify",
+    "topics",
+    "dataset",
+)
+
+
+def curation_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the config the dataset depends on: the curation sections, the benchmarks it
+    was decontaminated against and the models its stages run (not the evaluated ones)."""
+    out = {k: config[k] for k in CURATION_SECTIONS if k in config}
+    benches = (config.get("decontamination") or {}).get("benchmarks") or []
+    out["benchmarks"] = {b: config["benchmarks"][b] for b in benches if b in config["benchmarks"]}
+    used = {(config.get("embedding") or {}).get("model")}
+    used |= {served_model(config, role) for role in config.get("llm") or {}}
+    out["models"] = {m: s for m, s in (config.get("models") or {}).items() if m in used}
+    return out

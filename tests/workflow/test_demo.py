@@ -172,6 +172,44 @@ def test_rerun_has_nothing_to_do(demo_run, venv_env):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize(
+    "overlay, expected",
+    [
+        # a label reaches the table only
+        (
+            {"evaluation": {"models": {"smollm2": {"label": "SmolLM2 (renamed)"}}}},
+            {"results_table": 1, "report_results": 1},
+        ),
+        # a published number, likewise
+        (
+            {"evaluation": {"paper_results": {"deepmath-1.5b": {"gsm8k": 80.0}}}},
+            {"results_table": 1, "report_results": 1},
+        ),
+        # a new model: its own generations and scores, then the table; no data, no training
+        (
+            {"evaluation": {"models": {"smollm2-again": {"model": "smollm2", "label": "again"}}}},
+            {"generate_eval": 4, "score_eval": 4, "results_table": 1, "report_results": 1},
+        ),
+        # one benchmark's scoring rule: only that benchmark is scored again
+        (
+            {"evaluation": {"scoring": {"rules": {"minerva": {"text": "after_think"}}}}},
+            {"score_eval": 2, "results_table": 1, "report_results": 1},
+        ),
+    ],
+    ids=["label", "paper-number", "new-model", "one-rule"],
+)
+def test_config_edits_rerun_only_what_they_touch(demo_run, venv_env, tmp_path, overlay, expected):
+    path = tmp_path / "edit.yaml"
+    path.write_text(json.dumps(overlay))
+    proc = snakemake(
+        "-n", "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, str(path),
+        env=venv_env,
+    )  # fmt: skip
+    counts = job_counts(proc.stdout + proc.stderr)
+    counts.pop("total", None)
+    assert counts == expected
+
+
 def test_lost_llm_output_is_rebuilt_from_the_journal(demo_run, venv_env):
     """A killed or deleted LLM job reruns without paying again: every request replays."""
     target = RESULTS / "solutions" / "shard-0001.parquet"
