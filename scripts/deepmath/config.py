@@ -94,6 +94,80 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"{key} = {_show(value)}: {error.message}. {desc}".strip()
 
 
+# Keys that name an `llm` role: (section, key).
+ROLE_REFERENCES = (
+    ("decontamination", "judge_role"),
+    ("difficulty", "role"),
+    ("rewrite", "role"),
+    ("solve", "role"),
+    ("topics", "role"),
+)
+
+
+def _llm_problems(config: Mapping[str, Any]) -> list[str]:
+    """Each LLM role and its serve block as the jobs will read them, and the role references.
+
+    Checked here so that a typo in a sampling parameter or a serve block stops the workflow
+    before any job, not inside one after its GPUs were granted.
+    """
+    from deepmath.llm import role_config
+    from deepmath.llmstage import NOT_STARTED_URL
+    from deepmath.serve import role_serve_config
+
+    problems: list[str] = []
+    roles = config.get("llm") or {}
+    for name, role in roles.items():
+        served = isinstance(role, Mapping) and role.get("serve") is not None
+        try:
+            role_config(name, role, base_url=NOT_STARTED_URL if served else None)
+            if served:
+                role_serve_config(name, role, models=config.get("models") or {})
+        except DeepmathError as err:
+            problems.extend(_lines(err))
+    for section, key in ROLE_REFERENCES:
+        ref = (config.get(section) or {}).get(key)
+        if ref is not None and ref not in roles:
+            problems.append(
+                f"{section}.{key} = {ref!r} is not an llm role; allowed values: "
+                f"{', '.join(sorted(roles)) or '(no roles defined)'}"
+            )
+    return problems
+
+
+def _lines(err: Exception) -> list[str]:
+    """The problems of a multi-line validation error, one per item (its header dropped)."""
+    items = [ln.strip()[2:] for ln in str(err).splitlines() if ln.strip().startswith("- ")]
+    return items or [str(err)]
+
+
+def _file_problems(config: Mapping[str, Any]) -> list[str]:
+    """Files the config names that must exist before any job: prompts and local data files."""
+    from deepmath.io import resolve_path
+
+    problems: list[str] = []
+    for name, path in (config.get("prompts") or {}).items():
+        if isinstance(path, str) and not _exists(resolve_path, path):
+            problems.append(f"prompts.{name} = {path!r}: no such file")
+    blocks = [("sources", n, s) for n, s in (config.get("sources") or {}).items()]
+    blocks += [("benchmarks", n, s) for n, s in (config.get("benchmarks") or {}).items()]
+    for section, name, spec in blocks:
+        load = spec.get("load") or {} if isinstance(spec, Mapping) else {}
+        files = load.get("data_files")
+        if load.get("path") not in ("json", "csv", "parquet", "text", "arrow") or not files:
+            continue  # hub files are checked by the pull job, where the hub is reachable
+        for path in [files] if isinstance(files, str) else list(files):
+            if not any(ch in path for ch in "*?[") and not _exists(resolve_path, path):
+                problems.append(f"{section}.{name}.load.data_files = {path!r}: no such file")
+    return problems
+
+
+def _exists(resolve: Any, path: str) -> bool:
+    try:
+        return Path(resolve(path)).exists()
+    except DeepmathError:  # a pkg:// path whose package is not installed
+        return False
+
+
 def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
     """Every evaluated model's spec as the evaluation jobs will read it, and its references."""
     ev = config.get("evaluation") or {}
@@ -166,6 +240,8 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                 f"{', '.join(kinds) or 'none'})"
             )
     problems.extend(_evaluation_problems(config))
+    problems.extend(_llm_problems(config))
+    problems.extend(_file_problems(config))
     rl = config.get("rl") or {}
     val_bench = (rl.get("validation") or {}).get("benchmark")
     if val_bench is not None and val_bench not in benches:

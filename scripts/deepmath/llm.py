@@ -249,8 +249,11 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
     if url is not None:
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = safe_url(str(url)) if parts.hostname else "(not a URL)"
-            problems.append(f"{where}.base_url = {shown} must be an http(s) URL")
+            raw = str(url)
+            shown = safe_url(raw) if parts.hostname else repr(raw.rsplit("@", 1)[-1][:80])
+            problems.append(
+                f"{where}.base_url = {shown} must be an http(s) URL, e.g. http://host:8000/v1"
+            )
     key_env = cfg.get("api_key_env")
     if key_env is not None and (not isinstance(key_env, str) or not key_env.isidentifier()):
         problems.append(f"{where}.api_key_env = {key_env!r} must name an environment variable")

