@@ -110,8 +110,7 @@ def _llm_problems(config: Mapping[str, Any]) -> list[str]:
     Checked here so that a typo in a sampling parameter or a serve block stops the workflow
     before any job, not inside one after its GPUs were granted.
     """
-    from deepmath.llm import role_config
-    from deepmath.llmstage import NOT_STARTED_URL
+    from deepmath.llm import NOT_STARTED_URL, role_config
     from deepmath.serve import role_serve_config
 
     problems: list[str] = []

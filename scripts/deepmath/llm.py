@@ -29,6 +29,7 @@ produce; journals and usage files never contain headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -106,6 +107,10 @@ ALLOWED_PARAMS = FLOAT_PARAMS | INT_PARAMS | OTHER_PARAMS
 
 RETRYABLE_STATUS = {408, 409, 425, 429} | set(range(500, 600))
 _RETRY_WARNINGS = 10  # retries logged at WARNING per run; the rest at DEBUG
+# Keys never include the URL, so requests can be built (and checked against the journal)
+# before any server exists. This stand-in URL is never contacted: a request that would go to
+# it is a bug and fails at once.
+NOT_STARTED_URL = "http://127.0.0.1:9/v1"
 
 
 class LLMError(DeepmathError):
@@ -577,6 +582,45 @@ def full_text(response: object) -> str | None:
     return f"<think>\n{reasoning}\n</think>\n{texts[0]}" if reasoning else texts[0]
 
 
+# What a replay needs of an entry (the rest is for people reading the file).
+_KEPT_FIELDS = ("texts", "finish_reasons", "reasoning", "usage", "attempts", "latency_s")
+
+
+def _kept(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in (*_KEPT_FIELDS, "finished_at") if k in entry}
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a journal line is not a usable entry (None: it is one).
+
+    A replayed entry stands in for a paid response, so it must look like one: a key, the
+    current format version, one or more texts that are strings, and finish reasons / usage of
+    the right shape. Anything else would be counted as done and then break the stage (or
+    silently change its output).
+    """
+    if not isinstance(entry, dict):
+        return f"not an object ({type(entry).__name__})"
+    if not isinstance(entry.get("key"), str) or not entry["key"]:
+        return "no key"
+    if entry.get("v") != JOURNAL_VERSION:
+        return f"format version {entry.get('v')!r}, expected {JOURNAL_VERSION}"
+    texts = entry.get("texts")
+    if not isinstance(texts, list) or not texts:
+        return f"texts must be a non-empty list, got {type(texts).__name__} {str(texts)[:40]}"
+    if not all(isinstance(t, str) for t in texts):
+        return "texts must be strings"
+    reasons = entry.get("finish_reasons")
+    if reasons is not None and (not isinstance(reasons, list) or len(reasons) != len(texts)):
+        return "finish_reasons must be a list with one reason per text"
+    reasoning = entry.get("reasoning")
+    if reasoning is not None and (not isinstance(reasoning, list) or len(reasoning) != len(texts)):
+        return "reasoning must be a list with one entry per text"
+    usage = entry.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return "usage must be an object"
+    return None
+
+
 class Journal:
     """Append-only JSON-lines journal of finished requests, one exclusive writer at a time.
 
@@ -601,7 +645,13 @@ class Journal:
         self.close()
 
     def open(self) -> dict[str, dict[str, Any]]:
-        """Lock the journal, replay it, and repair a torn last line; returns key → entry."""
+        """Lock the journal, replay it, and repair a torn last line; returns key → entry.
+
+        The file is read line by line and each entry is checked (:func:`entry_problem`) and
+        kept with only the fields a replay needs, so a journal of hundreds of thousands of
+        entries costs about its own size in memory, not many times it. A line that is not a
+        valid entry is dropped with a warning: its request is sent again.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._fh = open(self.path, "a+b")  # noqa: SIM115 (held open across appends)
@@ -616,17 +666,22 @@ class Journal:
         if created:
             _fsync_dir(self.path.parent)
         self._fh.seek(0)
-        data = self._fh.read()
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline
-        for number, line in enumerate(lines, 1):
+        size = 0
+        number = 0
+        tail = b""
+        for line in self._fh:
+            number += 1
+            if not line.endswith(b"\n"):
+                tail = line  # the last line, cut short when a job was killed mid-write
+                break
+            size += len(line)
             if line.strip():
                 self._load(line, number)
         if tail:
-            if self._load(tail, len(lines) + 1, last=True):
+            if self._load(tail, number, last=True):
                 self._write(b"\n")  # a whole entry whose newline never made it
             else:
-                os.ftruncate(self._fh.fileno(), len(data) - len(tail))
+                os.ftruncate(self._fh.fileno(), size)
                 os.fsync(self._fh.fileno())
                 log.warning(
                     "journal %s: dropped a torn last line (%d bytes; the job was killed "
@@ -634,27 +689,29 @@ class Journal:
                     self.path,
                     len(tail),
                 )
+        if self.skipped_lines:
+            log.warning(
+                "journal %s: %d line(s) were not valid entries and were dropped; their "
+                "requests will be sent again",
+                self.path,
+                self.skipped_lines,
+            )
         return self.entries
 
     def _load(self, line: bytes, number: int, last: bool = False) -> bool:
         try:
             entry = json.loads(line)
-            ok = (
-                isinstance(entry, dict)
-                and isinstance(entry.get("key"), str)
-                and isinstance(entry.get("texts"), list)
-                and entry.get("v") == JOURNAL_VERSION
-            )
         except ValueError:
-            ok = False
-        if not ok:
+            problem = "not JSON"
+        else:
+            problem = entry_problem(entry)
+        if problem is not None:
             if not last:
                 self.skipped_lines += 1
-                log.warning(
-                    "journal %s: line %d is not a journal entry; ignored", self.path, number
-                )
+                if self.skipped_lines <= _RETRY_WARNINGS:
+                    log.warning("journal %s: line %d dropped: %s", self.path, number, problem)
             return False
-        self.entries.setdefault(entry["key"], entry)
+        self.entries.setdefault(entry["key"], _kept(entry))
         return True
 
     def _write(self, data: bytes) -> None:
@@ -673,7 +730,7 @@ class Journal:
         self._fh.write(line.encode())
         self._fh.flush()
         self._written += 1
-        self.entries.setdefault(entry["key"], dict(entry))
+        self.entries.setdefault(entry["key"], _kept(entry))
         target = self._written
         while self._synced < target:
             if self._sync_task is None:
@@ -720,7 +777,7 @@ def read_journal(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+        if entry_problem(entry) is None:
             entries.setdefault(entry["key"], entry)
     return entries
 
@@ -879,7 +936,7 @@ class _Runner:
 async def arun_requests(
     role: RoleConfig,
     requests: Sequence[Request],
-    journal_path: str | os.PathLike[str],
+    journal_path: str | os.PathLike[str] | Journal,
     *,
     progress: bool = True,
     return_errors: bool = False,
@@ -897,7 +954,12 @@ async def arun_requests(
     usage.unique_requests = len(unique)
     errors: dict[str, str] = {}
     first_failure: LLMError | None = None
-    with Journal(journal_path) as journal:
+    opened = (
+        contextlib.nullcontext(journal_path)
+        if isinstance(journal_path, Journal)
+        else Journal(journal_path)
+    )
+    with opened as journal:
         done = dict(journal.entries)
         replayed = {k for k in unique if k in done}
         todo = [req for k, req in unique.items() if k not in done]
@@ -921,6 +983,11 @@ async def arun_requests(
             len(todo),
             role.max_concurrency,
         )
+        if todo and role.base_url == NOT_STARTED_URL:
+            raise DeepmathError(
+                f"role {role.name}: {len(todo)} request(s) to send but no server was started "
+                "for it (the stand-in URL is never contacted); this is a bug, please report it"
+            )
         if todo:
             import openai
             from tqdm import tqdm
@@ -1031,13 +1098,14 @@ class Responses(list[Response]):
 def run_requests(
     role: RoleConfig,
     requests: Sequence[Request],
-    journal_path: str | os.PathLike[str],
+    journal_path: str | os.PathLike[str] | Journal,
     *,
     progress: bool = True,
     return_errors: bool = False,
 ) -> Responses:
     """Send every request not yet in the journal; return all responses in request order.
 
+    ``journal_path`` is a path, or a :class:`Journal` the caller holds open (it is left open).
     Requests with the same key are sent once. On a request that fails for good (retries spent,
     or a non-retryable 4xx) no new request starts, the ones in flight finish and are journaled,
     and an :class:`LLMError` naming the role and endpoint is raised; with ``return_errors`` the

@@ -20,21 +20,18 @@ from typing import Any
 
 from deepmath.io import DeepmathError
 from deepmath.llm import (
+    NOT_STARTED_URL,
+    Journal,
     Request,
     Responses,
     RoleConfig,
     make_request,
-    read_journal,
     role_config,
     run_requests,
     write_usage,
 )
 
 log = logging.getLogger("deepmath.llmstage")
-
-# Keys never include the URL, so requests can be built (and checked against the journal)
-# before any server exists. This stand-in URL is never contacted.
-NOT_STARTED_URL = "http://127.0.0.1:9/v1"
 
 
 def add_llm_args(parser: argparse.ArgumentParser) -> None:
@@ -102,22 +99,24 @@ def endpoint(args: argparse.Namespace, role: RoleConfig) -> Iterator[RoleConfig]
 def run_stage_requests(
     args: argparse.Namespace, role: RoleConfig, requests: Sequence[Request]
 ) -> Responses:
-    """Replay the journal, start the endpoint only if something is missing, send the rest."""
-    done = read_journal(args.journal)
-    missing = sum(1 for r in {r.key: r for r in requests}.values() if r.key not in done)
-    log.info(
-        "role %s (%s): %d requests, %d in the journal, %d to send",
-        role.name,
-        role.model,
-        len(requests),
-        len(requests) - missing,
-        missing,
-    )
-    if missing == 0:
-        responses = run_requests(role, requests, args.journal, progress=False)
-    else:
-        with endpoint(args, role) as live:
-            responses = run_requests(live, requests, args.journal)
+    """Replay the journal (read once, and held locked), start the endpoint only if something
+    is missing, send the rest."""
+    with Journal(args.journal) as journal:
+        done = journal.entries
+        missing = sum(1 for key in {r.key for r in requests} if key not in done)
+        log.info(
+            "role %s (%s): %d requests, %d in the journal, %d to send",
+            role.name,
+            role.model,
+            len(requests),
+            len(requests) - missing,
+            missing,
+        )
+        if missing == 0:
+            responses = run_requests(role, requests, journal, progress=False)
+        else:
+            with endpoint(args, role) as live:
+                responses = run_requests(live, requests, journal)
     write_usage(args.usage, [responses.usage])
     return responses
 

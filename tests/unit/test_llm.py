@@ -233,9 +233,9 @@ def test_permanent_failure_names_role_and_endpoint_after_all_attempts(server, tm
     ]
     # an endpoint nobody listens on: connection errors, same clear error
     dead = role_config(
-        "solver", {"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_retries": 1, **FAST}
+        "solver", {"model": "m", "base_url": "http://127.0.0.1:1/v1", "max_retries": 1, **FAST}
     )
-    with pytest.raises(LLMError, match=r"role 'solver'.*127\.0\.0\.1:9/v1.*2 attempt.*connection"):
+    with pytest.raises(LLMError, match=r"role 'solver'.*127\.0\.0\.1:1/v1.*2 attempt.*connection"):
         run_requests(dead, [ask(dead, "x")], tmp_path / "dead.jsonl", progress=False)
 
 
@@ -413,3 +413,66 @@ def test_secret_never_written_to_journal_usage_logs_or_errors(
     assert replay[0].replayed
     with pytest.raises(DeepmathError, match="DM_TEST_KEY is not set"):
         run_requests(role, [ask(role, "new")], journal, progress=False)
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda e: {**e, "texts": "not a list"}, "texts must be a non-empty list"),
+        (lambda e: {**e, "texts": []}, "texts must be a non-empty list"),
+        (lambda e: {**e, "texts": [None]}, "texts must be strings"),
+        (lambda e: {**e, "finish_reasons": ["stop", "stop"]}, "one reason per text"),
+        (lambda e: {**e, "usage": "12 tokens"}, "usage must be an object"),
+        (lambda e: {**e, "v": 0}, "format version 0"),
+        (lambda e: {k: v for k, v in e.items() if k != "key"}, "no key"),
+        (lambda e: [e], "not an object"),
+    ],
+)
+def test_a_bad_journal_entry_is_dropped_and_its_request_sent_again(
+    server, tmp_path, caplog, damage, why
+):
+    role = role_for(server)
+    reqs = [ask(role, f"q{i}") for i in range(3)]
+    journal = tmp_path / "j.jsonl"
+    clean = run_requests(role, reqs, journal, progress=False)
+    entries = lines(journal)  # in the order the answers came back
+    at = next(i for i, e in enumerate(entries) if e["key"] == reqs[1].key)
+    entries[at] = damage(entries[at])
+    journal.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    server.reset()
+    with caplog.at_level("WARNING", logger="deepmath.llm"):
+        out = run_requests(role, reqs, journal, progress=False)
+    assert server.contents() == ["q1"]  # only the damaged one is paid for again
+    assert [r.replayed for r in out] == [True, False, True]
+    assert [r.text for r in out] == [r.text for r in clean]
+    assert why in caplog.text and f"line {at + 1} dropped" in caplog.text
+    assert read_journal(journal)[reqs[1].key]["texts"] == [clean[1].text]
+
+
+def test_nothing_is_ever_sent_to_the_stand_in_url(tmp_path):
+    """Requests are built against a stand-in URL before a server exists; sending to it would be
+    a bug (a request the journal was thought to hold), so it fails at once, naming the role."""
+    from deepmath.llm import NOT_STARTED_URL
+
+    role = role_config("solver", {"model": "m", "base_url": NOT_STARTED_URL, **FAST})
+    with pytest.raises(DeepmathError, match="role solver: 1 request.*no server was started"):
+        run_requests(role, [ask(role, "x")], tmp_path / "j.jsonl", progress=False)
+
+
+def test_replay_keeps_only_what_it_needs(tmp_path):
+    """A big judge journal replays in about its own size: each entry keeps the fields a replay
+    uses, the file is read line by line."""
+    journal = tmp_path / "j.jsonl"
+    entry = {
+        "v": 1, "role": "judge", "model": "m", "sample": 0, "texts": ["True"],
+        "finish_reasons": ["stop"], "reasoning": None,
+        "usage": {"prompt_tokens": 300, "completion_tokens": 1}, "attempts": 1,
+        "latency_s": 0.2, "finished_at": 1.7e9,
+    }  # fmt: skip
+    journal.write_text("".join(json.dumps({**entry, "key": f"k{i}"}) + "\n" for i in range(2000)))
+    with Journal(journal) as j:
+        kept = j.entries["k7"]
+    assert set(kept) == {
+        "texts", "finish_reasons", "reasoning", "usage", "attempts", "latency_s", "finished_at"
+    }  # fmt: skip
+    assert len(j.entries) == 2000

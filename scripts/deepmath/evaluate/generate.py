@@ -81,8 +81,7 @@ def messages_for(problem: str, spec: EvalSpec) -> list[dict[str, str]]:
 
 def eval_role(spec: EvalSpec) -> Any:
     """The llm RoleConfig the requests are built for (keys never depend on the URL)."""
-    from deepmath.llm import role_config
-    from deepmath.llmstage import NOT_STARTED_URL
+    from deepmath.llm import NOT_STARTED_URL, role_config
 
     role_spec = dict(spec.role_spec) or {
         "model": spec.model_name,

@@ -402,8 +402,7 @@ def _engine(
     if "serve" not in role and "base_url" not in role:
         problems.append(f"{where} (kind server) needs serve: (a vLLM server) or base_url:")
         return kind, role, {}
-    from deepmath.llm import role_config
-    from deepmath.llmstage import NOT_STARTED_URL
+    from deepmath.llm import NOT_STARTED_URL, role_config
 
     try:
         role_config(ROLE, role, base_url=NOT_STARTED_URL if "serve" in role else None)
