@@ -39,9 +39,11 @@ rule build_pool:
     resources:
         mem_mb=32000,
         runtime=120,
+    params:
+        max_chars=config["pool"]["max_chars"] or 0,
     shell:
         "python -m deepmath.pool --in {input:q} --out {output.shards:q} --stats {output.stats:q}"
-        " 2> {log:q}"
+        " --max-chars {params.max_chars:q} 2> {log:q}"
 
 
 rule pull_published:

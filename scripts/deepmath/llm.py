@@ -69,7 +69,12 @@ ROLE_KEYS = {
     "backoff_s": "first retry delay in seconds, doubled each retry, with jitter (default 1)",
     "backoff_max_s": "upper bound on one retry delay in seconds (default 60)",
     "prices": "USD per 1M tokens: {prompt: float, completion: float}",
+    "on_rejected": (
+        "a request the server refuses (HTTP 4xx other than 408/429, e.g. a prompt over its "
+        "context): drop (the row gets no answer, counted as rejected; default) or fail"
+    ),
 }
+ON_REJECTED = ("drop", "fail")
 ROLE_DEFAULTS: dict[str, Any] = {
     "max_concurrency": 8,
     "timeout_s": 600.0,
@@ -149,6 +154,7 @@ class RoleConfig:
     backoff_max_s: float = 60.0
     prices: Mapping[str, float] | None = None
     served: bool = False
+    on_rejected: str = "drop"
 
     @property
     def endpoint(self) -> str:
@@ -280,6 +286,12 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         else:
             for key in ("prompt", "completion"):
                 _number(problems, f"{where}.prices.{key}", prices[key], integer=False, minimum=0)
+    on_rejected = cfg.get("on_rejected", "drop")
+    if on_rejected not in ON_REJECTED:
+        problems.append(
+            f"{where}.on_rejected = {on_rejected!r} is not allowed; allowed: "
+            + ", ".join(ON_REJECTED)
+        )
     try:
         params = normalize_params(cfg.get("params"), f"{where}.params")
     except DeepmathError as err:
@@ -301,6 +313,7 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         backoff_max_s=float(values["backoff_max_s"]),
         prices={k: float(v) for k, v in prices.items()} if prices else None,
         served=served,
+        on_rejected=str(on_rejected),
     )
 
 
@@ -470,6 +483,7 @@ class RoleUsage:
     attempts: int = 0  # HTTP attempts made now, retries included
     retries: int = 0
     failed_requests: int = 0
+    rejected_requests: int = 0  # refused by the server (4xx) and dropped under on_rejected
     elapsed_s: float = 0.0
     prices: Mapping[str, float] | None = None
 
@@ -504,6 +518,7 @@ class RoleUsage:
                 "attempts": self.attempts,
                 "retries": self.retries,
                 "failed_requests": self.failed_requests,
+                "rejected_requests": self.rejected_requests,
             },
             "elapsed_s": round(self.elapsed_s, 3),
             "prices_usd_per_1m": dict(self.prices) if self.prices else None,
@@ -1024,6 +1039,14 @@ async def arun_requests(
                             f"request {req.key[:12]} {what} after {err.attempts} attempt(s); "
                             f"last error: {err.detail}"
                         )
+                        if not err.retryable and role.on_rejected == "drop":
+                            # the server will refuse it on every rerun too: the row goes on
+                            # without an answer instead of failing the shard forever
+                            usage.rejected_requests += 1
+                            errors[req.key] = message
+                            log.warning("%s; dropped (on_rejected: drop)", message)
+                            bar.update()
+                            continue
                         if return_errors:
                             errors[req.key] = message
                             log.error("%s", message)

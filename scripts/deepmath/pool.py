@@ -21,10 +21,19 @@ from deepmath.text import dedup_key, normalize_text, shard_of, stable_id
 log = logging.getLogger("deepmath.pool")
 
 
+MAX_CHARS = 10_000  # default cap on a question's (and a reference answer's) length
+
+
 def build_pool(
-    frames: Sequence[pd.DataFrame], num_shards: int
+    frames: Sequence[pd.DataFrame], num_shards: int, max_chars: int | None = MAX_CHARS
 ) -> tuple[list[pd.DataFrame], dict[str, Any]]:
-    """Concatenate, normalise, drop exact and near-exact duplicates, split by id hash."""
+    """Concatenate, normalise, drop empty and over-long rows and exact and near-exact
+    duplicates, split by id hash.
+
+    ``max_chars`` caps the question and the reference answer: a forum post of a megabyte is no
+    problem with one answer, and every LLM server downstream would refuse it (a 4xx no retry
+    fixes), failing its shard on every rerun. None: no cap.
+    """
     if num_shards < 1:
         raise DeepmathError(f"shards = {num_shards}; must be at least 1")
     pool = pd.concat([f[SOURCE_COLUMNS] for f in frames], ignore_index=True)
@@ -34,6 +43,11 @@ def build_pool(
     )
     empty = pool["question"] == ""
     pool = pool[~empty]
+    too_long = pd.Series(False, index=pool.index)
+    if max_chars is not None:
+        answers = pool["reference_answer"].map(lambda a: len(a) if isinstance(a, str) else 0)
+        too_long = (pool["question"].str.len() > max_chars) | (answers > max_chars)
+        pool = pool[~too_long]
     pool["id"] = pool["question"].map(stable_id)
 
     exact = pool.duplicated("id", keep="first")
@@ -49,6 +63,8 @@ def build_pool(
     stats = {
         "rows_in": int(n_in),
         "empty_dropped": int(empty.sum()),
+        "too_long_dropped": int(too_long.sum()),
+        "max_chars": max_chars,
         "exact_duplicates": int(exact.sum()),
         "near_duplicates": int(near.sum()),
         "rows_out": int(len(pool)),
@@ -66,10 +82,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in", dest="inputs", nargs="+", required=True, help="raw parquets")
     parser.add_argument("--out", nargs="+", required=True, help="one parquet per shard, in order")
     parser.add_argument("--stats", required=True, help="output stats JSON")
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=MAX_CHARS,
+        help=f"drop questions or reference answers longer than this (default {MAX_CHARS}; "
+        "0: no cap)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     frames = [pd.read_parquet(p) for p in args.inputs]
-    shards, stats = build_pool(frames, len(args.out))
+    shards, stats = build_pool(frames, len(args.out), args.max_chars or None)
+    if stats["too_long_dropped"]:
+        log.warning(
+            "pool: dropped %d rows longer than %d characters (pool.max_chars)",
+            stats["too_long_dropped"],
+            args.max_chars,
+        )
     log.info(
         "pool: %d rows in, %d exact and %d near-exact duplicates removed, %d rows in %d shards",
         stats["rows_in"],

@@ -59,8 +59,93 @@ def offline_hint(load: Mapping[str, Any], what: str) -> str:
     )
 
 
-def load_table(load: Mapping[str, Any], what: str) -> pd.DataFrame:
-    """datasets.load_dataset(**load) as a flat DataFrame (struct columns become a.b)."""
+def bad_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The lines of a JSON-lines file that cannot become a row, each ``{file, line, reason}``.
+
+    Read as bytes, one line at a time: invalid UTF-8, a lone surrogate (valid JSON that no
+    UTF-8 writer, pyarrow included, can take), broken JSON, or a value that is not an object.
+    One such line would otherwise fail the whole source with a pyarrow traceback.
+    """
+    bad = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            reason = None
+            try:
+                value = json.loads(raw.decode("utf-8"))
+                if not isinstance(value, dict):
+                    reason = f"not a JSON object ({type(value).__name__})"
+                else:
+                    json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeDecodeError as err:
+                reason = f"invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+            except UnicodeEncodeError:
+                reason = "a lone surrogate (\\ud800-\\udfff) in a string"
+            except ValueError as err:
+                reason = f"broken JSON ({str(err)[:80]})"
+            if reason:
+                bad.append({"file": str(path), "line": number, "reason": reason})
+    return bad
+
+
+def _without_lines(path: str, drop: set[int], out_dir: str) -> str:
+    """A copy of a JSON-lines file without the given line numbers."""
+    out = os.path.join(out_dir, f"{len(os.listdir(out_dir))}-{os.path.basename(path)}")
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        for number, raw in enumerate(src, 1):
+            if number not in drop:
+                dst.write(raw)
+    return out
+
+
+def clean_local_json(
+    files: str | list[str], policy: str, what: str, tmp_dir: str
+) -> tuple[str | list[str], list[dict[str, Any]]]:
+    """Local JSON-lines files with their unreadable lines dropped (``skip``) or refused
+    (``fail``: one line naming the first bad file and line); returns the files to load and the
+    dropped lines."""
+    paths = [files] if isinstance(files, str) else list(files)
+    dropped: list[dict[str, Any]] = []
+    out = []
+    for path in paths:
+        if not os.path.isfile(path):
+            out.append(path)  # a pattern or a missing file: datasets reports it
+            continue
+        bad = bad_json_lines(path)
+        if bad and policy == "fail":
+            first = bad[0]
+            raise DeepmathError(
+                f"{what}: {first['file']}:{first['line']}: {first['reason']} ({len(bad)} bad "
+                "line(s) in this file; on_bad_rows: skip drops them and lists them in the stats)"
+            )
+        dropped += bad
+        out.append(_without_lines(path, {b["line"] for b in bad}, tmp_dir) if bad else path)
+    for b in dropped[:10]:
+        log.warning("%s: dropped %s:%d: %s", what, b["file"], b["line"], b["reason"])
+    if len(dropped) > 10:
+        log.warning("%s: ... %d bad lines dropped in all", what, len(dropped))
+    return (out[0] if isinstance(files, str) else out), dropped
+
+
+def load_table(
+    load: Mapping[str, Any], what: str, on_bad_rows: str = "skip"
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """datasets.load_dataset(**load) as a flat DataFrame (struct columns become a.b), and the
+    unreadable lines of local JSON-lines files that were dropped (see :func:`clean_local_json`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deepmath-pull-") as tmp:
+        files = _resolve_files(load.get("data_files"))
+        dropped: list[dict[str, Any]] = []
+        if load["path"] == "json" and files:
+            files, dropped = clean_local_json(files, on_bad_rows, what, tmp)
+        return _load_dataset(load, files, what), dropped
+
+
+def _load_dataset(
+    load: Mapping[str, Any], files: str | list[str] | None, what: str
+) -> pd.DataFrame:
     import datasets
 
     path = load["path"]
@@ -69,8 +154,8 @@ def load_table(load: Mapping[str, Any], what: str) -> pd.DataFrame:
         kwargs["name"] = load["name"]
     if load.get("revision"):
         kwargs["revision"] = load["revision"]
-    if load.get("data_files"):
-        kwargs["data_files"] = _resolve_files(load["data_files"])
+    if files:
+        kwargs["data_files"] = files
     is_hub = path not in _LOCAL_BUILDERS
     try:
         ds = datasets.load_dataset(path, **kwargs)
@@ -107,6 +192,23 @@ def _as_text(value: Any) -> str | None:
         value = int(value)  # numeric answer columns (MAWPS: 43.0) read as the integer "43"
     text = str(value).strip()
     return text or None
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _question_text(value: Any) -> str | None:
+    """A question cell as text; None unless it is a string (a number, a list, an object or a
+    boolean in a question column is a malformed row, not a question)."""
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _not_text(column: pd.Series) -> int:
+    """How many cells hold something other than text (missing cells not counted)."""
+    return int(sum(1 for v in column if not _is_blank(v) and not isinstance(v, str)))
 
 
 def _as_float(value: Any) -> float | None:
@@ -238,7 +340,8 @@ def normalise_source(
     n_loaded = len(df)
     df = select_rows(df, spec, seed, what)
     fields = spec["fields"]
-    questions = _column(df, fields["question"], what).map(_as_text)
+    raw_questions = _column(df, fields["question"], what)
+    questions = raw_questions.map(_question_text)
     solutions = _column(df, fields.get("reference_solution"), what).map(_as_text)
     answers = derive_answers(
         _column(df, fields.get("reference_answer"), what), solutions, spec.get("answer", "none")
@@ -259,6 +362,7 @@ def normalise_source(
         "loaded": n_loaded,
         "selected": int(len(df)),
         "malformed_no_question": int(malformed.sum()),
+        "malformed_not_text": _not_text(raw_questions),
         "rows": int(len(out)),
         "with_reference_answer": int(out["reference_answer"].notna().sum()),
     }
@@ -273,10 +377,12 @@ def normalise_benchmark(
     n_loaded = len(df)
     df = select_rows(df, spec, seed, what).reset_index(drop=True)
     fields = spec["fields"]
+    raw_problems = None
     if spec.get("answer") == "multiple_choice":
         problems, answers = multiple_choice(df, fields, seed, what)
     else:
-        problems = _column(df, fields["problem"], what).map(_as_text)
+        raw_problems = _column(df, fields["problem"], what)
+        problems = raw_problems.map(_question_text)
         if fields.get("choices"):
             choices = _column(df, fields["choices"], what)
             problems = pd.Series(
@@ -322,6 +428,7 @@ def normalise_benchmark(
         "loaded": n_loaded,
         "selected": int(len(df)),
         "malformed_no_problem": int(malformed.sum()),
+        "malformed_not_text": 0 if raw_problems is None else _not_text(raw_problems),
         "rows": int(len(out)),
         "with_answer": int(out["answer"].notna().sum()),
     }
@@ -379,9 +486,11 @@ def main(argv: list[str] | None = None) -> None:
     what = f"{args.kind} '{args.name}'"
     log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"].get("split"))
     log.info("offline mode: HF_HUB_OFFLINE=%s", os.environ.get("HF_HUB_OFFLINE", "0"))
-    raw = load_table(spec["load"], what)
+    raw, dropped = load_table(spec["load"], what, spec.get("on_bad_rows", "skip"))
     normalise = NORMALISERS[args.kind]
     table, stats = normalise(raw, spec, args.name, seed=args.seed)
+    stats["bad_lines_dropped"] = len(dropped)
+    stats["bad_lines"] = dropped[:1000]  # file, line and reason of each (the first 1,000)
     if stats.get("malformed_no_question") or stats.get("malformed_no_problem"):
         log.warning("%s: dropped malformed rows: %s", what, stats)
     if table.empty:

@@ -242,7 +242,7 @@ def test_permanent_failure_names_role_and_endpoint_after_all_attempts(server, tm
 def test_client_error_fails_at_once_and_in_flight_work_is_kept(server, tmp_path):
     server.delay_s = 0.2
     server.plan = {"bad": [400] * 5}
-    role = role_for(server, max_retries=5, max_concurrency=4)
+    role = role_for(server, max_retries=5, max_concurrency=4, on_rejected="fail")
     reqs = [ask(role, "bad")] + [ask(role, f"ok {i}") for i in range(3)] + [ask(role, "later")]
     with pytest.raises(LLMError, match=r"non-retryable error after 1 attempt\(s\).*HTTP 400"):
         run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
@@ -384,7 +384,7 @@ def test_secret_never_written_to_journal_usage_logs_or_errors(
     monkeypatch.setenv("DM_TEST_KEY", secret)
     server.require_key = secret
     server.echo_auth_in_errors = True  # a hostile server reflecting the key in its errors
-    role = role_for(server, api_key_env="DM_TEST_KEY", max_retries=1)
+    role = role_for(server, api_key_env="DM_TEST_KEY", max_retries=1, on_rejected="fail")
     server.plan = {"retry me": [503]}
     journal = tmp_path / "j.jsonl"
     with caplog.at_level(logging.DEBUG):
@@ -476,3 +476,22 @@ def test_replay_keeps_only_what_it_needs(tmp_path):
         "texts", "finish_reasons", "reasoning", "usage", "attempts", "latency_s", "finished_at"
     }  # fmt: skip
     assert len(j.entries) == 2000
+
+
+def test_a_refused_request_is_dropped_not_fatal_unless_asked(server, tmp_path):
+    """A prompt the server will refuse on every rerun (a 400 for a 1 MB question) must not
+    fail its shard forever: by default the row goes on without an answer, counted."""
+    role = role_for(server)
+    server.plan = {"huge": [400] * 10}
+    reqs = [ask(role, "small"), ask(role, "huge"), ask(role, "also small")]
+    out = run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
+    assert [bool(r.texts) for r in out] == [True, False, True]
+    assert "HTTP 400" in out[1].error and server.count("huge") == 1  # never retried
+    assert out.usage.rejected_requests == 1
+    assert out.usage.to_dict()["sent"]["rejected_requests"] == 1
+    assert reqs[1].key not in read_journal(tmp_path / "j.jsonl")  # not a paid answer
+    strict = role_for(server, on_rejected="fail")
+    with pytest.raises(LLMError, match="non-retryable"):
+        run_requests(strict, [ask(strict, "huge")], tmp_path / "k.jsonl", progress=False)
+    with pytest.raises(DeepmathError, match="on_rejected = 'ignore' is not allowed"):
+        role_for(server, on_rejected="ignore")

@@ -50,3 +50,13 @@ def test_sharding_is_stable_and_independent_of_other_rows():
 def test_zero_shards_is_an_error():
     with pytest.raises(DeepmathError, match="shards"):
         build_pool([frame("s", ["q"])], 0)
+
+
+def test_overlong_questions_and_answers_are_dropped_and_counted():
+    rows = frame("s", ["short one", "x" * 50, "another short"])
+    rows.loc[2, "reference_answer"] = "y" * 41
+    shards, stats = build_pool([rows], 1, max_chars=40)
+    assert list(shards[0]["question"].sort_values()) == ["short one"]
+    assert stats["too_long_dropped"] == 2 and stats["max_chars"] == 40
+    shards, stats = build_pool([rows], 1, max_chars=None)
+    assert stats["too_long_dropped"] == 0 and len(shards[0]) == 3

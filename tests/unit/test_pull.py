@@ -21,8 +21,8 @@ def test_resolve_pkg_path_and_missing_package():
 
 def test_local_source_through_datasets_with_filter_limit_and_boxed_answers():
     load = {"path": "json", "data_files": MATH_TRAIN, "split": "train"}
-    raw = load_table(load, "test")
-    assert len(raw) == 7500
+    raw, dropped = load_table(load, "test")
+    assert len(raw) == 7500 and dropped == []
     spec = {
         "load": load,
         "filter": {"column": "level", "in": ["Level 5"]},
@@ -51,8 +51,9 @@ def test_malformed_rows_are_counted_not_fatal():
     )
     spec = {"fields": {"question": "q", "reference_solution": "a"}, "answer": "boxed"}
     out, stats = normalise_source(raw, spec, "s")
-    assert stats["malformed_no_question"] == 2
-    assert out["question"].tolist() == ["Solve $x^2=4$.", "7"]
+    # a number in the question column is no question: counted as malformed, not made text
+    assert stats["malformed_no_question"] == 3 and stats["malformed_not_text"] == 1
+    assert out["question"].tolist() == ["Solve $x^2=4$."]
     assert out["reference_answer"].tolist()[0] == "2"
 
 
@@ -71,7 +72,7 @@ def test_benchmark_gsm8k_and_choices():
         "fields": {"problem": "question", "solution": "answer"},
         "answer": "gsm8k",
     }
-    out, stats = normalise_benchmark(load_table(load, "t"), spec, "gsm8k")
+    out, stats = normalise_benchmark(load_table(load, "t")[0], spec, "gsm8k")
     assert stats["rows"] == 1319 and out["answer"].iloc[0] == "18"
     assert out["id"].iloc[0] == "gsm8k/0"
 
@@ -165,7 +166,7 @@ def test_published_dataset_loads_from_a_local_folder_in_its_schema(tmp_path):
 
     folder, table = _published_folder(tmp_path)
     spec = {"load": {"path": "parquet", "data_files": str(folder / "*.parquet")}}
-    raw = load_table(spec["load"], "published dataset")
+    raw, _ = load_table(spec["load"], "published dataset")
     got, stats = normalise_published(raw.assign(extra=1), spec, "deepmath-103k")
     assert list(got["question"]) == list(table["question"])
     assert stats["rows"] == 6 and stats["extra_columns"] == ["extra"]
@@ -194,3 +195,84 @@ def test_published_cli_feeds_prepare_rl_data(tmp_path, venv_env, repo):
     proc = subprocess.run(cmd, env=venv_env, cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert pq.read_metadata(tmp_path / "t.parquet").num_rows == 6
+
+
+BAD_LINES = [
+    (b'{"problem": "ok 1", "solution": "\\\\boxed{1}"}\n', None),
+    (b'{"problem": "caf\xe9 \xff", "solution": "x"}\n', "invalid UTF-8"),
+    (b'{"problem": "lone \\ud800 surrogate", "solution": "x"}\n', "a lone surrogate"),
+    (b'{"problem": "cut off", "solu\n', "broken JSON"),
+    (b'["a", "list"]\n', "not a JSON object (list)"),
+    (b"\n", None),  # blank lines are not rows
+    (b'{"problem": "ok 2", "solution": "\\\\boxed{2}"}\n', None),
+]
+
+
+def _bad_file(tmp_path):
+    path = tmp_path / "src.jsonl"
+    path.write_bytes(b"".join(line for line, _ in BAD_LINES))
+    return path
+
+
+def test_unreadable_lines_are_listed_with_file_and_line(tmp_path):
+    from deepmath.pull import bad_json_lines
+
+    bad = bad_json_lines(_bad_file(tmp_path))
+    expected = [(i + 1, why) for i, (_, why) in enumerate(BAD_LINES) if why]
+    assert [(b["line"], b["reason"].split(" (")[0]) for b in bad] == [
+        (n, why.split(" (")[0]) for n, why in expected
+    ]
+    assert all(b["file"].endswith("src.jsonl") for b in bad)
+
+
+def test_a_bad_line_is_skipped_and_counted_or_fails_in_one_line(tmp_path):
+    load = {"path": "json", "data_files": str(_bad_file(tmp_path)), "split": "train"}
+    raw, dropped = load_table(load, "source 'x'", "skip")
+    assert sorted(raw["problem"]) == ["ok 1", "ok 2"]
+    assert [d["line"] for d in dropped] == [2, 3, 4, 5]
+    with pytest.raises(DeepmathError) as err:
+        load_table(load, "source 'x'", "fail")
+    msg = str(err.value)
+    assert "src.jsonl:2: invalid UTF-8" in msg and "4 bad line(s)" in msg
+    assert "\n" not in msg
+
+
+def test_the_pull_cli_reports_dropped_lines_in_its_stats(tmp_path, venv_env):
+    import subprocess
+    import sys
+
+    spec = {
+        "load": {"path": "json", "data_files": str(_bad_file(tmp_path)), "split": "train"},
+        "fields": {"question": "problem", "reference_solution": "solution"},
+        "answer": "boxed",
+    }
+    stats = tmp_path / "stats.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath.pull", "source", "--name", "x", "--spec",
+         json.dumps(spec), "--out", str(tmp_path / "x.parquet"), "--stats", str(stats)],
+        env=venv_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(stats.read_text())
+    assert doc["bad_lines_dropped"] == 4 and doc["rows"] == 2
+    assert doc["bad_lines"][0]["line"] == 2 and "Traceback" not in proc.stderr
+    failing = {**spec, "on_bad_rows": "fail"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath.pull", "source", "--name", "x", "--spec",
+         json.dumps(failing), "--out", str(tmp_path / "y.parquet"), "--stats", str(stats)],
+        env=venv_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "src.jsonl:2: invalid UTF-8" in proc.stderr
+
+
+@pytest.mark.parametrize("value", [42, 3.5, ["a", "list"], {"an": "object"}, True])
+def test_a_question_that_is_not_text_is_malformed(value):
+    raw = pd.DataFrame({"problem": ["What is 1+1?", value, None], "solution": ["\\boxed{2}"] * 3})
+    spec = {"fields": {"question": "problem", "reference_solution": "solution"}, "answer": "boxed"}
+    out, stats = normalise_source(raw, spec, "x")
+    assert list(out["question"]) == ["What is 1+1?"]
+    assert stats["malformed_not_text"] == 1 and stats["malformed_no_question"] == 2
+    bench = {"fields": {"problem": "problem", "solution": "solution"}, "answer": "boxed"}
+    out, stats = normalise_benchmark(raw, bench, "b")
+    assert list(out["problem"]) == ["What is 1+1?"] and stats["malformed_not_text"] == 1
