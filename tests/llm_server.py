@@ -7,7 +7,8 @@ the last user message / prompt) or for every request:
 
 - an HTTP status code (429, 500, 503, 400, ...) with a JSON error body,
 - ``"hang"``: hold the request without answering (past the client's timeout),
-- ``"drop"``: close the connection without answering.
+- ``"drop"``: close the connection without answering,
+- at random (``failure_rate``, seeded): a share of all attempts fails one of these ways.
 
 It records every request it receives and the peak number of requests in flight. Runs on
 127.0.0.1 on a free port in a daemon thread; ``stop()`` never waits for hanging handlers.
@@ -17,6 +18,7 @@ Run ``python tests/llm_server.py [delay_s]`` to serve it standalone (prints its 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import sys
 import threading
@@ -43,6 +45,11 @@ class FakeLLMServer:
         self.hang_s = hang_s
         self.plan: dict[str, list[Action]] = {}  # content -> action per attempt, then success
         self.always: Action | None = None  # applies to every request
+        # a flaky endpoint: this share of attempts fails at random (seeded per request and
+        # attempt) with a 500, a 429 with Retry-After, or a dropped connection
+        self.failure_rate = 0.0
+        self.failure_seed = 0
+        self.retry_after = "0"  # the Retry-After header of a 429
         self.require_key: str | None = None  # 401 unless "Authorization: Bearer <key>"
         self.echo_auth_in_errors = False  # a hostile server that reflects the key in errors
         self.received: list[dict[str, Any]] = []
@@ -118,7 +125,13 @@ class FakeLLMServer:
         if self.always is not None:
             return self.always
         steps = self.plan.get(content, [])
-        return steps[attempt] if attempt < len(steps) else None
+        if attempt < len(steps):
+            return steps[attempt]
+        if self.failure_rate:
+            rng = random.Random(f"{self.failure_seed}:{content}:{attempt}")
+            if rng.random() < self.failure_rate:
+                return rng.choice([500, 429, "drop"])
+        return None
 
     def wait(self, seconds: float) -> None:
         self._stop.wait(seconds)
@@ -156,7 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.app.echo_auth_in_errors:
             message += f" (you sent Authorization: {self.headers.get('Authorization')})"
         body = {"error": {"message": message, "type": "injected", "code": status}}
-        self._send(status, body, {"Retry-After": "0"} if status == 429 else None)
+        headers = {"Retry-After": self.app.retry_after} if status == 429 else None
+        self._send(status, body, headers)
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
         if self.path.rstrip("/") in ("/health", "/v1/models"):

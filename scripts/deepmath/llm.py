@@ -66,6 +66,10 @@ ROLE_KEYS = {
     "max_concurrency": "requests in flight at once (default 8)",
     "timeout_s": "seconds per attempt before it counts as a timeout (default 600)",
     "max_retries": "retries after the first attempt on 429/5xx/timeouts/connection errors (5)",
+    "retry_budget": (
+        "retries the job may spend beyond a request's max_retries while other requests keep "
+        "succeeding (default: one per request; 0: none)"
+    ),
     "backoff_s": "first retry delay in seconds, doubled each retry, with jitter (default 1)",
     "backoff_max_s": "upper bound on one retry delay in seconds (default 60)",
     "prices": "USD per 1M tokens: {prompt: float, completion: float}",
@@ -150,6 +154,7 @@ class RoleConfig:
     max_concurrency: int = 8
     timeout_s: float = 600.0
     max_retries: int = 5
+    retry_budget: int | None = None  # None: one extra retry per request of the job
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
     prices: Mapping[str, float] | None = None
@@ -273,6 +278,9 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         problems, f"{where}.max_concurrency", values["max_concurrency"], integer=True, minimum=1
     )
     _number(problems, f"{where}.max_retries", values["max_retries"], integer=True, minimum=0)
+    budget = cfg.get("retry_budget")
+    if budget is not None:
+        _number(problems, f"{where}.retry_budget", budget, integer=True, minimum=0)
     _number(problems, f"{where}.timeout_s", values["timeout_s"], integer=False, minimum=0.001)
     for key in ("backoff_s", "backoff_max_s"):
         _number(problems, f"{where}.{key}", values[key], integer=False, minimum=0)
@@ -309,6 +317,7 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         max_concurrency=int(values["max_concurrency"]),
         timeout_s=float(values["timeout_s"]) * timeout_scale(),
         max_retries=int(values["max_retries"]),
+        retry_budget=int(budget) if isinstance(budget, int) and budget >= 0 else None,
         backoff_s=float(values["backoff_s"]),
         backoff_max_s=float(values["backoff_max_s"]),
         prices={k: float(v) for k, v in prices.items()} if prices else None,
@@ -484,6 +493,7 @@ class RoleUsage:
     retries: int = 0
     failed_requests: int = 0
     rejected_requests: int = 0  # refused by the server (4xx) and dropped under on_rejected
+    budget_retries: int = 0  # retries past a request's own max_retries (the job's budget)
     elapsed_s: float = 0.0
     prices: Mapping[str, float] | None = None
 
@@ -519,6 +529,7 @@ class RoleUsage:
                 "retries": self.retries,
                 "failed_requests": self.failed_requests,
                 "rejected_requests": self.rejected_requests,
+                "budget_retries": self.budget_retries,
             },
             "elapsed_s": round(self.elapsed_s, 3),
             "prices_usd_per_1m": dict(self.prices) if self.prices else None,
@@ -811,11 +822,31 @@ class _Failed(Exception):
 
 
 class _Runner:
-    def __init__(self, role: RoleConfig, journal: Journal, usage: RoleUsage, secret: str | None):
+    """Sends requests with retries.
+
+    A request gets ``max_retries`` retries of its own. Past those it may go on retrying from
+    the job's shared ``retry_budget`` as long as the job keeps making progress (another
+    request succeeded since it started, or since it last drew from the budget): on a flaky
+    endpoint (a share of requests failing at random) one unlucky request then no longer fails
+    a whole shard, while a dead endpoint (no
+    successes at all) still fails after ``max_retries``.
+    """
+
+    def __init__(
+        self,
+        role: RoleConfig,
+        journal: Journal,
+        usage: RoleUsage,
+        secret: str | None,
+        requests: int = 0,
+    ):
         self.role, self.journal, self.usage, self.secret = role, journal, usage, secret
         self.abort = asyncio.Event()
         self.client: Any = None
         self.retry_logs = 0
+        self.successes = 0
+        self.budget = role.retry_budget if role.retry_budget is not None else max(requests, 1)
+        self.budget_used = 0
 
     def redact(self, text: str) -> str:
         if self.secret and self.secret != "EMPTY" and len(self.secret) >= 4:
@@ -901,7 +932,10 @@ class _Runner:
         role = self.role
         total = role.max_retries + 1
         last = "no attempt made"
-        for attempt in range(1, total + 1):
+        attempt = 0
+        seen = self.successes  # the job's successes when this request started
+        while True:
+            attempt += 1
             if self.abort.is_set():
                 raise _Aborted
             self.usage.attempts += 1
@@ -913,9 +947,14 @@ class _Runner:
                 last = self.redact(detail)
                 if not retryable:
                     raise _Failed(last, attempt, retryable=False) from None
-                if attempt == total:
-                    break
-                wait = self.delay(attempt, retry_after)
+                if attempt >= total:
+                    progressing = self.successes > seen
+                    if not progressing or self.budget_used >= self.budget:
+                        break
+                    self.budget_used += 1  # the job moves on: one more try from its budget
+                    self.usage.budget_retries += 1
+                    seen = self.successes  # the next one needs progress again
+                wait = self.delay(min(attempt, total), retry_after)
                 self.usage.retries += 1
                 self.retry_logs += 1
                 level = logging.WARNING if self.retry_logs <= _RETRY_WARNINGS else logging.DEBUG
@@ -944,8 +983,9 @@ class _Runner:
                 raise _Failed(err.detail, attempt, retryable=False) from None
             entry = journal_entry(req, role.name, result, attempts=attempt, latency_s=latency)
             await self.journal.append(entry)
+            self.successes += 1
             return entry
-        raise _Failed(last, total, retryable=True)
+        raise _Failed(last, attempt, retryable=True)
 
 
 async def arun_requests(
@@ -1008,7 +1048,7 @@ async def arun_requests(
             from tqdm import tqdm
 
             secret = role.api_key()
-            runner = _Runner(role, journal, usage, secret)
+            runner = _Runner(role, journal, usage, secret, requests=len(todo))
             bar = tqdm(
                 total=len(unique),
                 initial=len(replayed),

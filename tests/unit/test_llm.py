@@ -495,3 +495,45 @@ def test_a_refused_request_is_dropped_not_fatal_unless_asked(server, tmp_path):
         run_requests(strict, [ask(strict, "huge")], tmp_path / "k.jsonl", progress=False)
     with pytest.raises(DeepmathError, match="on_rejected = 'ignore' is not allowed"):
         role_for(server, on_rejected="ignore")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_flaky_endpoint_completes_with_the_clean_output(tmp_path, seed):
+    """30% of attempts fail (500, 429 with Retry-After, dropped connections). With 3 attempts
+    per request, ~5 of 200 requests would each fail the shard; the job's retry budget lets
+    them go on while the rest succeeds, and the output equals a clean run's."""
+    with FakeLLMServer() as srv:
+        role = role_for(srv, max_retries=2, max_concurrency=8)
+        reqs = [ask(role, f"question {i}") for i in range(200)]
+        clean = run_requests(role, reqs, tmp_path / "clean.jsonl", progress=False)
+        srv.reset()
+        srv.failure_rate, srv.failure_seed = 0.3, seed
+        flaky = run_requests(role, reqs, tmp_path / "flaky.jsonl", progress=False)
+        assert [r.text for r in flaky] == [r.text for r in clean]
+        assert flaky.usage.budget_retries > 0  # without the budget this run would have failed
+        # no budget: the same endpoint fails the job, naming it
+        srv.reset()
+        strict = role_for(srv, max_retries=2, max_concurrency=8, retry_budget=0)
+        with pytest.raises(LLMError, match=srv.url.replace(".", r"\.")):
+            run_requests(strict, reqs, tmp_path / "strict.jsonl", progress=False)
+
+
+def test_a_dead_endpoint_still_fails_after_max_retries(tmp_path):
+    """The budget is for a job that makes progress: with nothing succeeding it is not used."""
+    with FakeLLMServer() as srv:
+        srv.always = 503
+        role = role_for(srv, max_retries=2, max_concurrency=2)
+        with pytest.raises(LLMError, match="after 3 attempt"):
+            run_requests(role, [ask(role, f"q{i}") for i in range(4)], tmp_path / "j.jsonl",
+                         progress=False)  # fmt: skip
+        assert max(srv.count(f"q{i}") for i in range(4)) == 3
+
+
+def test_retry_after_is_waited_for(tmp_path):
+    with FakeLLMServer() as srv:
+        srv.retry_after = "0.4"
+        srv.plan = {"busy": [429]}
+        role = role_for(srv, backoff_s=0.01, backoff_max_s=5)
+        run_requests(role, [ask(role, "busy")], tmp_path / "j.jsonl", progress=False)
+        times = [r["time"] for r in srv.received]
+        assert len(times) == 2 and times[1] - times[0] >= 0.4
