@@ -64,7 +64,12 @@ ROLE_KEYS = {
     "serve": "start a vLLM server inside the job (handled by the server manager)",
     "params": "sampling parameters sent with every request",
     "max_concurrency": "requests in flight at once (default 8)",
-    "timeout_s": "seconds per attempt before it counts as a timeout (default 600)",
+    "timeout_s": (
+        "seconds per attempt before it counts as a timeout (default from the role's "
+        "max_tokens: 120 s + 0.1 s per token, at most 3600 s; 600 s without max_tokens)"
+    ),
+    "progress_s": "seconds between progress lines (done / in flight / failed, req/s; 60)",
+    "stall_s": "warn when no request has finished for this many seconds (default 300)",
     "max_retries": "retries after the first attempt on 429/5xx/timeouts/connection errors (5)",
     "retry_budget": (
         "retries the job may spend beyond a request's max_retries while other requests keep "
@@ -160,6 +165,8 @@ class RoleConfig:
     prices: Mapping[str, float] | None = None
     served: bool = False
     on_rejected: str = "drop"
+    progress_s: float = 60.0
+    stall_s: float = 300.0
 
     @property
     def endpoint(self) -> str:
@@ -305,6 +312,11 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
     except DeepmathError as err:
         problems.append(str(err))
         params = {}
+    if "timeout_s" not in cfg:
+        values["timeout_s"] = default_timeout_s(params)
+    for key, default in (("progress_s", 60.0), ("stall_s", 300.0)):
+        values[key] = cfg.get(key, default)
+        _number(problems, f"{where}.{key}", values[key], integer=False, minimum=0.01)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise DeepmathError(f"invalid LLM role config ({len(problems)} problem(s)):\n{lines}")
@@ -323,7 +335,19 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
         prices={k: float(v) for k, v in prices.items()} if prices else None,
         served=served,
         on_rejected=str(on_rejected),
+        progress_s=float(values["progress_s"]),
+        stall_s=float(values["stall_s"]),
     )
+
+
+def default_timeout_s(params: Mapping[str, Any]) -> float:
+    """A per-attempt timeout that fits the role: a 4-token judge answer is not a 32K-token
+    solution. 120 s of queueing and prefill plus 0.1 s per output token (10 tokens/s, a busy
+    server's pace per request), at most an hour; 600 s when max_tokens is not set."""
+    tokens = params.get("max_tokens") or params.get("max_completion_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        return float(ROLE_DEFAULTS["timeout_s"])
+    return float(min(3600.0, 120.0 + 0.1 * tokens))
 
 
 def load_role(config: Mapping[str, Any], name: str, *, base_url: str | None = None) -> RoleConfig:
@@ -845,6 +869,8 @@ class _Runner:
         self.client: Any = None
         self.retry_logs = 0
         self.successes = 0
+        self.in_flight = 0
+        self.last_finish = time.monotonic()
         self.budget = role.retry_budget if role.retry_budget is not None else max(requests, 1)
         self.budget_used = 0
 
@@ -940,9 +966,11 @@ class _Runner:
                 raise _Aborted
             self.usage.attempts += 1
             start = time.monotonic()
+            self.in_flight += 1
             try:
                 resp = await self.call(req)
             except Exception as err:  # noqa: BLE001 - every failure is classified below
+                self.in_flight -= 1
                 detail, retryable, retry_after = self.describe(err)
                 last = self.redact(detail)
                 if not retryable:
@@ -976,6 +1004,8 @@ class _Runner:
                 except TimeoutError:
                     continue
                 raise _Aborted from None
+            self.in_flight -= 1
+            self.last_finish = time.monotonic()
             latency = time.monotonic() - start
             try:
                 result = self.parse(req, resp)
@@ -986,6 +1016,43 @@ class _Runner:
             self.successes += 1
             return entry
         raise _Failed(last, attempt, retryable=True)
+
+
+async def _watch(runner: _Runner, usage: RoleUsage, total: int) -> None:
+    """Progress lines every ``progress_s`` (readable in a Slurm log, where no progress bar
+    draws), and a warning when nothing has finished for ``stall_s``: a server that accepts
+    requests and never answers is noticed in minutes, not after every retry timed out."""
+    role = runner.role
+    start = time.monotonic()
+    warned_at = 0.0
+    while True:
+        await asyncio.sleep(role.progress_s)
+        now = time.monotonic()
+        done = usage.sent_requests
+        log.info(
+            "role %s: %d/%d done, %d in flight, %d failed, %d retries, %.2f req/s",
+            role.name,
+            done,
+            total,
+            runner.in_flight,
+            usage.failed_requests,
+            usage.retries,
+            done / max(now - start, 1e-9),
+        )
+        quiet = now - runner.last_finish
+        if quiet >= role.stall_s and now - warned_at >= role.stall_s:  # once per stall_s
+            warned_at = now
+            log.warning(
+                "role %s: no request has finished for %.0f s (%d in flight) at %s; the "
+                "endpoint may be hung or overloaded (each attempt times out after %g s, "
+                "%d retries each)",
+                role.name,
+                quiet,
+                runner.in_flight,
+                role.endpoint,
+                role.timeout_s,
+                role.max_retries,
+            )
 
 
 async def arun_requests(
@@ -1115,9 +1182,11 @@ async def arun_requests(
             ) as client:
                 runner.client = client
                 workers = min(role.max_concurrency, len(todo))
+                watch = asyncio.ensure_future(_watch(runner, usage, len(todo)))
                 try:
                     await asyncio.gather(*(worker() for _ in range(workers)))
                 finally:
+                    watch.cancel()
                     bar.close()
     usage.elapsed_s = time.monotonic() - start
     if first_failure is not None:

@@ -537,3 +537,33 @@ def test_retry_after_is_waited_for(tmp_path):
         run_requests(role, [ask(role, "busy")], tmp_path / "j.jsonl", progress=False)
         times = [r["time"] for r in srv.received]
         assert len(times) == 2 and times[1] - times[0] >= 0.4
+
+
+def test_timeout_follows_the_roles_output_length():
+    from deepmath.llm import default_timeout_s
+
+    assert default_timeout_s({"max_tokens": 4}) == pytest.approx(120.4)
+    assert default_timeout_s({"max_tokens": 32768}) == pytest.approx(3396.8)
+    assert default_timeout_s({"max_tokens": 100_000}) == 3600.0
+    assert default_timeout_s({}) == 600.0
+    judge = role_config("judge", {"model": "m", "base_url": "http://h:1/v1",
+                                  "params": {"max_tokens": 8}})  # fmt: skip
+    assert judge.timeout_s == pytest.approx(120.8)
+    given = role_config("judge", {"model": "m", "base_url": "http://h:1/v1", "timeout_s": 30,
+                                  "params": {"max_tokens": 8}})  # fmt: skip
+    assert given.timeout_s == 30
+
+
+def test_a_hung_endpoint_is_reported_while_it_hangs(tmp_path, caplog):
+    """A server that accepts requests and never answers: progress lines show nothing
+    finishing, and a warning names the endpoint long before the retries run out."""
+    with FakeLLMServer(hang_s=30) as srv:
+        srv.plan = {"stuck": ["hang"] * 5}
+        role = role_for(srv, timeout_s=2.5, max_retries=0, progress_s=0.3, stall_s=1.0)
+        with caplog.at_level("INFO", logger="deepmath.llm"), pytest.raises(LLMError):
+            run_requests(role, [ask(role, "fine"), ask(role, "stuck")], tmp_path / "j.jsonl",
+                         progress=False)  # fmt: skip
+    progress = [r.getMessage() for r in caplog.records if "in flight" in r.getMessage()]
+    assert any("1/2 done, 1 in flight" in m for m in progress), progress
+    stall = [r for r in caplog.records if "no request has finished for" in r.getMessage()]
+    assert stall and srv.url in stall[0].getMessage() and stall[0].levelname == "WARNING"
