@@ -150,7 +150,7 @@ def _file_problems(config: Mapping[str, Any]) -> list[str]:
     blocks = [("sources", n, s) for n, s in (config.get("sources") or {}).items()]
     blocks += [("benchmarks", n, s) for n, s in (config.get("benchmarks") or {}).items()]
     for section, name, spec in blocks:
-        load = spec.get("load") or {} if isinstance(spec, Mapping) else {}
+        load = (spec.get("load") or {}) if isinstance(spec, Mapping) else {}
         files = load.get("data_files")
         if load.get("path") not in ("json", "csv", "parquet", "text", "arrow") or not files:
             continue  # hub files are checked by the pull job, where the hub is reachable

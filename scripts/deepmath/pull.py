@@ -241,11 +241,16 @@ def _choice_letter(value: Any) -> str | None:
 CHOICE_LETTERS = string.ascii_uppercase[:10]
 
 
+def option_lines(options: list[Any]) -> str:
+    """Lettered options, one per line: "(A) first\n(B) second"."""
+    return "\n".join(f"({string.ascii_uppercase[i]}) {o}" for i, o in enumerate(options))
+
+
 def choice_prompt(question: str, options: list[str]) -> str:
     """A multiple-choice problem as the authors' GPQA-Diamond set poses it: the question, the
     lettered options, and the request to box one letter."""
     letters = CHOICE_LETTERS[: len(options)]
-    lines = "\n".join(f"({x}) {o}" for x, o in zip(letters, options, strict=True))
+    lines = option_lines(options)
     boxes = [f"\\boxed{{{x}}}" for x in letters]
     ask = ", ".join(boxes[:-1]) + f", or {boxes[-1]}" if len(boxes) > 1 else boxes[0]
     return f"{question}\n\n\n{lines}\n\nPlease write your final answer in the form of {ask}"
@@ -315,8 +320,7 @@ def _with_choices(problem: str | None, choices: Any) -> str | None:
         options = list(choices)
     except TypeError:
         return problem
-    lines = [f"({string.ascii_uppercase[i]}) {c}" for i, c in enumerate(options[:26])]
-    return problem + "\n" + "\n".join(lines) if lines else problem
+    return problem + "\n" + option_lines(options[:26]) if options else problem
 
 
 def select_rows(df: pd.DataFrame, spec: Mapping[str, Any], seed: int, what: str) -> pd.DataFrame:

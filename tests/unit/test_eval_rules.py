@@ -177,7 +177,7 @@ def test_polymath_first_box_is_ored_in():
 )
 def test_multiple_choice_is_scored_on_the_letter(response, gold, right):
     scored = verdicts("gpqa_diamond", [("q", response, gold)])
-    assert scored["correct"].iloc[0] is right or bool(scored["correct"].iloc[0]) == right
+    assert bool(scored["correct"].iloc[0]) == right
 
 
 # --------------------------------------------------------------------------- disagreement
