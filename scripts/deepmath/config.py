@@ -1,19 +1,17 @@
-"""Load and validate the workflow config against config/schema.yaml.
+"""Load and validate the workflow config: config/schema.yaml, then what a schema cannot say.
 
-Why our own error text: jsonschema's messages name schema internals; a user who mistyped a key
-needs the dotted key, the value they gave, and what is allowed, in one line each.
+The schema (:mod:`deepmath.schema`) holds every type, range, enum and allowed key; this module
+adds the checks between sections (names that must exist elsewhere, files that must exist,
+recipes as the training job will read them), so that every mistake stops the run before the
+first job.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import jsonschema
-import yaml
 
 from deepmath.configfile import (  # re-exported: deepmath.config is where callers look
     ConfigError,
@@ -24,75 +22,8 @@ from deepmath.configfile import (  # re-exported: deepmath.config is where calle
 
 __all__ = ["ConfigError", "deep_merge", "load_config", "read_yaml", "validate_config"]
 from deepmath.io import DeepmathError, run_cli
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-
-
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
-def _with_defaults(validator_class: type) -> type:
-    """A validator that also fills in `default:` values from the schema."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def _key(path: Iterable[Any]) -> str:
-    parts = [str(p) for p in path]
-    return ".".join(parts) if parts else "(top level)"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _allowed_keys(schema: Mapping[str, Any]) -> list[str]:
-    return sorted(schema.get("properties", {}))
-
-
-def describe_error(error: jsonschema.ValidationError) -> str:
-    """One readable line for a schema violation: key, value, what is allowed."""
-    key = _key(error.absolute_path)
-    kind, schema, value = error.validator, error.schema, error.instance
-    if kind == "additionalProperties" and isinstance(value, dict):
-        extra = sorted(set(value) - set(schema.get("properties", {})))
-        allowed = ", ".join(_allowed_keys(schema)) or "(none)"
-        where = f" under '{key}'" if error.absolute_path else ""
-        bad = _key([*error.absolute_path, extra[0]])
-        return f"unknown key '{bad}'; allowed keys{where}: {allowed}"
-    if "propertyNames" in error.schema_path:
-        if "pattern" in schema:  # a name that becomes part of paths and job wildcards
-            return (
-                f"{key}: name {value!r} is not allowed; names may hold letters, digits, '.', "
-                f"'_' and '-' and start with a letter or digit (pattern {schema['pattern']})"
-            )
-        allowed = ", ".join(map(str, schema.get("enum", [])))
-        return f"unknown key '{key}.{value}'; allowed keys under '{key}': {allowed}"
-    if kind == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else "?"
-        desc = schema.get("properties", {}).get(missing, {}).get("description", "")
-        return f"missing key '{_key([*error.absolute_path, missing])}' (required). {desc}".strip()
-    desc = schema.get("description", "")
-    if kind == "enum":
-        allowed = ", ".join(map(str, error.validator_value))
-        return f"{key} = {_show(value)} is not allowed; allowed values: {allowed}"
-    if kind == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{key} = {_show(value)} has the wrong type; expected {expected}. {desc}".strip()
-    return f"{key} = {_show(value)}: {error.message}. {desc}".strip()
-
+from deepmath.schema import load_schema
+from deepmath.schema import problems as schema_problems
 
 # Keys that name an `llm` role: (section, key).
 ROLE_REFERENCES = (
@@ -315,11 +246,7 @@ def _drop_unset_servers(config: dict[str, Any]) -> None:
 
 def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> None:
     """Validate in place (filling defaults); raise ConfigError listing every problem."""
-    schema = schema or load_schema()
-    cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    validator = cls(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
-    problems = [describe_error(e) for e in errors]
+    problems = schema_problems(config, schema or load_schema(), defaults=True)
     if not problems:
         _drop_unset_servers(config)
         problems = _reference_problems(config)

@@ -34,7 +34,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from deepmath import schema
 from deepmath.io import DeepmathError, timeout_scale, write_json
 
 log = logging.getLogger("deepmath.llm")
@@ -57,67 +57,24 @@ for _name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2"):
 JOURNAL_VERSION = 1
 
 # Keys a role config may carry (config `llm.<role>`).
-ROLE_KEYS = {
-    "model": "model name as the endpoint knows it (for a served model: its served name)",
-    "base_url": "external OpenAI-compatible endpoint, including /v1 (e.g. https://api.x.com/v1)",
-    "api_key_env": "name of the environment variable holding the API key (absent: no key)",
-    "serve": "start a vLLM server inside the job (handled by the server manager)",
-    "params": "sampling parameters sent with every request",
-    "max_concurrency": "requests in flight at once (default 8)",
-    "timeout_s": (
-        "seconds per attempt before it counts as a timeout (default from the role's "
-        "max_tokens: 120 s + 0.1 s per token, at most 3600 s; 600 s without max_tokens)"
-    ),
-    "progress_s": "seconds between progress lines (done / in flight / failed, req/s; 60)",
-    "stall_s": "warn when no request has finished for this many seconds (default 300)",
-    "max_retries": "retries after the first attempt on 429/5xx/timeouts/connection errors (5)",
-    "retry_budget": (
-        "retries the job may spend beyond a request's max_retries while other requests keep "
-        "succeeding (default: one per request; 0: none)"
-    ),
-    "backoff_s": "first retry delay in seconds, doubled each retry, with jitter (default 1)",
-    "backoff_max_s": "upper bound on one retry delay in seconds (default 60)",
-    "prices": "USD per 1M tokens: {prompt: float, completion: float}",
-    "on_rejected": (
-        "a request the server refuses (HTTP 4xx other than 408/429, e.g. a prompt over its "
-        "context): drop (the row gets no answer, counted as rejected; default) or fail"
-    ),
-}
-ON_REJECTED = ("drop", "fail")
+# Every key of a role, its type and range live in config/schema.yaml ($defs/role); the
+# defaults here are those of keys the schema leaves unset.
+ROLE_KEYS = schema.descriptions("role")
 ROLE_DEFAULTS: dict[str, Any] = {
     "max_concurrency": 8,
     "timeout_s": 600.0,
     "max_retries": 5,
     "backoff_s": 1.0,
     "backoff_max_s": 60.0,
+    "on_rejected": "drop",
+    "progress_s": 60.0,
+    "stall_s": 300.0,
 }
-
-# Sampling params: OpenAI's, then vLLM's extensions. Everything goes into the JSON body, so any
-# OpenAI-compatible server sees exactly what the config says. `extra_body` passes anything else.
 FLOAT_PARAMS = {
-    "temperature",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "min_p",
-    "repetition_penalty",
+    key
+    for key, sub in schema.definition("sampling_params")["properties"].items()
+    if "number" in sub.get("type", ())
 }
-INT_PARAMS = {"max_tokens", "max_completion_tokens", "n", "seed", "top_k", "min_tokens"}
-OTHER_PARAMS = {
-    "stop",
-    "stop_token_ids",
-    "logit_bias",
-    "response_format",
-    "reasoning_effort",
-    "ignore_eos",
-    "skip_special_tokens",
-    "include_stop_str_in_output",
-    "spaces_between_special_tokens",
-    "chat_template_kwargs",
-    "truncate_prompt_tokens",
-    "extra_body",
-}
-ALLOWED_PARAMS = FLOAT_PARAMS | INT_PARAMS | OTHER_PARAMS
 
 RETRYABLE_STATUS = {408, 409, 425, 429} | set(range(500, 600))
 _RETRY_WARNINGS = 10  # retries logged at WARNING per run; the rest at DEBUG
@@ -186,54 +143,23 @@ class RoleConfig:
         return value
 
 
-def _number(problems: list[str], where: str, value: Any, *, integer: bool, minimum: float) -> Any:
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
-        problems.append(f"{where} = {value!r} must be {'an integer' if integer else 'a number'}")
-        return value
-    if not math.isfinite(value) or value < minimum:
-        problems.append(f"{where} = {value!r} must be >= {minimum:g}")
-    return value
-
-
 def normalize_params(params: Mapping[str, Any] | None, where: str = "params") -> dict[str, Any]:
-    """Check sampling params and normalise their types (so `1` and `1.0` hash alike)."""
+    """Check sampling params ($defs/sampling_params) and normalise their types, so that `1`
+    and `1.0` hash alike, a single stop string is a list, and null means unset."""
     if params is None:
         return {}
-    if not isinstance(params, Mapping):
-        raise DeepmathError(f"{where} must be a mapping of sampling parameters, got {params!r}")
-    problems: list[str] = []
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{where}.{key}"
-        if key not in ALLOWED_PARAMS:
-            problems.append(
-                f"unknown sampling parameter '{name}'; allowed: {', '.join(sorted(ALLOWED_PARAMS))}"
-                " (or pass it under extra_body)"
-            )
-        elif value is None:
-            continue
-        elif key in FLOAT_PARAMS:
-            _number(problems, name, value, integer=False, minimum=-math.inf)
-            out[key] = float(value) if isinstance(value, int | float) else value
-        elif key in INT_PARAMS:
-            low = 0 if key in {"seed", "min_tokens"} else 1
-            low = -1 if key == "top_k" else low
-            out[key] = _number(problems, name, value, integer=True, minimum=low)
-        elif key == "stop":
-            stops = [value] if isinstance(value, str) else value
-            if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-                problems.append(f"{name} = {value!r} must be a string or a list of strings")
-            out[key] = stops
-        elif key == "extra_body" and not isinstance(value, Mapping):
-            problems.append(f"{name} must be a mapping")
-        else:
-            out[key] = value
-    for key, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
-        if isinstance(out.get(key), float) and not low <= out[key] <= high:
-            problems.append(f"{where}.{key} = {out[key]!r} must be in [{low:g}, {high:g}]")
+    problems = schema.check(params, "sampling_params", where)
     if problems:
         raise DeepmathError("; ".join(problems))
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key in FLOAT_PARAMS:
+            value = float(value)
+        elif key == "stop" and isinstance(value, str):
+            value = [value]
+        out[key] = value
     return out
 
 
@@ -243,98 +169,37 @@ def role_config(name: str, cfg: Mapping[str, Any], *, base_url: str | None = Non
     Raises DeepmathError listing every problem, each naming the dotted key.
     """
     where = f"llm.{name}"
-    if not isinstance(cfg, Mapping):
-        raise DeepmathError(f"{where} must be a mapping, got {cfg!r}")
-    problems: list[str] = []
-    for key in cfg:
-        if key not in ROLE_KEYS:
-            problems.append(f"unknown key '{where}.{key}'; allowed keys: {', '.join(ROLE_KEYS)}")
-    model = cfg.get("model")
-    if not isinstance(model, str) or not model.strip():
-        problems.append(f"missing key '{where}.model' (required): {ROLE_KEYS['model']}")
-    serve, external = cfg.get("serve"), cfg.get("base_url")
-    served = serve is not None
-    if served and external is not None:
-        problems.append(f"{where} has both serve and base_url; use exactly one")
-    elif not served and external is None:
-        problems.append(
-            f"{where} needs either base_url (an external endpoint) or serve (a vLLM server "
-            "started by the workflow)"
-        )
-    if served and not isinstance(serve, Mapping):
-        problems.append(f"{where}.serve must be a mapping")
-    url = base_url if served else external
-    if served and external is None and not base_url:
-        problems.append(
-            f"{where} uses serve: but no server URL was handed to the client (start the server "
-            "first and pass its base_url)"
-        )
-    if url is not None:
-        parts = urlsplit(str(url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raw = str(url)
-            shown = safe_url(raw) if parts.hostname else repr(raw.rsplit("@", 1)[-1][:80])
-            problems.append(
-                f"{where}.base_url = {shown} must be an http(s) URL, e.g. http://host:8000/v1"
-            )
-    key_env = cfg.get("api_key_env")
-    if key_env is not None and (not isinstance(key_env, str) or not key_env.isidentifier()):
-        problems.append(f"{where}.api_key_env = {key_env!r} must name an environment variable")
-    values = {**ROLE_DEFAULTS, **{k: cfg[k] for k in ROLE_DEFAULTS if k in cfg}}
-    _number(
-        problems, f"{where}.max_concurrency", values["max_concurrency"], integer=True, minimum=1
-    )
-    _number(problems, f"{where}.max_retries", values["max_retries"], integer=True, minimum=0)
-    budget = cfg.get("retry_budget")
-    if budget is not None:
-        _number(problems, f"{where}.retry_budget", budget, integer=True, minimum=0)
-    _number(problems, f"{where}.timeout_s", values["timeout_s"], integer=False, minimum=0.001)
-    for key in ("backoff_s", "backoff_max_s"):
-        _number(problems, f"{where}.{key}", values[key], integer=False, minimum=0)
-    prices = cfg.get("prices")
-    if prices is not None:
-        if not isinstance(prices, Mapping) or set(prices) != {"prompt", "completion"}:
-            problems.append(
-                f"{where}.prices = {prices!r} must be {{prompt: USD per 1M prompt tokens, "
-                "completion: USD per 1M completion tokens}"
-            )
-        else:
-            for key in ("prompt", "completion"):
-                _number(problems, f"{where}.prices.{key}", prices[key], integer=False, minimum=0)
-    on_rejected = cfg.get("on_rejected", "drop")
-    if on_rejected not in ON_REJECTED:
-        problems.append(
-            f"{where}.on_rejected = {on_rejected!r} is not allowed; allowed: "
-            + ", ".join(ON_REJECTED)
-        )
-    try:
-        params = normalize_params(cfg.get("params"), f"{where}.params")
-    except DeepmathError as err:
-        problems.append(str(err))
-        params = {}
-    if "timeout_s" not in cfg:
-        values["timeout_s"] = default_timeout_s(params)
-    for key, default in (("progress_s", 60.0), ("stall_s", 300.0)):
-        values[key] = cfg.get(key, default)
-        _number(problems, f"{where}.{key}", values[key], integer=False, minimum=0.01)
+    problems = schema.check(cfg, "role", where)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise DeepmathError(f"invalid LLM role config ({len(problems)} problem(s)):\n{lines}")
+    served = cfg.get("serve") is not None
+    if served and not base_url:
+        raise DeepmathError(
+            f"{where} uses serve: but no server URL was handed to the client (start the server "
+            "first and pass its base_url)"
+        )
+    url = base_url if served else cfg["base_url"]
+    params = normalize_params(cfg.get("params"), f"{where}.params")
+    values = {**ROLE_DEFAULTS, **{k: cfg[k] for k in ROLE_DEFAULTS if cfg.get(k) is not None}}
+    if "timeout_s" not in cfg:
+        values["timeout_s"] = default_timeout_s(params)
+    budget, prices = cfg.get("retry_budget"), cfg.get("prices")
     return RoleConfig(
         name=name,
-        model=str(model),
+        model=str(cfg["model"]),
         base_url=str(url),
-        api_key_env=key_env,
+        api_key_env=cfg.get("api_key_env"),
         params=params,
         max_concurrency=int(values["max_concurrency"]),
         timeout_s=float(values["timeout_s"]) * timeout_scale(),
         max_retries=int(values["max_retries"]),
-        retry_budget=int(budget) if isinstance(budget, int) and budget >= 0 else None,
+        retry_budget=None if budget is None else int(budget),
         backoff_s=float(values["backoff_s"]),
         backoff_max_s=float(values["backoff_max_s"]),
         prices={k: float(v) for k, v in prices.items()} if prices else None,
         served=served,
-        on_rejected=str(on_rejected),
+        on_rejected=str(values["on_rejected"]),
         progress_s=float(values["progress_s"]),
         stall_s=float(values["stall_s"]),
     )

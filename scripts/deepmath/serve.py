@@ -46,7 +46,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -62,7 +61,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deepmath import dtypes
+from deepmath import dtypes, schema
 from deepmath.io import (
     TIMEOUT_SCALE_ENV,
     DeepmathError,
@@ -74,38 +73,9 @@ from deepmath.io import (
 
 log = logging.getLogger("deepmath.serve")
 
-ENGINES = ("vllm",)
-SHARE_MODES = ("job", "workflow")
-DTYPES = (*dtypes.CHOICES, "half", "float")  # vLLM also takes these two aliases
 
-# Keys of a role's `serve:` block, with the text the config schema and error messages use.
-SERVE_KEYS: dict[str, str] = {
-    "engine": "serving engine; only 'vllm' (default vllm)",
-    "model": "name of the `models:` entry to serve (its prepared folder under models_dir)",
-    "served_name": "model name the endpoint serves (default: the role's `model`)",
-    "tensor_parallel": "tensor-parallel size (vLLM --tensor-parallel-size, default 1)",
-    "pipeline_parallel": "pipeline-parallel size (vLLM --pipeline-parallel-size, default 1)",
-    "nodes": "nodes the server spans; > 1 starts Ray over the Slurm job's nodes (default 1)",
-    "gpus": (
-        "GPUs per node the job asks for (Snakemake resource) and Ray advertises; 0 for vLLM's "
-        "CPU backend (default tensor_parallel x pipeline_parallel / nodes)"
-    ),
-    "port": "HTTP port (default null: a free port)",
-    "host": "address the server binds to (default 127.0.0.1)",
-    "dtype": (
-        f"weight/activation dtype, one of {', '.join(DTYPES)} (default auto: bfloat16 where the "
-        "job's CPU or GPU has it natively, else float32; see deepmath.dtypes)"
-    ),
-    "max_model_len": "context length limit in tokens (default: the model's)",
-    "gpu_memory_utilization": "fraction of GPU memory vLLM may use, in (0, 1] (default 0.9)",
-    "extra_args": "more vLLM CLI arguments, a list of strings (e.g. [--enforce-eager])",
-    "env": "environment variables for the server, a mapping (e.g. VLLM_CPU_KVCACHE_SPACE: 2)",
-    "startup_timeout_s": "seconds to wait for the server to answer /health (default 1200)",
-    "share": (
-        "job: start and stop the server inside each job; workflow: one server per (model, "
-        "args) shared by the local executor's jobs, stopped when the workflow ends (default job)"
-    ),
-}
+# Keys of a `serve:` block, with their text: the rules live in config/schema.yaml ($defs/serve).
+SERVE_KEYS: dict[str, str] = schema.descriptions("serve")
 SERVE_DEFAULTS: dict[str, Any] = {
     "engine": "vllm",
     "served_name": None,
@@ -196,15 +166,6 @@ class ServeConfig:
         return self.gpus if self.gpus is not None else self.world_size // self.nodes
 
 
-def _int(problems: list[str], where: str, value: Any, minimum: int, maximum: int | None = None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(f"{where} = {value!r} must be an integer >= {minimum}")
-    elif value < minimum or (maximum is not None and value > maximum):
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        problems.append(f"{where} = {value!r} must be >= {minimum}{upper}")
-    return value
-
-
 def serve_config(
     serve: Any,
     *,
@@ -217,110 +178,38 @@ def serve_config(
     ``role_model`` is the role's ``model`` (the default served name); ``models`` the config's
     ``models:`` mapping, to check that ``serve.model`` names one of its entries.
     """
-    if not isinstance(serve, Mapping):
-        raise DeepmathError(f"{where} must be a mapping of server settings, got {serve!r}")
-    problems: list[str] = []
-    for key in serve:
-        if key not in SERVE_KEYS:
-            problems.append(f"unknown key '{where}.{key}'; allowed keys: {', '.join(SERVE_KEYS)}")
-    values = {**SERVE_DEFAULTS, **{k: v for k, v in serve.items() if k in SERVE_KEYS}}
-    for key in ("tensor_parallel", "pipeline_parallel", "nodes"):
-        if values[key] is None:
-            values[key] = SERVE_DEFAULTS[key]
-
-    if values["engine"] not in ENGINES:
-        problems.append(
-            f"{where}.engine = {values['engine']!r} is not supported; allowed: {', '.join(ENGINES)}"
-        )
+    problems = schema.check(serve, "serve", where)
+    if problems:
+        raise DeepmathError(f"invalid {where}:\n  - " + "\n  - ".join(problems))
+    values = {**SERVE_DEFAULTS, **{k: v for k, v in serve.items() if v is not None}}
     model = serve.get("model")
-    if not isinstance(model, str) or not model.strip():
+    if not model:
         problems.append(f"missing key '{where}.model' (required): {SERVE_KEYS['model']}")
     elif models is not None and model not in models:
         known = ", ".join(sorted(models)) or "(none)"
         problems.append(f"{where}.model = {model!r} is not an entry of models:; known: {known}")
     served_name = values["served_name"] or role_model or model
-    if not isinstance(served_name, str) or not served_name.strip():
-        problems.append(f"{where}.served_name = {values['served_name']!r} must be a string")
-    for key in ("tensor_parallel", "pipeline_parallel", "nodes"):
-        _int(problems, f"{where}.{key}", values[key], 1)
-    if values["gpus"] is not None:
-        _int(problems, f"{where}.gpus", values["gpus"], 0)
-    if values["port"] is not None:
-        _int(problems, f"{where}.port", values["port"], 1, 65535)
-    host = values["host"]
-    if not isinstance(host, str) or not host.strip():
-        problems.append(f"{where}.host = {host!r} must be a host name or IP address")
-    if values["dtype"] is None:
-        values["dtype"] = SERVE_DEFAULTS["dtype"]
-    if values["dtype"] not in DTYPES:
-        problems.append(
-            f"{where}.dtype = {values['dtype']!r} is not allowed; allowed: " + ", ".join(DTYPES)
-        )
-    if values["max_model_len"] is not None:
-        _int(problems, f"{where}.max_model_len", values["max_model_len"], 1)
-    gmu = values["gpu_memory_utilization"]
-    if gmu is not None and (
-        isinstance(gmu, bool) or not isinstance(gmu, int | float) or not 0 < gmu <= 1
-    ):
-        problems.append(f"{where}.gpu_memory_utilization = {gmu!r} must be a number in (0, 1]")
-    timeout = values["startup_timeout_s"]
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        problems.append(f"{where}.startup_timeout_s = {timeout!r} must be a number of seconds > 0")
-    if values["share"] not in SHARE_MODES:
-        problems.append(
-            f"{where}.share = {values['share']!r} is not allowed; allowed: {', '.join(SHARE_MODES)}"
-        )
-    extra = values["extra_args"]
-    if extra is None:
-        extra = []
-    if isinstance(extra, str) or not isinstance(extra, Sequence):
-        problems.append(
-            f"{where}.extra_args = {extra!r} must be a list of strings, e.g. ['--enforce-eager']"
-        )
-        extra = []
+    extra = [str(arg) for arg in values["extra_args"]]
     for arg in extra:
-        if not isinstance(arg, str | int | float) or isinstance(arg, bool):
-            problems.append(f"{where}.extra_args item {arg!r} must be a string")
-            continue
-        flag = str(arg).split("=", 1)[0]
+        flag = arg.split("=", 1)[0]
         if flag in MANAGED_FLAGS:
             problems.append(
                 f"{where}.extra_args sets {flag}, which the server manager sets itself; "
                 f"use {where}.{MANAGED_FLAGS[flag]} instead"
             )
-    env = values["env"] if values["env"] is not None else {}
-    env_out: dict[str, str] = {}
-    if not isinstance(env, Mapping):
-        problems.append(f"{where}.env = {env!r} must be a mapping of variable names to values")
-    else:
-        for name, value in env.items():
-            if not isinstance(name, str) or not name.isidentifier():
-                problems.append(f"{where}.env key {name!r} is not an environment variable name")
-            elif isinstance(value, bool):
-                env_out[name] = "1" if value else "0"
-            elif isinstance(value, str | int | float):
-                env_out[name] = str(value)
-            else:
-                problems.append(f"{where}.env.{name} = {value!r} must be a string or a number")
-    if values["share"] == "workflow" and isinstance(values["nodes"], int) and values["nodes"] > 1:
-        problems.append(
-            f"{where}.share = 'workflow' needs nodes = 1 (got {values['nodes']}): a multi-node "
-            "server lives inside one Slurm job; use share: job"
-        )
+    env_out = {
+        name: ("1" if value else "0") if isinstance(value, bool) else str(value)
+        for name, value in values["env"].items()
+    }
     tp, pp, nodes = values["tensor_parallel"], values["pipeline_parallel"], values["nodes"]
-    valid = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (tp, pp, nodes))
-    if valid and nodes > 1 and (tp * pp) % nodes:
+    if nodes > 1 and (tp * pp) % nodes:
         problems.append(
             f"{where}: tensor_parallel x pipeline_parallel = {tp * pp} must be a multiple of "
             f"nodes = {nodes} (each node runs the same number of GPU workers)"
         )
     if problems:
         raise DeepmathError(f"invalid {where}:\n  - " + "\n  - ".join(problems))
+    gmu = values["gpu_memory_utilization"]
     return ServeConfig(
         model=model,
         served_name=served_name,
@@ -330,13 +219,13 @@ def serve_config(
         nodes=nodes,
         gpus=values["gpus"],
         port=values["port"],
-        host=host,
+        host=values["host"],
         dtype=values["dtype"],
         max_model_len=values["max_model_len"],
         gpu_memory_utilization=None if gmu is None else float(gmu),
-        extra_args=tuple(str(a) for a in extra),
+        extra_args=tuple(extra),
         env=env_out,
-        startup_timeout_s=float(timeout),
+        startup_timeout_s=float(values["startup_timeout_s"]),
         share=values["share"],
     )
 

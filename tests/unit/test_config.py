@@ -194,7 +194,7 @@ def _edit(cfg, dotted, value):
 @pytest.mark.parametrize(
     "dotted, value, needle",
     [
-        ("llm.rater.params.temprature", 0.5, "unknown sampling parameter 'llm.rater.params.tem"),
+        ("llm.rater.params.temprature", 0.5, "unknown key 'llm.rater.params.tem"),
         ("llm.judge.serve.tensor_paralel", 2, "unknown key 'llm.judge.serve.tensor_paralel'"),
         ("llm.judge.serve.tensor_parallel", 0, "llm.judge.serve.tensor_parallel"),
         ("llm.rater.base_url", "http://localhost:1/v1", "llm.rater has both serve and base_url"),

@@ -107,7 +107,7 @@ def test_role_serve_config_defaults():
         ({"model": "nope"}, ["llm.judge.serve.model = 'nope'", "known: smollm2"]),
         (
             {"model": "m", "nodes": 2, "share": "workflow", "tensor_parallel": 2},
-            ["llm.judge.serve.share = 'workflow'", "nodes = 1"],
+            ["llm.judge.serve.nodes = 2", "share = 'workflow'", "must be 1"],
         ),
         (
             {"model": "m", "nodes": 2, "tensor_parallel": 3},

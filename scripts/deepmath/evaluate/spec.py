@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepmath import dtypes
+from deepmath import dtypes, schema
 from deepmath.io import DeepmathError, load_spec
 from deepmath.metrics import PASS_K
 
@@ -47,30 +47,9 @@ EVAL_KEYS: dict[str, str] = {
     "average": "benchmarks the Avg. column averages (default: all configured benchmarks)",
     "labels": "display names of models and benchmarks in the table, {name: text}",
 }
-ENGINE_KEYS: dict[str, str] = {
-    "kind": "server (vLLM server via deepmath.serve, or base_url) or offline (vLLM LLM.generate)",
-    "serve": "a serve: block as in llm roles (kind server); serve.model defaults to model_name",
-    "base_url": "an external OpenAI-compatible endpoint instead of serve (kind server)",
-    "api_key_env": "environment variable holding the key for base_url",
-    "max_concurrency": "requests in flight at once (kind server, default 64)",
-    "timeout_s": "seconds per request attempt (kind server, default 3600)",
-    "max_retries": "retries per request (kind server, default 5)",
-    "offline": "settings of the offline engine (kind offline), see OFFLINE_KEYS",
-    "gpus": "GPUs the generate job asks for (used by the rules)",
-}
-OFFLINE_KEYS: dict[str, str] = {
-    "tensor_parallel": "tensor_parallel_size of vllm.LLM (default 1)",
-    "dtype": (
-        "model dtype (default auto: bfloat16 where the GPU, or the CPU without one, has it "
-        "natively, else float32)"
-    ),
-    "max_model_len": "context length (default: the model's)",
-    "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)",
-    "enforce_eager": "disable CUDA graphs (default false)",
-    "batch_problems": "problems per LLM.generate call; journaled after each (default 64)",
-    "env": "environment variables set before vLLM starts, a mapping",
-    "llm_kwargs": "more keyword arguments for vllm.LLM, a mapping",
-}
+# The engine's keys and their rules live in config/schema.yaml ($defs/engine, offline_engine).
+ENGINE_KEYS: dict[str, str] = schema.descriptions("engine")
+OFFLINE_KEYS: dict[str, str] = schema.descriptions("offline_engine")
 SCORING_KEYS: dict[str, str] = {
     "policy": "the shared checker's policy for evaluation (deepmath.answers.policy; default eval)",
     "text": (
@@ -351,35 +330,14 @@ def _engine(
     problems: list[str], block: Any, name: str, params: Mapping[str, Any], where: str
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     where = f"{where}.engine"
-    if not isinstance(block, Mapping):
-        problems.append(f"{where} must be a mapping")
+    found = schema.check(block, "engine", where)
+    if found:
+        problems.extend(found)
         return "server", {}, {}
-    _unknown(problems, block, ENGINE_KEYS, where)
     kind = block.get("kind", "server")
-    if kind not in ENGINES:
-        problems.append(f"{where}.kind = {kind!r} is not allowed; allowed: {', '.join(ENGINES)}")
-        return "server", {}, {}
     if kind == "offline":
         off = block.get("offline") or {}
-        if not isinstance(off, Mapping):
-            problems.append(f"{where}.offline must be a mapping")
-            return kind, {}, {}
-        _unknown(problems, off, OFFLINE_KEYS, f"{where}.offline")
         values = {**OFFLINE_DEFAULTS, **{k: v for k, v in off.items() if v is not None}}
-        if not _is_int(values["tensor_parallel"], 1):
-            problems.append(f"{where}.offline.tensor_parallel must be an integer >= 1")
-        if not _is_int(values["batch_problems"], 1):
-            problems.append(f"{where}.offline.batch_problems must be an integer >= 1")
-        if values["max_model_len"] is not None and not _is_int(values["max_model_len"], 1):
-            problems.append(f"{where}.offline.max_model_len must be an integer >= 1 or null")
-        if values["dtype"] not in dtypes.CHOICES:
-            problems.append(
-                f"{where}.offline.dtype = {values['dtype']!r} is not allowed; allowed: "
-                + ", ".join(dtypes.CHOICES)
-            )
-        for key in ("env", "llm_kwargs"):
-            if not isinstance(values[key], Mapping):
-                problems.append(f"{where}.offline.{key} must be a mapping")
         bad = sorted(set(params) - _OFFLINE_PARAMS - set(_OFFLINE_ALIASES) - {"extra_body"})
         if bad:
             problems.append(
@@ -391,17 +349,11 @@ def _engine(
     for key in ("max_concurrency", "timeout_s", "max_retries"):
         role[key] = block.get(key, ENGINE_DEFAULTS[key])
     if block.get("serve") is not None:
-        serve = dict(block["serve"]) if isinstance(block["serve"], Mapping) else block["serve"]
-        if isinstance(serve, dict):
-            serve.setdefault("model", name)
-        role["serve"] = serve
+        role["serve"] = {"model": name, **block["serve"]}
     if block.get("base_url") is not None:
         role["base_url"] = block["base_url"]
     if block.get("api_key_env") is not None:
         role["api_key_env"] = block["api_key_env"]
-    if "serve" not in role and "base_url" not in role:
-        problems.append(f"{where} (kind server) needs serve: (a vLLM server) or base_url:")
-        return kind, role, {}
     from deepmath.llm import NOT_STARTED_URL, role_config
 
     try:
