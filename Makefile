@@ -42,7 +42,11 @@ $(VERL_STAMP): requirements/verl.txt
 
 venv-verl: $(VERL_STAMP)
 
+# After a killed run the same command resumes: deepmath.unlock removes a stale lock when no
+# process of the old run is alive, rerun-incomplete redoes the jobs that were in flight, and
+# the LLM journals replay what was already answered.
 demo: venv
+	$(BIN)/python -m deepmath.unlock -- --profile profiles/demo
 	$(BIN)/snakemake --profile profiles/demo
 
 # The HTML report of the demo run (after `make demo`): results/demo/report.html; open it in a

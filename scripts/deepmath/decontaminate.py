@@ -19,7 +19,7 @@ import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
 from deepmath.llm import make_request
-from deepmath.llmstage import add_llm_args, build_role, first_text, run_stage_requests
+from deepmath.llmstage import add_llm_args, first_text, run_stage_requests, stage_llm
 from deepmath.prompts import load_prompt
 from deepmath.verdicts import parse_judge
 
@@ -102,7 +102,8 @@ def judge_main(args: argparse.Namespace) -> None:
     mask = pairs_to_judge(neighbors, spec.get("judge_min_score"))
     todo = neighbors[mask]
     prompt = load_prompt(args.prompt, JUDGE_SLOTS)
-    role = build_role(args)
+    llm = stage_llm(args)
+    role = llm.role
     requests = []
     for q, b in zip(todo["question"], todo["bench_problem"], strict=True):
         for first, second in ((q, b), (b, q)):
@@ -115,7 +116,7 @@ def judge_main(args: argparse.Namespace) -> None:
         len(neighbors),
         len(todo),
     )
-    responses = run_stage_requests(args, role, requests)
+    responses = run_stage_requests(llm, requests)
     verdicts = [parse_judge(first_text(r)) for r in responses]
     table = judge_table(
         neighbors, verdicts[0::2], verdicts[1::2], mask, spec.get("unparseable", "contaminated")

@@ -17,9 +17,9 @@ import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
 from deepmath.llmstage import (
-    build_role,
     first_text,
     run_stage_requests,
+    stage_llm,
     stage_parser,
     user_requests,
 )
@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     samples, threshold = int(spec["samples"]), float(spec["threshold"])
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question",))
-    role = build_role(args)
+    llm = stage_llm(args)
+    role = llm.role
     requests = user_requests(role, prompt, table[["question"]].to_dict("records"), samples)
-    responses = run_stage_requests(args, role, requests)
+    responses = run_stage_requests(llm, requests)
     parsed = [parse_rating(first_text(r)) for r in responses]
     ratings = [parsed[i * samples : (i + 1) * samples] for i in range(len(table))]
     means, counts = summarise_ratings(ratings)

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,36 +72,87 @@ def user_requests(
     ]
 
 
-def build_role(args: argparse.Namespace) -> RoleConfig:
-    spec = json.loads(args.role_spec)
-    return role_config(args.role, spec, base_url=NOT_STARTED_URL if "serve" in spec else None)
+@dataclass(frozen=True)
+class StageLLM:
+    """Everything an LLM stage needs to reach its role, checked once when the job starts.
+
+    Built from the CLI options of :func:`add_llm_args` (:func:`stage_llm`) or directly by a
+    caller that has no CLI of its own (the evaluation's server engine).
+    """
+
+    role: RoleConfig  # for a served role, base_url is a stand-in until a server is up
+    spec: Mapping[str, Any]  # the role's config block: `serve:` decides whether one starts
+    journal: str
+    usage: str
+    model_dir: str | None = None
+    server_dir: str | None = None
+    server_registry: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        journal: str | os.PathLike[str],
+        usage: str | os.PathLike[str],
+        model_dir: str | None = None,
+        server_dir: str | None = None,
+        server_registry: str | None = None,
+    ) -> StageLLM:
+        served = spec.get("serve") is not None if isinstance(spec, Mapping) else False
+        role = role_config(name, spec, base_url=NOT_STARTED_URL if served else None)
+        if served and not (model_dir and server_dir):
+            raise DeepmathError(
+                f"llm.{name} is served: the rule must pass --model-dir and --server-dir"
+            )
+        return cls(
+            role=role,
+            spec=dict(spec),
+            journal=str(journal),
+            usage=str(usage),
+            model_dir=model_dir,
+            server_dir=server_dir,
+            server_registry=server_registry,
+        )
+
+    @property
+    def served(self) -> bool:
+        return self.spec.get("serve") is not None
+
+
+def stage_llm(args: argparse.Namespace) -> StageLLM:
+    """The stage's LLM entry from its parsed CLI options (see :func:`add_llm_args`)."""
+    return StageLLM.build(
+        args.role,
+        json.loads(args.role_spec),
+        journal=args.journal,
+        usage=args.usage,
+        model_dir=args.model_dir,
+        server_dir=args.server_dir,
+        server_registry=args.server_registry,
+    )
 
 
 @contextlib.contextmanager
-def endpoint(args: argparse.Namespace, role: RoleConfig) -> Iterator[RoleConfig]:
+def endpoint(llm: StageLLM) -> Iterator[RoleConfig]:
     """The role with a live base_url: as configured, or a vLLM server started for this job."""
-    spec = json.loads(args.role_spec)
-    if "serve" not in spec:
-        yield role
+    if not llm.served:
+        yield llm.role
         return
-    if not args.model_dir or not args.server_dir:
-        raise DeepmathError(
-            f"llm.{args.role} is served: the rule must pass --model-dir and --server-dir"
-        )
     from deepmath.serve import role_serve_config, serving
 
-    cfg = role_serve_config(args.role, spec)
-    state = Path(args.server_dir) / f"{args.role}-{os.getpid()}"
-    with serving(cfg, args.model_dir, state_dir=state, registry=args.server_registry) as url:
-        yield replace(role, base_url=url)
+    cfg = role_serve_config(llm.role.name, llm.spec)
+    state = Path(llm.server_dir or ".") / f"{llm.role.name}-{os.getpid()}"
+    with serving(cfg, llm.model_dir, state_dir=state, registry=llm.server_registry) as url:
+        yield replace(llm.role, base_url=url)
 
 
-def run_stage_requests(
-    args: argparse.Namespace, role: RoleConfig, requests: Sequence[Request]
-) -> Responses:
+def run_stage_requests(llm: StageLLM, requests: Sequence[Request]) -> Responses:
     """Replay the journal (read once, and held locked), start the endpoint only if something
     is missing, send the rest."""
-    with Journal(args.journal) as journal:
+    role = llm.role
+    with Journal(llm.journal) as journal:
         done = journal.entries
         missing = sum(1 for key in {r.key for r in requests} if key not in done)
         log.info(
@@ -115,9 +166,9 @@ def run_stage_requests(
         if missing == 0:
             responses = run_requests(role, requests, journal, progress=False)
         else:
-            with endpoint(args, role) as live:
+            with endpoint(llm) as live:
                 responses = run_requests(live, requests, journal)
-    write_usage(args.usage, [responses.usage])
+    write_usage(llm.usage, [responses.usage])
     return responses
 
 

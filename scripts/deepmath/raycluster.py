@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmath.io import DeepmathError, run_cli, setup_logging
+from deepmath.procs import end_group, signals_raise
 
 log = logging.getLogger("deepmath.raycluster")
 
@@ -413,7 +413,7 @@ class RayCluster:
                 proc.kill()
         for proc in [*self._workers.values(), self._head]:
             if proc is not None:
-                end_process_group(proc)
+                end_group(proc, grace_s=15)
         self._workers, self._head = {}, None
         log.info("ray cluster at %s torn down", self.address)
 
@@ -448,20 +448,6 @@ def _spawn(cmd: Sequence[str], logfile: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def end_process_group(proc: subprocess.Popen[bytes], grace_s: float = 15) -> None:
-    """SIGTERM the process group (srun forwards it to the remote step), then SIGKILL; what is
-    left of the group after the leader exits is killed too."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -505,8 +491,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not command:
         raise DeepmathError("run needs a command after --")
-    from deepmath.serve import signals_raise
-
     with signals_raise(), cluster:
         env = {**os.environ, "RAY_ADDRESS": cluster.address}
         code = subprocess.call(command, env=env)

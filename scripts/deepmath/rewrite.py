@@ -13,9 +13,9 @@ import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 from deepmath.llmstage import (
-    build_role,
     first_text,
     run_stage_requests,
+    stage_llm,
     stage_parser,
     user_requests,
 )
@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads(args.spec)
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question", "reference_answer"))
-    role = build_role(args)
+    llm = stage_llm(args)
+    role = llm.role
     rows = table[["question", "reference_answer"]].to_dict("records")
     requests = user_requests(role, prompt, rows)
-    responses = run_stage_requests(args, role, requests)
+    responses = run_stage_requests(llm, requests)
     kept, everything = apply_rewrites(
         table, [first_text(r) for r in responses], spec.get("on_unparseable", "drop")
     )

@@ -133,7 +133,8 @@ def describe_error(error: jsonschema.ValidationError, prefix: Sequence[Any] = ()
         rule = f"must be {hint}" if hint else f"does not match the pattern {schema['pattern']}"
         return f"{key} = {_show(value)} {rule}"
     if kind in _BOUNDS:
-        return f"{key} = {_show(value)} must be {_BOUNDS[kind]} {error.validator_value}. {desc}".strip()
+        bound = f"{_BOUNDS[kind]} {error.validator_value}"
+        return f"{key} = {_show(value)} must be {bound}. {desc}".strip()
     if kind == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
         return f"{key} = {_show(value)} is not allowed; allowed values: {allowed}"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, write_json, write_parquet
 from deepmath.llm import full_text
-from deepmath.llmstage import build_role, run_stage_requests, stage_parser, user_requests
+from deepmath.llmstage import run_stage_requests, stage_llm, stage_parser, user_requests
 from deepmath.prompts import load_prompt
 
 log = logging.getLogger("deepmath.solve")
@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     samples = int(json.loads(args.spec)["samples"])
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question",))
-    role = build_role(args)
+    llm = stage_llm(args)
+    role = llm.role
     requests = user_requests(role, prompt, table[["question"]].to_dict("records"), samples)
-    responses = run_stage_requests(args, role, requests)
+    responses = run_stage_requests(llm, requests)
     for i in range(samples):
         picked = responses[i::samples]
         table[f"r1_solution_{i + 1}"] = [full_text(r) for r in picked]

@@ -13,9 +13,9 @@ import pandas as pd
 
 from deepmath.io import run_cli, setup_logging, text_column, write_json, write_parquet
 from deepmath.llmstage import (
-    build_role,
     first_text,
     run_stage_requests,
+    stage_llm,
     stage_parser,
     user_requests,
 )
@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.read_parquet(args.inp)
     prompt = load_prompt(args.prompt, ("question", "topics"))
     listing = "\n".join(f"- {t}" for t in tree)
-    role = build_role(args)
+    llm = stage_llm(args)
+    role = llm.role
     rows = [{"question": q, "topics": listing} for q in table["question"]]
     requests = user_requests(role, prompt, rows)
-    responses = run_stage_requests(args, role, requests)
+    responses = run_stage_requests(llm, requests)
     topics = [parse_topic(first_text(r), tree) for r in responses]
     unparsed = sum(t is None for t in topics)
     table["topic"] = text_column((t or spec["fallback"] for t in topics), table.index)

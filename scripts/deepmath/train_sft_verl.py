@@ -30,8 +30,8 @@ from deepmath.train_verl import (
     PYTHON_ENV,
     SCRIPTS_DIR,
     _nodes,
-    _run_trainer,
     finish,
+    run_trainer,
     start_attempt,
     verl_python,
 )
@@ -144,7 +144,7 @@ class VerlSFT(Backend):
         pythonpath = [str(SCRIPTS_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
         env = {**os.environ, "PYTHONPATH": ":".join(dict.fromkeys(pythonpath))}
         log.info("launching: %s", shlex.join(plan["command"]))
-        code = _run_trainer(plan["command"], env, job.work_dir)
+        code = run_trainer(plan["command"], env, job.work_dir)
         log.info("the SFT trainer exited with code %d", code)
         return code
 

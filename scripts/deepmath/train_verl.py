@@ -22,12 +22,10 @@ Ray workers that load ``reward.py`` by path can import ``deepmath``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -38,6 +36,7 @@ from deepmath import verl_recipe
 from deepmath.backends import Backend, Job, cli, record, require_last_step
 from deepmath.io import DeepmathError, run_cli
 from deepmath.io import load_spec as read_spec
+from deepmath.procs import end_group, signals_raise
 from deepmath.sampling import read_report
 
 log = logging.getLogger("deepmath.train_verl")
@@ -198,20 +197,15 @@ def _nodes(explicit: str | None, want: int) -> list[str]:
     return nodes
 
 
-def _run_trainer(cmd: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
-    """Run main_ppo in its own process group; a SIGTERM to us ends the whole group."""
+def run_trainer(cmd: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
+    """Run the trainer in its own process group; leaving (a SIGTERM to us, an error) ends the
+    whole group, Ray and vLLM workers included."""
     proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, start_new_session=True)
     try:
         return proc.wait()
     finally:
         if proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, sig)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=wait)
-                if proc.poll() is not None:
-                    break
+            end_group(proc, grace_s=30)
 
 
 def start_attempt(ckpt_dir: Path, steps: int) -> int | None:
@@ -235,7 +229,6 @@ def run_on_nodes(
 ) -> tuple[int, list[str]]:
     """Start Ray over the job's nodes, run ``cmd`` on the head, always tear Ray down."""
     from deepmath.raycluster import RayCluster
-    from deepmath.serve import signals_raise
 
     nodes = _nodes(args.nodes, int(spec.get("nodes", 1)))
     # Ray workers inherit the raylets' environment (head here, workers through srun), and they
@@ -256,7 +249,7 @@ def run_on_nodes(
     with signals_raise(), cluster:
         env = {**os.environ, "RAY_ADDRESS": cluster.address}
         log.info("main_ppo on %s: %s", nodes[0], verl_recipe.shell(cmd))
-        code = _run_trainer(cmd, env, work_dir)
+        code = run_trainer(cmd, env, work_dir)
     log.info("main_ppo exited with code %d", code)
     return code, nodes
 

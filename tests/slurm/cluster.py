@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepmath.raycluster import end_process_group
+from deepmath.procs import end_group
 from tests.apt import apt_install
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -356,7 +356,7 @@ class LocalSlurm:
         for name in order:
             proc = self._procs.get(name)
             if proc is not None:
-                end_process_group(proc, grace_s=10)
+                end_group(proc, grace_s=10)
         self._procs = {}
         self._remove_hosts()
         with contextlib.suppress(OSError):

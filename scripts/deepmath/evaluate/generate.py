@@ -24,7 +24,6 @@ vLLM version.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.metadata
 import json
@@ -128,18 +127,18 @@ def generate_server(
 
     Returns the responses in request order (``.usage``: the role's RoleUsage).
     """
-    from deepmath.llmstage import build_role, run_stage_requests
+    from deepmath.llmstage import StageLLM, run_stage_requests
 
-    args = argparse.Namespace(
-        role=ROLE,
-        role_spec=json.dumps(dict(spec.role_spec)),
-        journal=str(journal),
-        usage=str(usage),
+    llm = StageLLM.build(
+        ROLE,
+        spec.role_spec,
+        journal=journal,
+        usage=usage,
         model_dir=model_dir,
         server_dir=server_dir,
         server_registry=server_registry,
     )
-    return run_stage_requests(args, build_role(args), requests)
+    return run_stage_requests(llm, requests)
 
 
 def offline_sampling_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
