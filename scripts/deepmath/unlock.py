@@ -40,6 +40,15 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def _started_by_snakemake(pid: int) -> bool:
+    """A job shell of the local executor: bash sets ``_`` to the program that ran it."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(v.startswith(b"_=") and v.endswith(b"/snakemake") for v in env)
+
+
 def _processes() -> Iterator[tuple[int, Path, list[str]]]:
     """(pid, working directory, argv) of every process we may inspect."""
     for entry in os.scandir("/proc"):
@@ -66,14 +75,20 @@ def is_workflow_process(argv: Sequence[str]) -> bool:
 
 
 def holders(workdir: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    """Live processes of a workflow run in ``workdir``: (pid, command line), ours excluded."""
+    """Live processes of a workflow run in ``workdir``: (pid, command line), ours excluded.
+
+    Snakemake, our stage modules, and any job shell Snakemake started (a killed Snakemake's
+    local jobs live on, re-parented).
+    """
     if not Path("/proc/self/cwd").exists():
         raise DeepmathError("cannot inspect processes here (no /proc); unlock by hand")
     here = Path(workdir).resolve()
     mine = _ancestors()
     found = []
     for pid, cwd, argv in _processes():
-        if pid not in mine and cwd == here and is_workflow_process(argv):
+        if pid in mine or cwd != here:
+            continue
+        if is_workflow_process(argv) or _started_by_snakemake(pid):
             found.append((pid, " ".join(argv)[:200]))
     return sorted(found)
 
