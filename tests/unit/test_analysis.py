@@ -1,0 +1,131 @@
+"""Dataset analyses on small inputs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepmath.analysis.contamination import bar_chart, pool_rates, with_final, with_paper
+from deepmath.analysis.embedmap import map_table, sample_rows, scatter
+from deepmath.analysis.novelty import novelty
+from deepmath.analysis.strings import best_matches, string_hits
+
+MATH500 = pd.DataFrame(
+    {
+        "id": ["m1", "m2", "m3"],
+        "problem": [
+            "What is the sum of the first 100 positive integers?",
+            "Find all real x such that x^2 - 5x + 6 = 0.",
+            "How many positive divisors does 36 have?",
+        ],
+    }
+)
+
+
+def test_string_check_finds_planted_copies_only():
+    items = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "question": [
+                "what is the sum of the first 100  positive integers?",  # a copy (case, space)
+                "Find all real x such that x^2 - 5x + 6 = 0!",  # one character more
+                "How many positive even divisors does 7200 have?",  # another problem, close
+                "Prove that the square root of two is irrational.",
+            ],
+        }
+    )
+    hits = string_hits(items, MATH500, 0.9, workers=1)
+    assert set(hits["id"]) == {"a", "b"}
+    assert dict(zip(hits["id"], hits["bench_id"], strict=True)) == {"a": "m1", "b": "m2"}
+    assert (hits["similarity"] > 0.9).all()
+    best, where = best_matches(items["question"], MATH500["problem"], workers=1)
+    assert where[2] == 2 and 0.8 < best[2] <= 0.9  # close, below the threshold
+    assert best[0] == pytest.approx(1.0)
+
+
+def test_string_check_handles_empty_sides():
+    empty = pd.DataFrame({"id": [], "question": []})
+    assert string_hits(empty, MATH500, 0.9).empty
+    best, where = best_matches(["x"], [])
+    assert best.tolist() == [0.0] and where.tolist() == [-1]
+
+
+def _unit(rows):
+    x = np.asarray(rows, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_planted_duplicate_is_not_novel():
+    ours = _unit([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    other = _unit([[1, 0.01, 0], [0.5, 0.5, 0.7]])  # a near-copy of ours[0] only
+    third = _unit([[0, 0.02, 1]])  # a near-copy of ours[2]
+    table, matrix = novelty({"ours": ours, "other": other, "third": third}, 0.98, device="cpu")
+    row = table.set_index("dataset")
+    assert row.loc["ours", "unique"] == 1 and row.loc["ours", "items"] == 3
+    assert row.loc["other", "unique"] == 1  # its copy of ours[0] is not novel
+    assert row.loc["third", "unique"] == 0
+    assert matrix.loc["ours", "other"] == pytest.approx(33.33)
+    assert matrix.loc["ours", "third"] == pytest.approx(33.33)
+    assert np.isnan(matrix.loc["ours", "ours"])
+    strict, _ = novelty({"ours": ours, "other": other}, 0.99999, device="cpu")
+    assert strict.set_index("dataset").loc["ours", "unique"] == 3  # the threshold decides
+
+
+def test_pool_rates_count_benchmark_items_once():
+    benchmarks = pd.DataFrame(
+        {"bench": ["math500"] * 4 + ["gsm8k"] * 2, "id": ["1", "2", "3", "4", "g1", "g2"]}
+    )
+    judged = pd.DataFrame(
+        {
+            "id": ["p1", "p2", "p3", "p4", "p5"],
+            "bench": ["math500", "math500", "math500", "gsm8k", "math500"],
+            "bench_id": ["1", "1", "2", "g1", "3"],
+            "precheck": [True, False, False, False, False],
+            "contaminated": [True, True, True, False, False],
+        }
+    )
+    rates = pool_rates(judged, benchmarks).set_index("bench")
+    assert rates.loc["math500", "found"] == 2  # item 1 matched twice counts once
+    assert rates.loc["math500", "rate"] == 50.0
+    assert rates.loc["math500", "found_by_string"] == 1
+    assert rates.loc["math500", "found_by_judge_only"] == 1
+    assert rates.loc["gsm8k", "found"] == 0 and rates.loc["gsm8k", "rate"] == 0.0
+    full = with_paper(with_final(rates.reset_index(), {"math500": 1}), {"math500": 76.6})
+    full = full.set_index("bench")
+    assert full.loc["math500", "final_rate"] == 25.0 and full.loc["gsm8k", "final_found"] == 0
+    assert full.loc["math500", "paper_rate"] == 76.6 and pd.isna(full.loc["gsm8k", "paper_rate"])
+
+
+def test_charts_are_written(tmp_path):
+    rates = pd.DataFrame({"bench": ["a", "b"], "rate": [10.0, 50.0], "paper_rate": [12.0, None]})
+    bar_chart(rates, str(tmp_path / "rates.png"), "raw pool")
+    assert (tmp_path / "rates.png").read_bytes()[:4] == b"\x89PNG"
+    rng = np.random.default_rng(0)
+    table = map_table(
+        {"ours": _unit(rng.normal(size=(30, 8))), "other": _unit(rng.normal(size=(20, 8)) + 3)},
+        per_dataset=25,
+        seed=0,
+    )
+    assert table.groupby("dataset").size().to_dict() == {"ours": 25, "other": 20}
+    scatter(table, str(tmp_path / "map.png"), "map")
+    assert (tmp_path / "map.png").stat().st_size > 1000
+
+
+def test_map_separates_clusters_and_is_seeded():
+    rng = np.random.default_rng(1)
+    a = _unit(rng.normal(size=(40, 16)) + np.eye(16)[0] * 6)
+    b = _unit(rng.normal(size=(40, 16)) + np.eye(16)[1] * 6)
+    one = map_table({"a": a, "b": b}, per_dataset=40, seed=3)
+    two = map_table({"a": a, "b": b}, per_dataset=40, seed=3)
+    assert np.allclose(one[["x", "y"]], two[["x", "y"]])
+    centre = one.groupby("dataset")[["x", "y"]].mean()
+    spread = one.groupby("dataset")[["x", "y"]].std().mean().mean()
+    assert np.linalg.norm(centre.loc["a"] - centre.loc["b"]) > 2 * spread
+
+
+def test_sample_rows_is_bounded_and_seeded():
+    rows = sample_rows({"big": 100, "small": 3, "none": 0}, 10, seed=5)
+    assert len(rows["big"]) == 10 and len(set(rows["big"])) == 10
+    assert rows["small"].tolist() == [0, 1, 2] and rows["none"].size == 0
+    assert (sample_rows({"big": 100}, 10, seed=5)["big"] == rows["big"]).all()
