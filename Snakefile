@@ -33,6 +33,7 @@ include: "rules/verify.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/analysis.smk"
 include: "rules/report.smk"
 
 
@@ -52,3 +53,4 @@ rule all:
         [] if FROM_PUBLISHED else rules.report_dataset.output,
         [] if FROM_PUBLISHED else rules.report_cost.output,
         rules.report_results.output if EVAL_MODELS else [],
+        ANALYSIS_OUTPUTS,

@@ -236,3 +236,33 @@ def eval_usage_files():
         model=EVAL_MODELS,
         bench=EVAL_BENCHES,
     )
+
+
+# --- dataset analyses (rules/analysis.smk)
+
+ANALYSIS = config["analysis"]
+COMPARE = ANALYSIS["compare"]
+ANALYSIS_SETS = ["ours", *COMPARE]
+STRING_BENCH = ANALYSIS["string_check"]["benchmark"]
+# Our dataset: the one this run builds, or the published one when training starts from it.
+OURS_FILES = [PUBLISHED_FILE] if FROM_PUBLISHED else DATASET_FILES
+ANALYSIS_SEARCH = shlex.join(
+    ["--memory-mb", str(ANALYSIS["memory_mb"]), "--device", str(ANALYSIS["device"])]
+)
+
+
+def analysis_tables():
+    return expand(res("analysis/datasets/{dataset}.parquet"), dataset=ANALYSIS_SETS)
+
+
+def analysis_embeddings():
+    return expand(res("analysis/embeddings/{dataset}.npy"), dataset=ANALYSIS_SETS)
+
+
+ANALYSIS_OUTPUTS = [
+    res("analysis/answer_types.csv"),
+    res("analysis/novelty.csv"),
+    res("analysis/map.png"),
+    [] if STRING_BENCH is None else res("analysis/string_check.csv"),
+    [] if FROM_PUBLISHED else res("analysis/contamination.csv"),
+]

@@ -4,6 +4,12 @@
 EMB = config["embedding"]
 DECON = config["decontamination"]
 JUDGE = DECON["judge_role"]
+# The embedding options of every embedding job (pool, benchmarks, compared datasets).
+EMBED_OPTS = shlex.join(
+    ["--batch-size", str(EMB["batch_size"]), "--max-seq-length"]
+    + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
+    + ["--device", str(EMB["device"])]
+)
 
 
 rule embed_benchmarks:
@@ -26,11 +32,7 @@ rule embed_benchmarks:
         runtime=60,
         gpus=EMB["gpus"],
     params:
-        opts=shlex.join(
-            ["--batch-size", str(EMB["batch_size"]), "--max-seq-length"]
-            + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
-            + ["--device", str(EMB["device"])]
-        ),
+        opts=EMBED_OPTS,
     shell:
         "python -m deepmath.embed --model {input.model:q} --in {input.tables:q} --column problem"
         " --out {output.vectors:q} --index {output.index:q} --stats {output.stats:q} {params.opts}"
@@ -56,11 +58,7 @@ rule embed_pool:
         runtime=120,
         gpus=EMB["gpus"],
     params:
-        opts=shlex.join(
-            ["--batch-size", str(EMB["batch_size"]), "--max-seq-length"]
-            + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
-            + ["--device", str(EMB["device"])]
-        ),
+        opts=EMBED_OPTS,
     shell:
         "python -m deepmath.embed --model {input.model:q} --in {input.table:q} --column question"
         " --out {output.vectors:q} --stats {output.stats:q} {params.opts} 2> {log:q}"

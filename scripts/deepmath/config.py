@@ -172,6 +172,19 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
     problems.extend(_evaluation_problems(config))
     problems.extend(_llm_problems(config))
     problems.extend(_file_problems(config))
+    string_bench = ((config.get("analysis") or {}).get("string_check") or {}).get("benchmark")
+    if string_bench is not None and string_bench not in benches:
+        problems.append(
+            f"analysis.string_check.benchmark = {string_bench!r} is not a benchmark; allowed "
+            f"values: {', '.join(sorted(benches))}"
+        )
+    paper_rates = ((config.get("analysis") or {}).get("contamination") or {}).get("paper", {})
+    for name in paper_rates:
+        if name not in benches:
+            problems.append(
+                f"analysis.contamination.paper.{name}: {name!r} is not a benchmark; allowed "
+                f"values: {', '.join(sorted(benches))}"
+            )
     rl = config.get("rl") or {}
     val_bench = (rl.get("validation") or {}).get("benchmark")
     if val_bench is not None and val_bench not in benches:

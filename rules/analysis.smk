@@ -1,0 +1,202 @@
+# Dataset analyses: this run's dataset ("ours") next to the datasets in analysis.compare
+# (names and helpers in rules/common.smk). Every output lies under results/<run>/analysis/
+# and can be rebuilt alone.
+
+
+rule analysis_ours:
+    input:
+        OURS_FILES,
+    output:
+        res("analysis/datasets/ours.parquet"),
+    log:
+        logs("analysis/ours.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    shell:
+        "python -m deepmath.analysis table --name ours --in {input:q} --out {output:q}"
+        " 2> {log:q}"
+
+
+rule pull_compare:
+    output:
+        table=res("analysis/datasets/{dataset}.parquet"),
+        stats=res("analysis/datasets/{dataset}.stats.json"),
+    log:
+        logs("pull_compare/{dataset}.log"),
+    benchmark:
+        timing("pull_compare/{dataset}")
+    wildcard_constraints:
+        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        kind=lambda w: COMPARE[w.dataset]["kind"],
+        spec=lambda w: as_json(COMPARE[w.dataset]),
+        seed=config["seed"],
+    shell:
+        "python -m deepmath.pull {params.kind:q} --name {wildcards.dataset:q}"
+        " --spec {params.spec:q} --seed {params.seed:q} --out {output.table:q}"
+        " --stats {output.stats:q} 2> {log:q}"
+
+
+rule embed_compare:
+    input:
+        table=res("analysis/datasets/{dataset}.parquet"),
+        model=model_dir(EMB["model"]),
+    output:
+        vectors=res("analysis/embeddings/{dataset}.npy"),
+        stats=res("analysis/embeddings/{dataset}.stats.json"),
+    log:
+        logs("embed_compare/{dataset}.log"),
+    benchmark:
+        timing("embed_compare/{dataset}")
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpus=EMB["gpus"],
+    params:
+        opts=EMBED_OPTS,
+    shell:
+        "python -m deepmath.embed --model {input.model:q} --in {input.table:q} --column question"
+        " --out {output.vectors:q} --stats {output.stats:q} {params.opts} 2> {log:q}"
+
+
+rule analysis_profile:
+    input:
+        analysis_tables(),
+    output:
+        table=res("analysis/answer_types.csv"),
+        stats=res("analysis/answer_types.json"),
+        png=res("analysis/answer_types.png"),
+    log:
+        logs("analysis/answer_types.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        names=shlex.join(ANALYSIS_SETS),
+    shell:
+        "python -m deepmath.analysis profile --names {params.names} --tables {input:q}"
+        " --out {output.table:q} --stats {output.stats:q} --png {output.png:q} 2> {log:q}"
+
+
+rule analysis_strings:
+    input:
+        tables=analysis_tables(),
+        reference=res(f"benchmarks/{STRING_BENCH}.parquet"),
+    output:
+        table=res("analysis/string_check.csv"),
+        hits=res("analysis/string_hits.parquet"),
+    log:
+        logs("analysis/string_check.log"),
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        names=shlex.join(ANALYSIS_SETS),
+        bench=STRING_BENCH,
+        threshold=ANALYSIS["string_check"]["threshold"],
+    shell:
+        "python -m deepmath.analysis strings --names {params.names} --tables {input.tables:q}"
+        " --reference {input.reference:q} --reference-name {params.bench:q}"
+        " --threshold {params.threshold:q} --out {output.table:q} --hits {output.hits:q}"
+        " 2> {log:q}"
+
+
+rule analysis_novelty:
+    input:
+        analysis_embeddings(),
+    output:
+        table=res("analysis/novelty.csv"),
+        matrix=res("analysis/novelty_matrix.csv"),
+    log:
+        logs("analysis/novelty.log"),
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpus=ANALYSIS["gpus"],
+    params:
+        names=shlex.join(ANALYSIS_SETS),
+        threshold=ANALYSIS["novelty"]["threshold"],
+        search=ANALYSIS_SEARCH,
+    shell:
+        "python -m deepmath.analysis novelty --names {params.names} --embeddings {input:q}"
+        " --threshold {params.threshold:q} {params.search} --out {output.table:q}"
+        " --matrix {output.matrix:q} 2> {log:q}"
+
+
+rule analysis_map:
+    input:
+        analysis_embeddings(),
+    output:
+        table=res("analysis/map.parquet"),
+        png=res("analysis/map.png"),
+    log:
+        logs("analysis/map.log"),
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        names=shlex.join(ANALYSIS_SETS),
+        per_dataset=ANALYSIS["map"]["per_dataset"],
+        perplexity=ANALYSIS["map"]["perplexity"],
+        seed=config["seed"],
+    shell:
+        "python -m deepmath.analysis map --names {params.names} --embeddings {input:q}"
+        " --per-dataset {params.per_dataset:q} --perplexity {params.perplexity:q}"
+        " --seed {params.seed:q} --out {output.table:q} --png {output.png:q} 2> {log:q}"
+
+
+rule analysis_contamination:
+    input:
+        judged=expand(res("decontam/shard-{shard}.judged.parquet"), shard=SHARDS),
+        benchmarks=expand(res("benchmarks/{bench}.parquet"), bench=DECONTAM_BENCHMARKS),
+        final=res("analysis/datasets/ours.parquet"),
+        final_emb=res("analysis/embeddings/ours.npy"),
+        bench_emb=res("embeddings/benchmarks.npy"),
+        bench_index=res("embeddings/benchmarks.parquet"),
+    output:
+        table=res("analysis/contamination.csv"),
+        png=res("analysis/contamination.png"),
+        stats=res("analysis/contamination.json"),
+    log:
+        logs("analysis/contamination.log"),
+    conda:
+        "../envs/embed.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpus=ANALYSIS["gpus"],
+    params:
+        top_k=DECON["top_k"],
+        threshold=DECON["precheck_threshold"],
+        paper=as_json(ANALYSIS["contamination"]["paper"]),
+        search=ANALYSIS_SEARCH,
+    shell:
+        "python -m deepmath.analysis contamination --judged {input.judged:q}"
+        " --benchmarks {input.benchmarks:q} --final-table {input.final:q}"
+        " --final-embeddings {input.final_emb:q} --bench-embeddings {input.bench_emb:q}"
+        " --bench-index {input.bench_index:q} --top-k {params.top_k:q}"
+        " --threshold {params.threshold:q} {params.search} --paper {params.paper:q}"
+        " --out {output.table:q} --png {output.png:q} --stats {output.stats:q} 2> {log:q}"
