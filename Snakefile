@@ -54,3 +54,4 @@ rule all:
         [] if FROM_PUBLISHED else rules.report_cost.output,
         rules.report_results.output if EVAL_MODELS else [],
         ANALYSIS_OUTPUTS,
+        rules.report_analysis.output,

@@ -76,7 +76,13 @@ rule analysis_profile:
     output:
         table=res("analysis/answer_types.csv"),
         stats=res("analysis/answer_types.json"),
-        png=res("analysis/answer_types.png"),
+        png=report(
+            res("analysis/answer_types.png"),
+            caption="../report/answer_types.rst",
+            category="Analyses",
+            subcategory="Answer types",
+            labels={"content": "answer types, figure"},
+        ),
     log:
         logs("analysis/answer_types.log"),
     conda:
@@ -147,7 +153,13 @@ rule analysis_map:
         analysis_embeddings(),
     output:
         table=res("analysis/map.parquet"),
-        png=res("analysis/map.png"),
+        png=report(
+            res("analysis/map.png"),
+            caption="../report/embedding_map.rst",
+            category="Analyses",
+            subcategory="Embedding map",
+            labels={"content": "embedding map, figure"},
+        ),
     log:
         logs("analysis/map.log"),
     conda:
@@ -177,7 +189,13 @@ rule analysis_contamination:
         bench_index=res("embeddings/benchmarks.parquet"),
     output:
         table=res("analysis/contamination.csv"),
-        png=res("analysis/contamination.png"),
+        png=report(
+            res("analysis/contamination.png"),
+            caption="../report/contamination_rates.rst",
+            category="Analyses",
+            subcategory="Contamination rates",
+            labels={"content": "contamination rate per benchmark, figure"},
+        ),
         stats=res("analysis/contamination.json"),
     log:
         logs("analysis/contamination.log"),
@@ -200,3 +218,38 @@ rule analysis_contamination:
         " --bench-index {input.bench_index:q} --top-k {params.top_k:q}"
         " --threshold {params.threshold:q} {params.search} --paper {params.paper:q}"
         " --out {output.table:q} --png {output.png:q} --stats {output.stats:q} 2> {log:q}"
+
+
+rule report_analysis:
+    input:
+        novelty=res("analysis/novelty.csv"),
+        matrix=res("analysis/novelty_matrix.csv"),
+        types=res("analysis/answer_types.csv"),
+        contamination=[] if FROM_PUBLISHED else res("analysis/contamination.csv"),
+        strings=[] if STRING_BENCH is None else res("analysis/string_check.csv"),
+        hits=[] if STRING_BENCH is None else res("analysis/string_hits.parquet"),
+    output:
+        report_analysis_pages(),
+    log:
+        logs("report_analysis.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        optional=lambda w, input: shlex.join(
+            (["--contamination", input.contamination] if input.contamination else [])
+            + (
+                ["--strings", input.strings, "--hits", input.hits]
+                if input.strings
+                else []
+            )
+        ),
+        bench=STRING_BENCH or "",
+        threshold=ANALYSIS["novelty"]["threshold"],
+        out=lambda w, output: os.path.dirname(output[0]),
+    shell:
+        "python -m deepmath.analysis report --novelty {input.novelty:q} --matrix {input.matrix:q}"
+        " --threshold {params.threshold:q} --types {input.types:q} {params.optional}"
+        " --benchmark {params.bench:q} --out-dir {params.out:q} 2> {log:q}"

@@ -259,6 +259,38 @@ def analysis_embeddings():
     return expand(res("analysis/embeddings/{dataset}.npy"), dataset=ANALYSIS_SETS)
 
 
+def report_analysis_pages():
+    """The analyses' HTML tables in the report, one page each (captions in report/)."""
+    pages = [
+        ("novelty", "novelty", "Novelty", "novelty, table"),
+        ("answer_types", "answer_types", "Answer types", "answer types, table"),
+    ]
+    if not FROM_PUBLISHED:
+        pages.append(
+            (
+                "contamination",
+                "contamination_rates",
+                "Contamination rates",
+                "rates, table",
+            )
+        )
+    if STRING_BENCH is not None:
+        pages.append(
+            ("string_check", "string_check", "String check", "string check, table")
+        )
+    mark = report  # Snakemake's report(): the page goes into the HTML report
+    return [
+        mark(
+            res(f"report/analysis/{name}.html"),
+            caption=f"../report/{caption}.rst",
+            category="Analyses",
+            subcategory=sub,
+            labels={"content": content},
+        )
+        for name, caption, sub, content in pages
+    ]
+
+
 ANALYSIS_OUTPUTS = [
     res("analysis/answer_types.csv"),
     res("analysis/novelty.csv"),

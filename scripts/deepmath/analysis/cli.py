@@ -156,6 +156,13 @@ def final_hits(args: argparse.Namespace) -> dict[str, int]:
     return {b: len(ids) for b, ids in found.items()}
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from deepmath.analysis.pages import write_pages
+
+    for path in write_pages(args):
+        log.info("wrote %s", path)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m deepmath.analysis", description="The dataset analyses, one per command."
@@ -225,6 +232,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--png", required=True)
     p.add_argument("--stats", required=True)
     p.set_defaults(func=cmd_contamination)
+
+    p = sub.add_parser("report", help="the analyses as HTML pages for the Snakemake report")
+    p.add_argument("--novelty", required=True)
+    p.add_argument("--matrix", required=True)
+    p.add_argument("--threshold", type=float, required=True, help="the novelty threshold")
+    p.add_argument("--types", required=True)
+    p.add_argument("--contamination", help="contamination.csv (absent: no page)")
+    p.add_argument("--strings", help="string_check.csv (absent: no page)")
+    p.add_argument("--hits", help="string_hits.parquet")
+    p.add_argument("--benchmark", default="the benchmark", help="the string check's benchmark")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_report)
     return parser.parse_args(argv)
 
 
