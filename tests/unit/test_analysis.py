@@ -129,3 +129,33 @@ def test_sample_rows_is_bounded_and_seeded():
     assert len(rows["big"]) == 10 and len(set(rows["big"])) == 10
     assert rows["small"].tolist() == [0, 1, 2] and rows["none"].size == 0
     assert (sample_rows({"big": 100}, 10, seed=5)["big"] == rows["big"]).all()
+
+
+def test_pages_escape_text_and_skip_absent_analyses(tmp_path):
+    import argparse
+
+    from deepmath.analysis.pages import write_pages
+
+    pd.DataFrame(
+        {"dataset": ["ours"], "items": [3], "unique": [2], "unique_share": [66.67]}
+    ).to_csv(tmp_path / "novelty.csv", index=False)
+    pd.DataFrame({"dataset": ["ours"], "ours": [None]}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"dataset": ["ours"], "items": [3], "boolean": [33.3]}).to_csv(
+        tmp_path / "t.csv", index=False
+    )
+    pd.DataFrame({"dataset": ["ours"], "items": [3], "hits": [1]}).to_csv(
+        tmp_path / "s.csv", index=False
+    )
+    pd.DataFrame(
+        {"dataset": ["ours"], "question": ["Is $a<b$? <script>"], "bench_problem": ["x"],
+         "similarity": [0.95]}
+    ).to_parquet(tmp_path / "h.parquet")  # fmt: skip
+    args = argparse.Namespace(
+        novelty=tmp_path / "novelty.csv", matrix=tmp_path / "m.csv", threshold=0.98,
+        types=tmp_path / "t.csv", contamination=None, strings=tmp_path / "s.csv",
+        hits=tmp_path / "h.parquet", benchmark="math500", out_dir=tmp_path / "out",
+    )  # fmt: skip
+    written = {p.name for p in write_pages(args)}
+    assert written == {"novelty.html", "answer_types.html", "string_check.html"}
+    page = (tmp_path / "out" / "string_check.html").read_text()
+    assert "&lt;script&gt;" in page and "<script>" not in page and "math500" in page

@@ -172,3 +172,25 @@ def test_engine_block_is_checked_by_the_schema(engine, needle):
 def test_engine_serve_model_defaults_to_the_model_name():
     spec = eval_spec({"model_name": "m", "sampling": {"n": 1}, "engine": {"serve": {"gpus": 0}}})
     assert spec.role_spec["serve"]["model"] == "m"
+
+
+@pytest.mark.parametrize(
+    ("analysis", "needle"),
+    [
+        ({"compare": {"ours": {"kind": "published", "load": {"path": "x", "split": "train"}}}},
+         "is reserved for this run's dataset"),
+        ({"compare": {"a": {"load": {"path": "x", "split": "train"}}}},
+         "analysis.compare.a (kind source) needs fields"),
+        ({"string_check": {"benchmark": "math5000"}}, "analysis.string_check.benchmark"),
+        ({"contamination": {"paper": {"nope": 3.0}}}, "analysis.contamination.paper.nope"),
+        ({"contamination": {"paper": {"math500": 120}}}, "must be <= 100"),
+        ({"novelty": {"treshold": 0.9}}, "unknown key 'analysis.novelty.treshold'"),
+        ({"map": {"per_dataset": 1}}, "analysis.map.per_dataset = 1 must be >= 3"),
+    ],
+)  # fmt: skip
+def test_analysis_mistakes_stop_before_any_job(demo_config, analysis, needle):
+    config = copy.deepcopy(demo_config)
+    config["analysis"] = analysis
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert needle in str(err.value)

@@ -2,7 +2,10 @@
 
 import time
 
+from deepmath.config import load_config
 from tests.workflow.helpers import job_counts, snakemake
+
+PAPER_COMPARE = load_config(["config/config.yaml"]).get("analysis", {}).get("compare") or {}
 
 
 def test_paper_dry_run_lists_every_stage(venv_env):
@@ -56,8 +59,15 @@ def test_paper_dry_run_lists_every_stage(venv_env):
                  "qwen2.5-7b-base", "deepmath-zero-math-7b"):  # fmt: skip
         assert name in models, name
     assert counts["results_table"] == 1
-    for rule in ("report_dataset", "report_cost", "report_results"):
+    for rule in ("report_dataset", "report_cost", "report_results", "report_analysis"):
         assert counts[rule] == 1, rule  # `rule all` builds the report's figures and tables
+    # the dataset analyses: ours and each compared set pulled and embedded, one job per analysis
+    compare = len(PAPER_COMPARE)
+    assert counts.get("pull_compare", 0) == compare
+    assert counts["embed_compare"] == 1 + compare
+    for rule in ("analysis_ours", "analysis_profile", "analysis_strings", "analysis_novelty",
+                 "analysis_map", "analysis_contamination"):  # fmt: skip
+        assert counts[rule] == 1, rule
     # the four GRPO runs and the two SFT baselines on their nodes x GPUs
     shapes = {}
     for rule in ("train_grpo", "train_sft"):
