@@ -253,3 +253,110 @@ rule report_analysis:
         "python -m deepmath.analysis report --novelty {input.novelty:q} --matrix {input.matrix:q}"
         " --threshold {params.threshold:q} --types {input.types:q} {params.optional}"
         " --benchmark {params.bench:q} --out-dir {params.out:q} 2> {log:q}"
+
+
+rule sample_compare:
+    input:
+        res("analysis/datasets/{dataset}.parquet"),
+    output:
+        res("analysis/difficulty/{dataset}.sample.parquet"),
+    log:
+        logs("sample_compare/{dataset}.log"),
+    wildcard_constraints:
+        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=10,
+    params:
+        n=ANALYSIS["difficulty"]["sample"],
+        seed=config["seed"],
+    shell:
+        "python -m deepmath.analysis sample --name {wildcards.dataset:q} --in {input:q}"
+        " --n {params.n:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
+
+
+rule sample_ours:
+    input:
+        res("analysis/datasets/ours.parquet"),
+    output:
+        res("analysis/difficulty/ours.rated.parquet"),
+    log:
+        logs("sample_compare/ours.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=10,
+    params:
+        n=ANALYSIS["difficulty"]["sample"],
+        seed=config["seed"],
+    shell:
+        "python -m deepmath.analysis sample --name ours --in {input:q} --n {params.n:q}"
+        " --seed {params.seed:q} --out {output:q} 2> {log:q}"
+
+
+rule rate_compare:
+    input:
+        table=res("analysis/difficulty/{dataset}.sample.parquet"),
+        model=llm_inputs(RATER),
+    output:
+        table=res("analysis/difficulty/{dataset}.rated.parquet"),
+        stats=res("analysis/difficulty/{dataset}.stats.json"),
+        usage=res("analysis/difficulty/{dataset}.usage.json"),
+    log:
+        logs("rate_compare/{dataset}.log"),
+    benchmark:
+        timing("rate_compare/{dataset}")
+    wildcard_constraints:
+        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+    conda:
+        "../envs/llm.yaml"
+    threads: 2
+    resources:
+        mem_mb=32000,
+        runtime=240,
+        gpus=role_gpus(config, RATER),
+        nodes=role_nodes(config, RATER),
+    params:
+        # curation's ratings per item; every rated item is kept (no difficulty filter here)
+        spec=as_json(
+            {
+                "samples": config["difficulty"]["samples"],
+                "threshold": 0,
+                "unrated": "keep",
+            }
+        ),
+        llm=llm_params("rate_compare", RATER, "difficulty"),
+    shell:
+        "python -m deepmath.difficulty --in {input.table:q} --spec {params.spec:q}"
+        " --out {output.table:q} --stats {output.stats:q} {params.llm} 2> {log:q}"
+
+
+rule analysis_difficulty:
+    input:
+        expand(
+            res("analysis/difficulty/{dataset}.rated.parquet"), dataset=ANALYSIS_SETS
+        ),
+    output:
+        table=res("analysis/difficulty.csv"),
+        png=report(
+            res("analysis/difficulty.png"),
+            caption="../report/difficulty_comparison.rst",
+            category="Analyses",
+            subcategory="Difficulty",
+            labels={"content": "difficulty per dataset, figure"},
+        ),
+    log:
+        logs("analysis/difficulty.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        names=shlex.join(ANALYSIS_SETS),
+    shell:
+        "python -m deepmath.analysis difficulty --names {params.names} --tables {input:q}"
+        " --out {output.table:q} --png {output.png:q} 2> {log:q}"

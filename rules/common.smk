@@ -87,6 +87,16 @@ def llm_inputs(role):
     return [path] if path else []
 
 
+def job_key(wildcards):
+    """The journal name of an LLM job: its shard, source or compared dataset."""
+    for key in ("shard", "source", "dataset"):
+        if hasattr(wildcards, key):
+            return getattr(wildcards, key)
+    raise ValueError(
+        f"an LLM job needs a shard, source or dataset wildcard: {wildcards}"
+    )
+
+
 def llm_params(rule, role, prompt):
     """Params function giving the shared LLM options of a stage CLI."""
 
@@ -95,7 +105,7 @@ def llm_params(rule, role, prompt):
             config,
             role,
             config["prompts"][prompt],
-            journal(rule, getattr(wildcards, "shard", None) or wildcards.source),
+            journal(rule, job_key(wildcards)),
             output.usage,
             SERVERS,
             served_model_dir(role),
@@ -297,4 +307,5 @@ ANALYSIS_OUTPUTS = [
     res("analysis/map.png"),
     [] if STRING_BENCH is None else res("analysis/string_check.csv"),
     [] if FROM_PUBLISHED else res("analysis/contamination.csv"),
+    res("analysis/difficulty.csv"),
 ]

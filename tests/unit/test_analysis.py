@@ -159,3 +159,20 @@ def test_pages_escape_text_and_skip_absent_analyses(tmp_path):
     assert written == {"novelty.html", "answer_types.html", "string_check.html"}
     page = (tmp_path / "out" / "string_check.html").read_text()
     assert "&lt;script&gt;" in page and "<script>" not in page and "math500" in page
+
+
+def test_difficulty_levels_and_seeded_sample(tmp_path):
+    from deepmath.analysis.difficulty import histogram, level_shares, sample
+
+    table = pd.DataFrame({"question": [f"q{i}" for i in range(50)]})
+    one, two = sample(table, 10, seed=3), sample(table, 10, seed=3)
+    assert len(one) == 10 and one.equals(two) and len(sample(table, 80, 3)) == 50
+    shares = level_shares(
+        {"ours": pd.Series([5.0, 5.4, 6.6, 9.0]), "other": pd.Series([1.0, 2.0, None, 4.6])}
+    ).set_index("dataset")
+    assert shares.loc["ours", "rated"] == 4 and shares.loc["ours", "5"] == 50.0
+    assert shares.loc["ours", ">=5"] == 100.0 and shares.loc["ours", "mean"] == 6.5
+    assert shares.loc["other", "rated"] == 3 and shares.loc["other", "5"] == pytest.approx(33.3)
+    assert shares.loc["other", ">=5"] == 0.0  # 4.6 rounds to level 5 but is below 5
+    histogram(shares.reset_index(), str(tmp_path / "d.png"))
+    assert (tmp_path / "d.png").stat().st_size > 1000

@@ -65,8 +65,10 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     compare = len(PAPER_COMPARE)
     assert counts.get("pull_compare", 0) == compare
     assert counts["embed_compare"] == 1 + compare
+    assert counts["sample_compare"] == counts["rate_compare"] == compare  # rated like curation
     for rule in ("analysis_ours", "analysis_profile", "analysis_strings", "analysis_novelty",
-                 "analysis_map", "analysis_contamination"):  # fmt: skip
+                 "analysis_map", "analysis_contamination", "sample_ours",
+                 "analysis_difficulty"):  # fmt: skip
         assert counts[rule] == 1, rule
     # the four GRPO runs and the two SFT baselines on their nodes x GPUs
     shapes = {}

@@ -156,6 +156,28 @@ def final_hits(args: argparse.Namespace) -> dict[str, int]:
     return {b: len(ids) for b, ids in found.items()}
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    from deepmath.analysis.difficulty import sample
+
+    table = sample(read_items([args.inp], args.name), args.n, args.seed)
+    write_parquet(table, args.out)
+    log.info("%s: %d items sampled for rating", args.name, len(table))
+
+
+def cmd_difficulty(args: argparse.Namespace) -> None:
+    from deepmath.analysis import difficulty
+
+    ratings = {}
+    for name, path in _aligned(args.names, args.tables, "tables").items():
+        table = pd.read_parquet(path)
+        if "difficulty" not in table.columns:
+            raise DeepmathError(f"{path}: no difficulty column (rate it first)")
+        ratings[name] = table["difficulty"]
+    shares = difficulty.level_shares(ratings)
+    _write_csv(shares, args.out)
+    difficulty.histogram(shares, args.png)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from deepmath.analysis.pages import write_pages
 
@@ -232,6 +254,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--png", required=True)
     p.add_argument("--stats", required=True)
     p.set_defaults(func=cmd_contamination)
+
+    p = sub.add_parser("sample", help="a seeded sample of a dataset's items (for rating)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("difficulty", help="difficulty levels per dataset, overlaid")
+    datasets(p, True, False)
+    p.add_argument("--out", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=cmd_difficulty)
 
     p = sub.add_parser("report", help="the analyses as HTML pages for the Snakemake report")
     p.add_argument("--novelty", required=True)

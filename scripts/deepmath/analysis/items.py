@@ -16,6 +16,7 @@ from deepmath.io import DeepmathError
 from deepmath.text import stable_id
 
 ITEM_COLUMNS = ["id", "question", "answer"]
+OPTIONAL = ["difficulty"]  # kept where a dataset has it (ours, the DeepMath-103K schema)
 OURS = "ours"  # the name of this run's dataset among the compared ones
 _QUESTION = ("question", "problem")
 _ANSWER = ("final_answer", "reference_answer", "answer")
@@ -39,7 +40,10 @@ def items(table: pd.DataFrame, what: str = "table") -> pd.DataFrame:
     )
     ids = table["id"] if "id" in table.columns else None
     out.insert(0, "id", ids if ids is not None else questions.map(lambda q: stable_id(str(q))))
-    return out.reset_index(drop=True)[ITEM_COLUMNS]
+    kept = [c for c in OPTIONAL if c in table.columns]
+    for column in kept:
+        out[column] = table[column].to_numpy()
+    return out.reset_index(drop=True)[ITEM_COLUMNS + kept]
 
 
 def read_items(paths: Sequence[str | os.PathLike[str]], what: str = "dataset") -> pd.DataFrame:
