@@ -29,7 +29,7 @@ rule pull_compare:
     benchmark:
         timing("pull_compare/{dataset}")
     wildcard_constraints:
-        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+        dataset=COMPARE_PATTERN,
     conda:
         "../envs/data.yaml"
     resources:
@@ -263,7 +263,7 @@ rule sample_compare:
     log:
         logs("sample_compare/{dataset}.log"),
     wildcard_constraints:
-        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+        dataset=COMPARE_PATTERN,
     conda:
         "../envs/embed.yaml"
     resources:
@@ -310,7 +310,7 @@ rule rate_compare:
     benchmark:
         timing("rate_compare/{dataset}")
     wildcard_constraints:
-        dataset="|".join(re.escape(name) for name in COMPARE) or "(?!)",
+        dataset=COMPARE_PATTERN,
     conda:
         "../envs/llm.yaml"
     threads: 2

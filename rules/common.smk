@@ -253,6 +253,8 @@ def eval_usage_files():
 ANALYSIS = config["analysis"]
 COMPARE = ANALYSIS["compare"]
 ANALYSIS_SETS = ["ours", *COMPARE]
+# The `dataset` wildcard of the compared sets' rules (never matches "ours"; nothing if none).
+COMPARE_PATTERN = "|".join(re.escape(name) for name in COMPARE) or "(?!)"
 STRING_BENCH = ANALYSIS["string_check"]["benchmark"]
 # Our dataset: the one this run builds, or the published one when training starts from it.
 OURS_FILES = [PUBLISHED_FILE] if FROM_PUBLISHED else DATASET_FILES
