@@ -42,15 +42,20 @@ def definition(name: str) -> dict[str, Any]:
     return _schema()["$defs"][name]
 
 
+def _resolve(ref: str) -> dict[str, Any]:
+    """The schema node a local ``$ref`` (``#/$defs/...``) points to; {} for none."""
+    node: Any = _schema()
+    for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else []:
+        node = node[part]
+    return node if isinstance(node, dict) else {}
+
+
 def descriptions(name: str) -> dict[str, str]:
     """``{key: description}`` of an object in ``$defs``: the documentation of its keys."""
     props = definition(name).get("properties", {})
     out = {}
     for key, sub in props.items():
-        ref = sub.get("$ref", "")
-        text = sub.get("description") or (definition(ref.rsplit("/", 1)[-1]) if ref else {}).get(
-            "description", ""
-        )
+        text = sub.get("description") or _resolve(sub.get("$ref", "")).get("description", "")
         out[key] = " ".join(str(text).split())
     return out
 

@@ -206,7 +206,7 @@ def _edit(cfg, dotted, value):
         ("evaluation.models.smollm2.checkpoint", "x", "needs exactly one of model:, checkpoint:"),
         ("evaluation.models.smollm2.model", "nope", "smollm2.model = 'nope' is not in models"),
         ("evaluation.scoring.rules.aime99", {"choice": True}, "'aime99' is not a benchmark"),
-        ("evaluation.scoring.rules.minerva", {"judges": ["olympia"]}, "'olympia' is not a judge"),
+        ("evaluation.scoring.rules.minerva", {"judges": ["olympia"]}, "judges.0 = 'olympia'"),
         ("evaluation.sampling.temprature", 0.6, "evaluation.sampling.temprature"),
         ("evaluation.engine.serve.tensor_paralel", 1, "tensor_paralel"),
     ],

@@ -93,16 +93,25 @@ def test_rule_of_a_benchmark_merges_the_defaults_with_its_override():
 @pytest.mark.parametrize(
     "scoring, needle",
     [
-        ({"policy": "lenient"}, "scoring.policy = 'lenient' is not a checker policy"),
+        (
+            {"policy": "lenient"},
+            "scoring.policy = 'lenient' is not allowed; allowed values: verify, reward, eval",
+        ),
         ({"text": "answer_only"}, "scoring.text = 'answer_only' is not allowed"),
-        ({"rules": {"x": {"judges": ["olympiadbench"]}}}, "'olympiadbench' is not a judge"),
+        (
+            {"rules": {"x": {"judges": ["olympiadbench"]}}},
+            "rules.x.judges.0 = 'olympiadbench' is not allowed; allowed values: olympiad, polymath",
+        ),
         (
             {"rules": {"x": {"judge": ["olympiad"]}}},
             "unknown key 'evaluation.scoring.rules.x.judge'",
         ),
-        ({"rules": {"x": {"choice": "yes"}}}, "rules.x.choice = 'yes' must be true or false"),
-        ({"rules": {"x": {"precision": -1}}}, "rules.x.precision = -1 must be a number > 0"),
-        ({"rules": ["x"]}, "scoring.rules must be a mapping"),
+        (
+            {"rules": {"x": {"choice": "yes"}}},
+            "rules.x.choice = 'yes' has the wrong type; expected boolean",
+        ),
+        ({"rules": {"x": {"precision": -1}}}, "rules.x.precision = -1 must be > 0"),
+        ({"rules": ["x"]}, "scoring.rules = ['x'] has the wrong type; expected object"),
     ],
 )
 def test_scoring_mistakes_name_the_key(scoring, needle):
@@ -116,7 +125,9 @@ def test_table_keys_are_checked():
         eval_spec(
             {"model_name": "m", "families": {"zero": "Zero"}, "family": "zer0"}, need_engine=False
         )
-    with pytest.raises(DeepmathError, match="paper must be"):
+    with pytest.raises(
+        DeepmathError, match="paper.math500 = '85.5' has the wrong type; expected number"
+    ):
         eval_spec({"model_name": "m", "paper": {"math500": "85.5"}}, need_engine=False)
 
 

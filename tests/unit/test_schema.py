@@ -194,3 +194,29 @@ def test_analysis_mistakes_stop_before_any_job(demo_config, analysis, needle):
     with pytest.raises(ConfigError) as err:
         validate_config(config)
     assert needle in str(err.value)
+
+
+def test_scoring_enums_follow_the_checker():
+    from deepmath.answers import JUDGES, POLICIES
+
+    rule = schema.definition("scoring_rule")["properties"]
+    assert set(rule["judges"]["items"]["enum"]) == set(JUDGES)
+    assert set(schema.definition("scoring")["properties"]["policy"]["enum"]) == {*POLICIES, None}
+
+
+@pytest.mark.parametrize(
+    ("scoring", "needle"),
+    [
+        ({"policy": "lenient"}, "evaluation.scoring.policy = 'lenient' is not allowed"),
+        ({"text": "answer_only"}, "evaluation.scoring.text = 'answer_only' is not allowed"),
+        ({"rules": {"aime24": {"judges": ["sympy"]}}}, "scoring.rules.aime24.judges.0 = 'sympy'"),
+        ({"rules": {"aime24": {"precision": 0}}}, "rules.aime24.precision = 0 must be > 0"),
+        ({"rules": {"aime24": {"strict": True}}}, "unknown key 'evaluation.scoring.rules.aime24.s"),
+        ({"pass_k": []}, "evaluation.scoring.pass_k = []"),
+        ({"memory_mb": 8}, "evaluation.scoring.memory_mb = 8 must be >= 64"),
+    ],
+)  # fmt: skip
+def test_scoring_block_is_checked_by_the_schema(scoring, needle):
+    with pytest.raises(DeepmathError) as err:
+        eval_spec({"model_name": "m", "sampling": {"n": 1}, "scoring": scoring}, need_engine=False)
+    assert needle in str(err.value)

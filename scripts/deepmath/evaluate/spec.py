@@ -8,7 +8,6 @@ every key; the README's evaluation section explains the choices.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,57 +23,14 @@ BENCH_COLUMNS = ("bench", "id", "problem", "answer", "category")
 # Optional benchmark columns kept when present: a per-problem numeric tolerance (OlympiadBench).
 BENCH_OPTIONAL = ("precision",)
 
-# Keys of the spec (config `evaluation` merged with one entry of `evaluation.models`).
-EVAL_KEYS: dict[str, str] = {
-    "model_name": "name of the evaluated model: served name, journal key, row label (required)",
-    "label": "display name of the model in the results table (default: model_name)",
-    "model": "the models: entry to evaluate (used by the rules to find its folder)",
-    "checkpoint": "the training run whose merged checkpoint to evaluate (used by the rules)",
-    "system_prompt": "send system_text as a system message (default false; uni_eval: Zero only)",
-    "system_text": "the system prompt text (default: uni_eval's 'Please reason step by step...')",
-    "prompt_prefix": "text put before the problem in the user message (default '')",
-    "prompt_suffix": "text put after the problem in the user message (default '')",
-    "sampling": "n (samples per problem) + sampling params; sample i gets seed + i",
-    "engine": "how to generate: {kind: server|offline, serve|base_url, offline, ...}",
-    "limit": "evaluate only the first `limit` problems of each benchmark (default: all)",
-    "scoring": "how samples are scored: policy, text, rules per benchmark, ... (SCORING_KEYS)",
-    "benchmarks": "benchmarks to evaluate, in table order (used by the rules and the table)",
-    "models": "models to evaluate, in table order (used by the rules and the table)",
-    "paper_results": "published pass@1 of models without an entry, {model: {bench: value}}",
-    "paper": "the published pass@1 of this model, {bench: value} (a missing number stays out)",
-    "family": "the table this model is printed in (a key of families)",
-    "families": "the results tables, in order, {family: title} (default: one table)",
-    "average": "benchmarks the Avg. column averages (default: all configured benchmarks)",
-    "labels": "display names of models and benchmarks in the table, {name: text}",
-}
+# The keys of a spec and their rules live in config/schema.yaml ($defs/eval_spec, scoring,
+# scoring_rule, engine, offline_engine); these tables are their documentation.
+EVAL_KEYS: dict[str, str] = schema.descriptions("eval_spec")
 # The engine's keys and their rules live in config/schema.yaml ($defs/engine, offline_engine).
 ENGINE_KEYS: dict[str, str] = schema.descriptions("engine")
 OFFLINE_KEYS: dict[str, str] = schema.descriptions("offline_engine")
-SCORING_KEYS: dict[str, str] = {
-    "policy": "the shared checker's policy for evaluation (deepmath.answers.policy; default eval)",
-    "text": (
-        "part of the response searched: whole (thinking included, the authors' rule) or "
-        "after_think (after the last </think>, the whole response when there is none)"
-    ),
-    "rules": "per-benchmark scoring rules over these defaults, {bench: RULE_KEYS}",
-    "pass_k": "k values of the unbiased pass@k, those <= n are reported (default [1, 2, 4, 8])",
-    "timeout_s": "seconds per answer check, after which it counts as wrong (default 5)",
-    "workers": "checker processes (default: all cores this job may use)",
-    "memory_mb": "address-space cap per checker process (default 4096)",
-    "maj_equivalence": "merge maj@n answer groups the checker finds equivalent (default true)",
-}
-RULE_KEYS: dict[str, str] = {
-    "text": "as scoring.text, for this benchmark",
-    "judges": (
-        "benchmark judges OR-ed after the checker's own forms: olympiad (OlympiadBench's "
-        "judge on the text after </think>), polymath (PolyMath's first-box extraction)"
-    ),
-    "choice": "answers are choice letters (multiple choice): the response's letter decides",
-    "precision": (
-        "absolute numeric tolerance of the olympiad judge where the problem gives none "
-        "(default 1e-8)"
-    ),
-}
+SCORING_KEYS: dict[str, str] = schema.descriptions("scoring")
+RULE_KEYS: dict[str, str] = schema.descriptions("scoring_rule")
 TEXTS = {"whole": "whole", "after_think": "prefer"}  # scoring.text -> the checker's think mode
 JUDGES = ("olympiad", "polymath")
 ENGINE_DEFAULTS = {"max_concurrency": 64, "timeout_s": 3600.0, "max_retries": 5}
@@ -145,16 +101,6 @@ def load_spec_arg(text: str) -> dict[str, Any]:
     return load_spec(text, "config evaluation + model entry")
 
 
-def _unknown(problems: list[str], block: Mapping[str, Any], allowed: Mapping[str, str], where: str):
-    for key in block:
-        if key not in allowed:
-            problems.append(f"unknown key '{where}.{key}'; allowed keys: {', '.join(allowed)}")
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def eval_spec(spec: Mapping[str, Any], *, need_engine: bool = True) -> EvalSpec:
     """Validate a spec; every problem is reported, each naming its dotted key.
 
@@ -163,67 +109,29 @@ def eval_spec(spec: Mapping[str, Any], *, need_engine: bool = True) -> EvalSpec:
     from deepmath.llm import normalize_params
 
     where = "evaluation"
-    if not isinstance(spec, Mapping):
-        raise DeepmathError(f"{where} spec must be a mapping, got {spec!r}")
-    problems: list[str] = []
-    _unknown(problems, spec, EVAL_KEYS, where)
-    name = spec.get("model_name")
-    if not isinstance(name, str) or not name.strip():
+    problems = schema.check(spec, "eval_spec", where)
+    if problems:
+        raise DeepmathError(f"invalid {where} spec:\n  - " + "\n  - ".join(problems))
+    name = spec.get("model_name") or ""
+    if not name:
         problems.append(f"missing key '{where}.model_name' (required): {EVAL_KEYS['model_name']}")
-        name = ""
     label = spec.get("label") or name
-    for key in ("system_text", "prompt_prefix", "prompt_suffix", "label"):
-        if spec.get(key) is not None and not isinstance(spec[key], str):
-            problems.append(f"{where}.{key} = {spec[key]!r} must be a string")
     system_prompt = spec.get("system_prompt", False)
-    if not isinstance(system_prompt, bool):
-        problems.append(f"{where}.system_prompt = {system_prompt!r} must be true or false")
     limit = spec.get("limit")
-    if limit is not None and not _is_int(limit, 1):
-        problems.append(f"{where}.limit = {limit!r} must be an integer >= 1 or null")
-
-    sampling = spec.get("sampling") or {}
-    n, params = 1, {}
-    if not isinstance(sampling, Mapping):
-        problems.append(f"{where}.sampling must be a mapping (n, temperature, ...)")
-    else:
-        sampling = dict(sampling)
-        n = sampling.pop("n", 1)
-        if not _is_int(n, 1):
-            problems.append(f"{where}.sampling.n = {n!r} must be an integer >= 1")
-            n = 1
-        sampling.setdefault("seed", 42)
-        try:
-            params = normalize_params(sampling, f"{where}.sampling")
-        except DeepmathError as err:
-            problems.append(str(err))
-
-    engine_block = spec.get("engine") or {}
+    sampling = dict(spec.get("sampling") or {})
+    n = sampling.pop("n", None) or 1
+    sampling.setdefault("seed", 42)
+    params = normalize_params(sampling, f"{where}.sampling")
     kind, role_spec, offline = "server", {}, {}
     if need_engine:
-        kind, role_spec, offline = _engine(problems, engine_block, name, params, where)
-
+        kind, role_spec, offline = _engine(problems, spec.get("engine") or {}, name, params, where)
     scoring = dict(SCORING_DEFAULTS)
-    block = spec.get("scoring") or {}
-    if not isinstance(block, Mapping):
-        problems.append(f"{where}.scoring must be a mapping")
-    else:
-        _unknown(problems, block, SCORING_KEYS, f"{where}.scoring")
-        scoring.update({k: v for k, v in block.items() if k in SCORING_KEYS and v is not None})
-        ks = scoring["pass_k"]
-        if not isinstance(ks, list) or not ks or not all(_is_int(k, 1) for k in ks):
-            problems.append(f"{where}.scoring.pass_k = {ks!r} must be a list of integers >= 1")
-        t = scoring["timeout_s"]
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf:
-            problems.append(f"{where}.scoring.timeout_s = {t!r} must be a number of seconds > 0")
-        if scoring["workers"] is not None and not _is_int(scoring["workers"], 1):
-            problems.append(f"{where}.scoring.workers must be an integer >= 1 or null")
-        if scoring["memory_mb"] is not None and not _is_int(scoring["memory_mb"], 64):
-            problems.append(f"{where}.scoring.memory_mb must be an integer >= 64 or null")
-        if not isinstance(scoring["maj_equivalence"], bool):
-            problems.append(f"{where}.scoring.maj_equivalence must be true or false")
-        _check_rules(problems, scoring, f"{where}.scoring")
-    _check_table_keys(problems, spec, where)
+    scoring.update({k: v for k, v in (spec.get("scoring") or {}).items() if v is not None})
+    family, families = spec.get("family"), spec.get("families")
+    if family is not None and families is not None and family not in families:
+        problems.append(
+            f"{where}.family = {family!r} is not a family; allowed: {', '.join(families)}"
+        )
     if problems:
         raise DeepmathError(f"invalid {where} spec:\n  - " + "\n  - ".join(problems))
     return EvalSpec(
@@ -242,75 +150,6 @@ def eval_spec(spec: Mapping[str, Any], *, need_engine: bool = True) -> EvalSpec:
         scoring=scoring,
         raw=dict(spec),
     )
-
-
-def _check_rule(problems: list[str], rule: Mapping[str, Any], where: str) -> None:
-    """One scoring rule (the scoring block's defaults or a benchmark's override)."""
-    text = rule.get("text")
-    if text is not None and text not in TEXTS:
-        problems.append(f"{where}.text = {text!r} is not allowed; allowed: {', '.join(TEXTS)}")
-    judges = rule.get("judges")
-    if judges is not None and (
-        not isinstance(judges, list) or not all(isinstance(j, str) for j in judges)
-    ):
-        problems.append(f"{where}.judges = {judges!r} must be a list of judge names")
-    elif judges:
-        for j in judges:
-            if j not in JUDGES:
-                problems.append(
-                    f"{where}.judges: {j!r} is not a judge; allowed: {', '.join(JUDGES)}"
-                )
-    if rule.get("choice") is not None and not isinstance(rule["choice"], bool):
-        problems.append(f"{where}.choice = {rule['choice']!r} must be true or false")
-    prec = rule.get("precision")
-    if prec is not None and (
-        isinstance(prec, bool) or not isinstance(prec, int | float) or not 0 < prec < math.inf
-    ):
-        problems.append(f"{where}.precision = {prec!r} must be a number > 0")
-
-
-def _check_rules(problems: list[str], scoring: Mapping[str, Any], where: str) -> None:
-    from deepmath.answers import POLICIES
-
-    if scoring["policy"] not in POLICIES:
-        problems.append(
-            f"{where}.policy = {scoring['policy']!r} is not a checker policy; allowed: "
-            + ", ".join(POLICIES)
-        )
-    _check_rule(problems, {"text": scoring["text"]}, where)
-    rules = scoring["rules"]
-    if not isinstance(rules, Mapping):
-        problems.append(f"{where}.rules must be a mapping {{benchmark: rule}}")
-        return
-    for bench, rule in rules.items():
-        at = f"{where}.rules.{bench}"
-        if not isinstance(rule, Mapping):
-            problems.append(f"{at} must be a mapping ({', '.join(RULE_KEYS)})")
-            continue
-        _unknown(problems, rule, RULE_KEYS, at)
-        _check_rule(problems, rule, at)
-
-
-def _check_table_keys(problems: list[str], spec: Mapping[str, Any], where: str) -> None:
-    paper = spec.get("paper")
-    if paper is not None and (
-        not isinstance(paper, Mapping)
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in paper.values())
-    ):
-        problems.append(f"{where}.paper must be {{benchmark: pass@1}} with numbers, got {paper!r}")
-    families = spec.get("families")
-    if families is not None and not isinstance(families, Mapping):
-        problems.append(f"{where}.families must be a mapping {{family: title}}")
-    family = spec.get("family")
-    if family is not None and isinstance(families, Mapping) and family not in families:
-        problems.append(
-            f"{where}.family = {family!r} is not a family; allowed: {', '.join(families)}"
-        )
-    average = spec.get("average")
-    if average is not None and (
-        not isinstance(average, list) or not all(isinstance(b, str) for b in average)
-    ):
-        problems.append(f"{where}.average must be a list of benchmark names")
 
 
 def scoring_rule(scoring: Mapping[str, Any], bench: str) -> dict[str, Any]:
