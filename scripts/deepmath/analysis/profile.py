@@ -84,8 +84,8 @@ def answer_type(question: str | None, answer: Any) -> str:
     compact = s.replace(" ", "")
     if _INTEGER.match(compact):
         return "integer"
-    if _DECIMAL.match(compact):
-        return "decimal"
+    if _DECIMAL.match(compact):  # 43.0 (a float column) is an integer answer
+        return "integer" if re.fullmatch(r"[+-]?\d+\.0*", compact) else "decimal"
     if _FRACTION.match(s.strip()):
         return "fraction"
     if _SET.search(s) or _INTERVAL.match(compact) or re.search(r"\d\s*,\s*[-\d\\]", s):
