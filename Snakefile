@@ -34,6 +34,7 @@ include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/analysis.smk"
+include: "rules/audit.smk"
 include: "rules/report.smk"
 
 
@@ -55,3 +56,4 @@ rule all:
         rules.report_results.output if EVAL_MODELS else [],
         ANALYSIS_OUTPUTS,
         rules.report_analysis.output,
+        AUDIT_OUTPUTS,

@@ -88,12 +88,12 @@ def llm_inputs(role):
 
 
 def job_key(wildcards):
-    """The journal name of an LLM job: its shard, source or compared dataset."""
-    for key in ("shard", "source", "dataset"):
+    """The journal name of an LLM job: its shard, source, compared or audited dataset."""
+    for key in ("shard", "source", "dataset", "audit"):
         if hasattr(wildcards, key):
             return getattr(wildcards, key)
     raise ValueError(
-        f"an LLM job needs a shard, source or dataset wildcard: {wildcards}"
+        f"an LLM job needs a shard, source, dataset or audit wildcard: {wildcards}"
     )
 
 
@@ -311,3 +311,54 @@ ANALYSIS_OUTPUTS = [
     [] if FROM_PUBLISHED else res("analysis/contamination.csv"),
     res("analysis/difficulty.csv"),
 ]
+
+
+# --- audits of published-schema datasets (rules/audit.smk)
+
+AUDIT = config["audit"]
+AUDITS = list(AUDIT["datasets"])
+# The `audit` wildcard: one of the configured names (nothing if none).
+AUDIT_PATTERN = "|".join(re.escape(name) for name in AUDITS) or "(?!)"
+# Benchmarks the audit checks besides curation's (their embeddings are the audit's own).
+AUDIT_EXTRA = [b for b in AUDIT["extra_benchmarks"] if b not in DECONTAM_BENCHMARKS]
+
+
+def audit_local_inputs(wildcards):
+    """Files of an audited dataset that this run builds (its own release, say): inputs, so
+    Snakemake makes them before loading them."""
+    files = AUDIT["datasets"][wildcards.audit]["load"].get("data_files") or []
+    files = [files] if isinstance(files, str) else files
+    return [f for f in files if str(f).startswith(f"{RESULTS}/")]
+
+
+def audit_spec(name):
+    """What an audit's card records and its cleaned copy depends on."""
+    entry = AUDIT["datasets"][name]
+    return {
+        "name": name,
+        "label": entry.get("label") or name,
+        "load": entry["load"],
+        "benchmarks": [*DECONTAM_BENCHMARKS, *AUDIT_EXTRA],
+        "drop": AUDIT["drop"],
+        "answer_check_timeout_s": AUDIT["timeout_s"],
+        "decontamination": {
+            k: config["decontamination"].get(k)
+            for k in ("top_k", "precheck_threshold", "judge_min_score", "unparseable")
+            + ("judge_role",)
+        },
+    }
+
+
+def report_audit_page():
+    return report(
+        res("report/audit/{audit}.html"),
+        caption="../report/audit.rst",
+        category="Audits",
+        subcategory="{audit}",
+        labels={"dataset": "{audit}", "content": "audit"},
+    )
+
+
+AUDIT_OUTPUTS = expand(
+    [res("audit/{audit}/card.md"), res("report/audit/{audit}.html")], audit=AUDITS
+)

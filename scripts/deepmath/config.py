@@ -156,6 +156,12 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                     f"{section}.benchmarks.{i} = {name!r} is not a benchmark; "
                     f"allowed values: {', '.join(sorted(benches))}"
                 )
+    for i, name in enumerate((config.get("audit") or {}).get("extra_benchmarks") or []):
+        if name not in benches:
+            problems.append(
+                f"audit.extra_benchmarks.{i} = {name!r} is not a benchmark; "
+                f"allowed values: {', '.join(sorted(benches))}"
+            )
     emb = config.get("embedding", {}).get("model")
     if emb is not None and emb not in models:
         problems.append(

@@ -131,8 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--pool", required=True, help="pool shard parquet")
     parser.add_argument("--pool-emb", required=True, help="pool shard embeddings (.npy)")
-    parser.add_argument("--bench", required=True, help="benchmark index parquet")
-    parser.add_argument("--bench-emb", required=True, help="benchmark embeddings (.npy)")
+    parser.add_argument(
+        "--bench", nargs="+", required=True, help="benchmark index parquet(s), searched as one"
+    )
+    parser.add_argument(
+        "--bench-emb", nargs="+", required=True, help="their embeddings (.npy), in the same order"
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--memory-mb", type=int, default=512)
@@ -142,9 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     pool = pd.read_parquet(args.pool)
-    bench = pd.read_parquet(args.bench)
+    if len(args.bench) != len(args.bench_emb):
+        raise DeepmathError(
+            f"{len(args.bench)} benchmark index file(s) but {len(args.bench_emb)} embedding file(s)"
+        )
+    bench = pd.concat([pd.read_parquet(p) for p in args.bench], ignore_index=True)
     queries = np.load(args.pool_emb)
-    keys = np.load(args.bench_emb)
+    keys = np.concatenate([np.load(p) for p in args.bench_emb])
     if len(pool) != len(queries) or len(bench) != len(keys):
         raise DeepmathError(
             f"rows and embeddings disagree: pool {len(pool)} vs {len(queries)}, "

@@ -31,12 +31,20 @@ EXPECTED = {
     "slurm-h20": {"judge_contamination": (8, 1), "solve": (8, 1), "solve_supplement": (8, 1)},
     "slurm-a100": {"judge_contamination": (8, 1), "solve": (8, 2), "solve_supplement": (8, 2)},
 }
+# the audit's judge is curation's judge role, on one node
+for _p in EXPECTED:
+    EXPECTED[_p]["judge_audit"] = (8, 1)
 for _p in PROFILES:
     EXPECTED[_p].update(
         {
             "embed_benchmarks": (1, 1),
             "embed_pool": (1, 1),
             "generate_eval": (1, 1),
+            "embed_compare": (1, 1),
+            "analysis_novelty": (1, 1),
+            "analysis_contamination": (1, 1),
+            "embed_audit": (1, 1),
+            "embed_audit_benchmarks": (1, 1),
         }
     )
 

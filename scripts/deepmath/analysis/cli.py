@@ -178,6 +178,62 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
     difficulty.histogram(shares, args.png)
 
 
+def cmd_audit_answers(args: argparse.Namespace) -> None:
+    from deepmath.analysis import audit
+
+    table = audit.with_ids(pd.read_parquet(args.inp))
+    checks, disagreements = audit.answer_checks(table, args.timeout_s, args.workers, True)
+    stats = audit.answer_stats(checks, disagreements)
+    write_parquet(checks, args.out)
+    _write_csv(disagreements, args.disagreements)
+    write_json(stats, args.stats)
+    log.info(
+        "%s: %d of %d solutions agree with final_answer; rows by status: %s",
+        args.name,
+        stats["solutions_agreeing"],
+        stats["solutions_checked"],
+        ", ".join(f"{k} {v}" for k, v in stats["status"].items()),
+    )
+
+
+def cmd_audit_card(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from deepmath.analysis import audit
+    from deepmath.analysis.pages import audit_page
+    from deepmath.dataset import tool_versions, write_shards
+    from deepmath.io import atomic_path
+
+    spec = json.loads(args.spec)
+    table = audit.with_ids(pd.read_parquet(args.dataset))
+    checks = pd.read_parquet(args.answers)
+    if not checks["id"].equals(table["id"]):
+        raise DeepmathError(f"{args.answers} does not match {args.dataset}: rerun audit_answers")
+    disagreements = pd.read_csv(args.disagreements, dtype=str, keep_default_na=False)
+    contaminated = pd.read_parquet(args.contaminated)
+    decontam = json.loads(Path(args.decontam_stats).read_text())
+    answer_stats = json.loads(Path(args.answer_stats).read_text())
+    flagged = audit.flags(table)
+    drop = list(spec.get("drop") or [])
+    drops = audit.dropped(checks, flagged, set(contaminated["id"]), drop)
+    stats = audit.summary(spec["name"], spec.get("label") or spec["name"], answer_stats,
+                          flagged, decontam, drops, drop)  # fmt: skip
+    kept = table[~drops["drop"].to_numpy()].drop(columns="id")
+    write_shards(kept, Path(args.data_dir), 1)
+    write_parquet(flagged.merge(drops, on="id"), args.flags)
+    write_json(stats, args.stats)
+    examples = audit.flagged_examples(table, flagged, per_kind=2)
+    card = audit.audit_card(stats, disagreements, contaminated, examples, spec, tool_versions(),
+                            args.examples)  # fmt: skip
+    with atomic_path(Path(args.card)) as tmp:
+        Path(tmp).write_text(card, encoding="utf-8")
+    page = audit_page(stats, disagreements, contaminated, examples, args.examples)
+    with atomic_path(Path(args.page)) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    log.info("%s: kept %d of %d rows (dropped %s)", spec["name"], stats["kept"], stats["rows"],
+             stats["dropped_by"])  # fmt: skip
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from deepmath.analysis.pages import write_pages
 
@@ -280,6 +336,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--benchmark", default="the benchmark", help="the string check's benchmark")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("audit-answers", help="a dataset's final answers against its solutions")
+    p.add_argument("--name", required=True)
+    p.add_argument("--in", dest="inp", required=True, help="the dataset (DeepMath-103K schema)")
+    p.add_argument("--timeout-s", type=float, default=5.0, help="bound of one check")
+    p.add_argument("--workers", type=int, default=None, help="checker processes (default: cores)")
+    p.add_argument("--out", required=True, help="parquet: per row answers, verdicts, status")
+    p.add_argument("--disagreements", required=True, help="CSV: every disagreeing solution")
+    p.add_argument("--stats", required=True)
+    p.set_defaults(func=cmd_audit_answers)
+
+    p = sub.add_parser("audit-card", help="flags, the cleaned copy and the audit card")
+    p.add_argument("--dataset", required=True, help="the audited dataset")
+    p.add_argument("--answers", required=True, help="audit-answers' parquet")
+    p.add_argument("--answer-stats", required=True, help="audit-answers' JSON")
+    p.add_argument("--disagreements", required=True, help="audit-answers' CSV")
+    p.add_argument("--contaminated", required=True, help="the decontamination report")
+    p.add_argument("--decontam-stats", required=True, help="the decontamination counts")
+    p.add_argument("--spec", required=True, help="JSON: name, label, load, benchmarks, drop, ...")
+    p.add_argument("--examples", type=int, default=5, help="examples per table of the card")
+    p.add_argument("--data-dir", required=True, help="where the cleaned copy's parquet goes")
+    p.add_argument("--flags", required=True, help="parquet: answer type, flags, drop reasons")
+    p.add_argument("--card", required=True, help="the audit card (Markdown)")
+    p.add_argument("--stats", required=True, help="every count (JSON)")
+    p.add_argument("--page", required=True, help="the report page (HTML)")
+    p.set_defaults(func=cmd_audit_card)
     return parser.parse_args(argv)
 
 

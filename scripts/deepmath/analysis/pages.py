@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -70,6 +72,49 @@ def types_page(table: pd.DataFrame) -> str:
             ),
         ],
     )
+
+
+def audit_page(
+    stats: Mapping[str, Any],
+    disagreements: pd.DataFrame,
+    contaminated: pd.DataFrame,
+    flagged: pd.DataFrame,
+    examples: int = 5,
+) -> str:
+    """One audited dataset: its counts, then examples of each finding."""
+    ans, con = stats["answers"], stats["contamination"]
+    share = ans["agreement_share"]
+    counts = pd.DataFrame(
+        [
+            ("rows audited", stats["rows"]),
+            ("solutions checked", ans["solutions_checked"]),
+            ("solutions agreeing with final_answer",
+             f"{ans['solutions_agreeing']}" + (f" ({100 * share:.2f}%)" if share is not None
+                                               else "")),
+            *((f"rows: {k}", v) for k, v in ans["status"].items()),
+            ("contaminated questions", con["contaminated"]),
+            *((f"flagged: {k}", v) for k, v in stats["flags"].items()),
+            ("kept in the cleaned copy", stats["kept"]),
+        ],
+        columns=["", "count"],
+    )  # fmt: skip
+    parts = [
+        html_table(counts),
+        note(
+            "Each r1_solution_*'s final answer compared with final_answer by the shared "
+            "checker; contamination by the curation's embeddings, string pre-check and LLM "
+            "judge against the audit's benchmarks; flags from the answer-type profile. The "
+            f"cleaned copy leaves out: {', '.join(stats['drop']) or 'nothing'}."
+        ),
+    ]
+    if len(disagreements):
+        parts.append(html_table(disagreements.head(examples)))
+    if len(contaminated):
+        cols = ["id", "question", "bench", "bench_problem", "score", "by"]
+        parts.append(html_table(contaminated.head(examples)[cols].round({"score": 3})))
+    if len(flagged):
+        parts.append(html_table(flagged))
+    return html_page(f"Audit: {stats['label']}", parts)
 
 
 def write_pages(args: argparse.Namespace) -> list[Path]:
