@@ -340,16 +340,16 @@ rule analysis_difficulty:
             res("analysis/difficulty/{dataset}.rated.parquet"), dataset=ANALYSIS_SETS
         ),
     output:
-        table=res("analysis/difficulty.csv"),
+        table=res("analysis/difficulty_comparison.csv"),
         png=report(
-            res("analysis/difficulty.png"),
+            res("analysis/difficulty_comparison.png"),
             caption="../report/difficulty_comparison.rst",
             category="Analyses",
             subcategory="Difficulty",
             labels={"content": "difficulty per dataset, figure"},
         ),
     log:
-        logs("analysis/difficulty.log"),
+        logs("analysis/difficulty_comparison.log"),
     conda:
         "../envs/embed.yaml"
     resources:
@@ -360,3 +360,38 @@ rule analysis_difficulty:
     shell:
         "python -m deepmath.analysis difficulty --names {params.names} --tables {input:q}"
         " --out {output.table:q} --png {output.png:q} 2> {log:q}"
+
+
+rule analysis_summary:
+    input:
+        novelty=res("analysis/novelty.csv"),
+        types=res("analysis/answer_types.csv"),
+        difficulty=res("analysis/difficulty_comparison.csv"),
+        contamination=[] if FROM_PUBLISHED else res("analysis/contamination.csv"),
+        strings=[] if STRING_BENCH is None else res("analysis/string_check.csv"),
+    output:
+        table=res("analysis/summary.csv"),
+        markdown=res("analysis/summary.md"),
+    log:
+        logs("analysis/summary.log"),
+    conda:
+        "../envs/embed.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        optional=lambda w, input: shlex.join(
+            (["--contamination", input.contamination] if input.contamination else [])
+            + (["--strings", input.strings] if input.strings else [])
+        ),
+        labels=as_json(
+            {"ours": "this run's dataset"}
+            | {name: entry.get("label") or name for name, entry in COMPARE.items()}
+        ),
+        bench=STRING_BENCH or "",
+        threshold=ANALYSIS["novelty"]["threshold"],
+    shell:
+        "python -m deepmath.analysis summary --novelty {input.novelty:q} --types {input.types:q}"
+        " --difficulty {input.difficulty:q} {params.optional} --labels {params.labels:q}"
+        " --benchmark {params.bench:q} --threshold {params.threshold:q}"
+        " --out {output.table:q} --markdown {output.markdown:q} 2> {log:q}"

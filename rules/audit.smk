@@ -22,7 +22,7 @@ rule pull_audit:
         mem_mb=16000,
         runtime=60,
     params:
-        spec=lambda w: as_json(AUDIT["datasets"][w.audit]),
+        spec=lambda w: as_json({"load": audit_load(w.audit)}),
     shell:
         "python -m deepmath.pull published --name {wildcards.audit:q} --spec {params.spec:q}"
         " --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
@@ -80,7 +80,7 @@ rule embed_audit:
 
 rule embed_audit_benchmarks:
     input:
-        tables=expand(res("benchmarks/{bench}.parquet"), bench=AUDIT_EXTRA),
+        tables=expand(res("benchmarks/{bench}.parquet"), bench=AUDIT_EMBED),
         model=model_dir(EMB["model"]),
     output:
         vectors=res("audit/benchmarks.npy"),
@@ -107,10 +107,8 @@ rule retrieve_audit:
     input:
         pool=res("audit/{audit}/answers.parquet"),
         pool_emb=res("audit/{audit}/embeddings.npy"),
-        bench=[res("embeddings/benchmarks.parquet")]
-        + ([res("audit/benchmarks.parquet")] if AUDIT_EXTRA else []),
-        bench_emb=[res("embeddings/benchmarks.npy")]
-        + ([res("audit/benchmarks.npy")] if AUDIT_EXTRA else []),
+        bench=AUDIT_BENCH_FILES["parquet"],
+        bench_emb=AUDIT_BENCH_FILES["npy"],
     output:
         table=res("audit/{audit}/neighbors.parquet"),
         stats=res("audit/{audit}/neighbors.stats.json"),

@@ -280,7 +280,7 @@ def report_analysis_pages():
     if not FROM_PUBLISHED:
         pages.append(
             (
-                "contamination",
+                "contamination_rates",
                 "contamination_rates",
                 "Contamination rates",
                 "rates, table",
@@ -309,7 +309,8 @@ ANALYSIS_OUTPUTS = [
     res("analysis/map.png"),
     [] if STRING_BENCH is None else res("analysis/string_check.csv"),
     [] if FROM_PUBLISHED else res("analysis/contamination.csv"),
-    res("analysis/difficulty.csv"),
+    res("analysis/difficulty_comparison.csv"),
+    res("analysis/summary.md"),
 ]
 
 
@@ -319,14 +320,31 @@ AUDIT = config["audit"]
 AUDITS = list(AUDIT["datasets"])
 # The `audit` wildcard: one of the configured names (nothing if none).
 AUDIT_PATTERN = "|".join(re.escape(name) for name in AUDITS) or "(?!)"
-# Benchmarks the audit checks besides curation's (their embeddings are the audit's own).
+# Benchmarks the audit checks besides curation's.
 AUDIT_EXTRA = [b for b in AUDIT["extra_benchmarks"] if b not in DECONTAM_BENCHMARKS]
+# The audit embeds only those and reuses curation's benchmark embeddings - unless training
+# starts from the published dataset, when no curation job runs and it embeds them all.
+AUDIT_EMBED = [*DECONTAM_BENCHMARKS, *AUDIT_EXTRA] if FROM_PUBLISHED else AUDIT_EXTRA
+AUDIT_BENCH_FILES = {
+    suffix: ([] if FROM_PUBLISHED else [res(f"embeddings/benchmarks.{suffix}")])
+    + ([res(f"audit/benchmarks.{suffix}")] if AUDIT_EMBED else [])
+    for suffix in ("parquet", "npy")
+}
+
+
+def audit_load(name):
+    """How an audited dataset loads: its `load`, or this run's own parquet shards (the release,
+    or the published copy it trains from) through the same parquet loader."""
+    entry = AUDIT["datasets"][name]
+    if entry.get("load"):
+        return entry["load"]
+    return {"path": "parquet", "data_files": OURS_FILES, "split": "train"}
 
 
 def audit_local_inputs(wildcards):
     """Files of an audited dataset that this run builds (its own release, say): inputs, so
     Snakemake makes them before loading them."""
-    files = AUDIT["datasets"][wildcards.audit]["load"].get("data_files") or []
+    files = audit_load(wildcards.audit).get("data_files") or []
     files = [files] if isinstance(files, str) else files
     return [f for f in files if str(f).startswith(f"{RESULTS}/")]
 
@@ -337,7 +355,7 @@ def audit_spec(name):
     return {
         "name": name,
         "label": entry.get("label") or name,
-        "load": entry["load"],
+        "load": audit_load(name),
         "benchmarks": [*DECONTAM_BENCHMARKS, *AUDIT_EXTRA],
         "drop": AUDIT["drop"],
         "answer_check_timeout_s": AUDIT["timeout_s"],

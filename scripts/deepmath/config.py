@@ -156,6 +156,12 @@ def _reference_problems(config: Mapping[str, Any]) -> list[str]:
                     f"{section}.benchmarks.{i} = {name!r} is not a benchmark; "
                     f"allowed values: {', '.join(sorted(benches))}"
                 )
+    for name, entry in ((config.get("audit") or {}).get("datasets") or {}).items():
+        if isinstance(entry, Mapping) and bool(entry.get("load")) == bool(entry.get("release")):
+            problems.append(
+                f"audit.datasets.{name} needs exactly one of load: (a dataset to load) or "
+                "release: true (this run's own dataset)"
+            )
     for i, name in enumerate((config.get("audit") or {}).get("extra_benchmarks") or []):
         if name not in benches:
             problems.append(

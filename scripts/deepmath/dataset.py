@@ -41,6 +41,8 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = SCHEMA.names
+# Where the analyses' headline numbers lie, relative to the card (rules/analysis.smk).
+ANALYSIS_SUMMARY = "../analysis/summary.md"
 TOOLS = [
     "datasets",
     "sentence-transformers",
@@ -264,6 +266,12 @@ def dataset_card(
         )
         + f"\n\nTotal: ${total_cost:.2f} (from the price table in config; served models count "
         "as $0).\n",
+        "\n## Analyses\n",
+        "The paper's analyses of this dataset next to other open datasets (contamination rate "
+        "per benchmark, the string check, novelty, an embedding map, difficulty and answer "
+        "types) read this dataset, so they are computed after this card: the headline numbers "
+        f"are in [{ANALYSIS_SUMMARY}]({ANALYSIS_SUMMARY}), every table and figure under "
+        "`../analysis/`, and all of them in the run's report (category Analyses).\n",
         "\n## How it was made\n",
         "Tool versions:\n\n" + _table(["tool", "version"], sorted(tool_versions().items())),
         f"\n\nFiles: {num_shards} parquet shard(s) under `data/`.\n",

@@ -176,3 +176,49 @@ def test_difficulty_levels_and_seeded_sample(tmp_path):
     assert shares.loc["other", ">=5"] == 0.0  # 4.6 rounds to level 5 but is below 5
     histogram(shares.reset_index(), str(tmp_path / "d.png"))
     assert (tmp_path / "d.png").stat().st_size > 1000
+
+
+def _summary_inputs():
+    novelty_t = pd.DataFrame(
+        {"dataset": ["ours", "other"], "items": [10, 20], "unique": [9, 20],
+         "unique_share": [90.0, 100.0]}
+    )  # fmt: skip
+    types = pd.DataFrame(
+        {"dataset": ["other", "ours"], "items": [20, 10], "guessable": [25.0, 10.0],
+         "proof": [5.0, 0.0], "boolean": [20.0, 10.0]}
+    )  # fmt: skip
+    strings = pd.DataFrame({"dataset": ["ours", "other"], "items": [10, 20], "hits": [0, 3]})
+    diff = pd.DataFrame({"dataset": ["ours", "other"], "rated": [10, 4], "mean": [6.1, 3.5],
+                         ">=5": [80.0, 25.0]})  # fmt: skip
+    rates = pd.DataFrame(
+        {"bench": ["a", "b"], "items": [10, 10], "found": [9, 1], "rate": [90.0, 10.0],
+         "paper_rate": [92.6, None], "final_found": [0, 0]}
+    )  # fmt: skip
+    return novelty_t, types, strings, diff, rates
+
+
+def test_summary_joins_each_analysis_by_dataset():
+    from deepmath.analysis.summary import summary_markdown, summary_table
+
+    novelty_t, types, strings, diff, rates = _summary_inputs()
+    table = summary_table(novelty_t, types, strings, diff).set_index("dataset")
+    assert table.loc["ours"].to_dict() == {
+        "items": 10, "string_hits": 0, "unique_share": 90.0, "guessable": 10.0, "proof": 0.0,
+        "boolean": 10.0, "difficulty_mean": 6.1, "difficulty_ge5": 80.0,
+    }  # fmt: skip
+    assert table.loc["other", "string_hits"] == 3 and table.loc["other", "guessable"] == 25.0
+    text = summary_markdown(table.reset_index(), rates, {"other": "Other set"}, "math500", 0.98)
+    assert ("This run's dataset (`ours`): 10 items; 0 string-check hits against math500; "
+            "90.00% unique at cosine > 0.98") in text  # fmt: skip
+    assert "0 benchmark items left in the final set" in text
+    assert "| Other set |" in text and "| a | 10 | 9 | 90.0 | 92.6 | 0 |" in text
+
+
+def test_summary_without_the_optional_analyses_leaves_their_columns_empty():
+    from deepmath.analysis.summary import summary_markdown, summary_table
+
+    novelty_t, types, *_ = _summary_inputs()
+    table = summary_table(novelty_t, types)
+    assert table["string_hits"].isna().all() and table["difficulty_mean"].isna().all()
+    text = summary_markdown(table, None, {}, None, 0.98)
+    assert "string-check" not in text and "left in the final set" not in text

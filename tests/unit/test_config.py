@@ -209,6 +209,12 @@ def _edit(cfg, dotted, value):
         ("evaluation.scoring.rules.minerva", {"judges": ["olympia"]}, "judges.0 = 'olympia'"),
         ("evaluation.sampling.temprature", 0.6, "evaluation.sampling.temprature"),
         ("evaluation.engine.serve.tensor_paralel", 1, "tensor_paralel"),
+        ("audit.extra_benchmarks", ["aime99"], "audit.extra_benchmarks.0 = 'aime99' is not a"),
+        ("audit.drop", ["wrong"], "audit.drop.0"),
+        ("audit.datasets.release.release", None, "audit.datasets.release needs exactly one of"),
+        ("audit.datasets.release.load", {"path": "parquet", "split": "train"}, "one of load"),
+        ("audit.datasets.release.revison", "x", "unknown key 'audit.datasets.release.revison'"),
+        ("audit.timeout_s", 0, "audit.timeout_s"),
     ],
 )  # fmt: skip
 def test_every_block_is_checked_before_any_job(demo, dotted, value, needle):

@@ -69,3 +69,23 @@ def test_paraphrase_and_duplicate_rank_first_with_real_model(repo):
     assert flagged[["id", "bench_id"]].values.tolist() == [["p1", "b/2"]]
     assert table.loc[table["precheck"], "indel"].iloc[0] == 1.0
     assert list(table.columns[:4]) == ["id", "question", "rank", "bench"]
+
+
+def test_benchmark_files_and_their_embeddings_must_pair_up(tmp_path):
+    from deepmath.neighbors import main
+
+    pd.DataFrame({"id": ["q"], "question": ["x"]}).to_parquet(tmp_path / "pool.parquet")
+    np.save(tmp_path / "pool.npy", np.ones((1, 2), dtype=np.float32))
+    bench = pd.DataFrame({"bench": ["b"], "id": ["1"], "problem": ["x"], "answer": ["1"]})
+    bench.to_parquet(tmp_path / "b.parquet")
+    np.save(tmp_path / "b.npy", np.ones((1, 2), dtype=np.float32))
+    args = ["--pool", str(tmp_path / "pool.parquet"), "--pool-emb", str(tmp_path / "pool.npy"),
+            "--out", str(tmp_path / "o.parquet"), "--stats", str(tmp_path / "s.json")]  # fmt: skip
+    with pytest.raises(DeepmathError, match="2 benchmark index file.* but 1 embedding"):
+        main([*args, "--bench", str(tmp_path / "b.parquet"), str(tmp_path / "b.parquet"),
+              "--bench-emb", str(tmp_path / "b.npy")])  # fmt: skip
+    # two files are searched as one index: the second copy's row is a neighbour too
+    main([*args, "--bench", str(tmp_path / "b.parquet"), str(tmp_path / "b.parquet"),
+          "--bench-emb", str(tmp_path / "b.npy"), str(tmp_path / "b.npy"), "--top-k", "2",
+          "--device", "cpu"])  # fmt: skip
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == 2

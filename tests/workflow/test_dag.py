@@ -68,8 +68,16 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     assert counts["sample_compare"] == counts["rate_compare"] == compare  # rated like curation
     for rule in ("analysis_ours", "analysis_profile", "analysis_strings", "analysis_novelty",
                  "analysis_map", "analysis_contamination", "sample_ours",
-                 "analysis_difficulty"):  # fmt: skip
+                 "analysis_difficulty", "analysis_summary"):  # fmt: skip
         assert counts[rule] == 1, rule
+    # the audit of the published DeepMath-103K: pulled, its answers checked, decontaminated
+    # against curation's 17 benchmarks (their embeddings reused) plus AIME 2025 (embedded alone)
+    for rule in ("pull_audit", "audit_answers", "embed_audit", "embed_audit_benchmarks",
+                 "retrieve_audit", "judge_audit", "decontaminate_audit", "audit_card"):  # fmt: skip
+        assert counts[rule] == 1, rule
+    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("\n\n")[0]
+    assert "benchmarks/aime25.parquet" in audit_embed
+    assert "benchmarks/omni_math.parquet" not in audit_embed
     # the four GRPO runs and the two SFT baselines on their nodes x GPUs
     shapes = {}
     for rule in ("train_grpo", "train_sft"):
@@ -155,6 +163,11 @@ def test_training_from_the_published_dataset_curates_nothing(venv_env, tmp_path)
     assert counts["train_grpo"] == 4 and counts["results_table"] == 1
     assert not [rule for rule in CURATION if rule in counts], counts
     assert "published/deepmath-103k.parquet" in proc.stdout
+    # the audit embeds every benchmark it checks itself
+    assert counts["audit_card"] == 1 and counts["embed_audit_benchmarks"] == 1
+    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("\n\n")[0]
+    assert "benchmarks/aime25.parquet" in audit_embed
+    assert "benchmarks/omni_math.parquet" in audit_embed
 
 
 def test_a_template_file_trains_and_merges_with_the_run(venv_env, tmp_path):

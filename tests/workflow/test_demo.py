@@ -44,6 +44,10 @@ def test_every_rule_ran(demo_run):
         assert counts[rule] == 1, rule
     assert counts["prepare_sft_data"] == counts["train_sft_trl"] == 1  # the tiny SFT run
     assert counts["generate_eval"] == counts["score_eval"] == 2 * 4  # 2 models x 4 benchmarks
+    for rule in ("analysis_summary", "pull_audit", "audit_answers", "embed_audit",
+                 "embed_audit_benchmarks", "retrieve_audit", "judge_audit",
+                 "decontaminate_audit", "audit_card"):  # fmt: skip
+        assert counts[rule] == 1, rule
 
 
 def test_front_half_artifacts_and_counts(demo_run):
@@ -110,6 +114,36 @@ def test_dataset_has_the_published_schema_and_a_card(demo_run):
     card = (RESULTS / "dataset" / "README.md").read_text()
     assert card.startswith("---\n") and "## Funnel" in card
     assert f"| published rows | {len(ds)} |" in card
+
+
+def test_the_release_is_audited_and_the_card_links_the_analyses(demo_run):
+    """The audit reads the release back through the published loader and accounts for every
+    row; the dataset card's link to the analyses' numbers resolves to the file they wrote."""
+    import pyarrow.parquet as pq
+
+    from deepmath.dataset import ANALYSIS_SUMMARY, SCHEMA
+
+    audit_dir = RESULTS / "audit" / "release"
+    stats = json.loads((audit_dir / "audit.json").read_text())
+    release = pd.concat(
+        [pd.read_parquet(p) for p in sorted((RESULTS / "dataset" / "data").glob("*.parquet"))]
+    )
+    assert stats["rows"] == len(release) > 0
+    assert sum(stats["answers"]["status"].values()) == len(release)
+    listed = pd.read_csv(audit_dir / "disagreements.csv", dtype=str, keep_default_na=False)
+    assert len(listed) == stats["answers"]["disagreeing_pairs"]
+    clean = pq.read_table(audit_dir / "clean" / "data" / "train-00000-of-00001.parquet")
+    assert clean.schema.equals(SCHEMA) and clean.num_rows == stats["kept"]
+    assert stats["kept"] + stats["dropped"] == stats["rows"]
+    # AIME 2025 was searched (not a curation benchmark): its items are in the audit's index
+    assert "aime25" in set(pd.read_parquet(RESULTS / "audit" / "benchmarks.parquet")["bench"])
+    card = (audit_dir / "card.md").read_text()
+    assert card.startswith("# Audit: ") and "aime25" in card and "## Versions" in card
+    dataset_card = RESULTS / "dataset" / "README.md"
+    assert f"]({ANALYSIS_SUMMARY})" in dataset_card.read_text()
+    summary = (dataset_card.parent / ANALYSIS_SUMMARY).resolve()
+    assert summary == (RESULTS / "analysis" / "summary.md").resolve() and summary.is_file()
+    assert "This run's dataset (`ours`)" in summary.read_text()
 
 
 def test_grpo_checkpoint_and_results_table(demo_run):

@@ -17,6 +17,7 @@ import re
 import shutil
 import time
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -40,11 +41,25 @@ EXPECTED = [
     ("Evaluation", None, "main_results.html"),
     ("Evaluation", None, "main_results.csv"),
 ]
+# The analyses and the audit of the release: (category, subcategory, path under the run).
+ANALYSES = [
+    ("Analyses", "Answer types", "analysis/answer_types.png"),
+    ("Analyses", "Answer types", "report/analysis/answer_types.html"),
+    ("Analyses", "Embedding map", "analysis/map.png"),
+    ("Analyses", "Contamination rates", "analysis/contamination.png"),
+    ("Analyses", "Contamination rates", "report/analysis/contamination_rates.html"),
+    ("Analyses", "Novelty", "report/analysis/novelty.html"),
+    ("Analyses", "String check", "report/analysis/string_check.html"),
+    ("Analyses", "Difficulty", "analysis/difficulty_comparison.png"),
+    ("Audits", "release", "report/audit/release.html"),
+]
+EXPECTED += [(c, s, path.rsplit("/", 1)[1]) for c, s, path in ANALYSES]
 TARGETS = [
     f"results/pytest-demo/report/{name}"
-    for *_, name in EXPECTED
-    if name != "main_results.csv"  # results_table's output, upstream of report_results
-]
+    for category, _, name in EXPECTED
+    # results_table's output, upstream of report_results; the analyses lie elsewhere
+    if name != "main_results.csv" and category not in ("Analyses", "Audits")
+] + [f"results/pytest-demo/{path}" for *_, path in ANALYSES]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +130,7 @@ def test_every_section_is_in_its_category(built, results):
 def test_workflow_description_opens_the_report(built):
     desc = json.loads(re.search(r"var workflow_desc = (.*?);\s*</script>", built["text"], re.S)[1])
     assert "DeepMath-103K, rebuilt" in desc and "pytest-demo" in desc
-    for link in ("Dataset", "Cost", "Evaluation"):
+    for link in ("Dataset", "Cost", "Evaluation", "Analyses", "Audits"):
         assert f"app.showCategory('{link}')" in desc
 
 
@@ -132,7 +147,8 @@ def test_funnel_matches_the_dataset_card(results):
 
 
 def test_figures_are_real_pngs(results, tmp_path):
-    for name in ("funnel.png", "difficulty.png", "topics.png"):
+    for name in ("funnel.png", "difficulty.png", "topics.png", "answer_types.png", "map.png",
+                 "contamination.png", "difficulty_comparison.png"):  # fmt: skip
         path = tmp_path / name
         path.write_bytes(decoded(results[name]))
         with Image.open(path) as img:
@@ -176,3 +192,34 @@ def test_screenshot_renders_the_report(built, tmp_path):
     assert seen["blank"] is None, seen["blank"]
     keep = REPO / "results" / "pytest-demo" / "report-screenshot.png"
     shutil.copyfile(png, keep)  # to look at after the run
+
+
+def test_analysis_and_audit_pages_hold_the_run_s_numbers(results):
+    """Each analysis page shows this run's numbers, and the audit page the audit's."""
+    novelty = decoded(results["novelty.html"]).decode()
+    for name in ("ours", "math_train", "math_test", "gsm8k_train", "mawps"):
+        assert f"<td>{name}</td>" in novelty, name
+    strings = decoded(results["string_check.html"]).decode()
+    counts = pd.read_csv(RESULTS / "analysis" / "string_check.csv").set_index("dataset")
+    assert int(counts.loc["math_test", "hits"]) > 0  # MATH test holds the MATH-500 problems
+    assert f">{int(counts.loc['math_test', 'hits']):,}</td>" in strings
+    rates = decoded(results["contamination_rates.html"]).decode()
+    assert "<td>math500</td>" in rates and "final_found" in rates
+    audit = json.loads((RESULTS / "audit" / "release" / "audit.json").read_text())
+    page = decoded(results["release.html"]).decode()
+    assert "Audit: " in page and "solutions checked" in page
+    assert f">{audit['rows']:,}</td>" in page
+
+
+@pytest.mark.parametrize("show", ["map.png", "release.html"])
+def test_screenshot_shows_an_analysis_and_the_audit(built, tmp_path, show):
+    """The analyses and the audit open in a real browser as a click in the report opens them."""
+    import screenshot_report
+
+    if screenshot_report.find_browser() is None:
+        pytest.skip("Chromium is installed by test_screenshot_renders_the_report")
+    png = tmp_path / "shown.png"
+    seen = screenshot_report.screenshot(built["html"], png, show=show)
+    assert screenshot_report.rendered(seen["dom"]), "the report's app did not render"
+    assert "screenshot: showing" in seen["dom"] and show in seen["dom"], seen["dom"][-2000:]
+    assert seen["blank"] is None, seen["blank"]

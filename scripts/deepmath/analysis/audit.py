@@ -272,8 +272,14 @@ def audit_card(
             _md_table(
                 ["id", "question", "final_answer", "solution", "its answer", "reason"],
                 [
-                    (r.id, _short(r.question, 100), _short(r.final_answer, 40), r.solution,
-                     _short(r.solution_answer, 40), r.reason)  # fmt: skip
+                    (
+                        r.id,
+                        _short(r.question, 100),
+                        _short(r.final_answer, 40),
+                        r.solution,
+                        _short(r.solution_answer, 40),
+                        r.reason,
+                    )  # fmt: skip
                     for r in disagreements.head(examples).itertuples()
                 ],
             ),
@@ -295,8 +301,14 @@ def audit_card(
             _md_table(
                 ["id", "question", "benchmark", "benchmark item", "cosine", "by"],
                 [
-                    (r.id, _short(r.question, 100), r.bench, _short(r.bench_problem, 100),
-                     f"{r.score:.3f}", r.by)  # fmt: skip
+                    (
+                        r.id,
+                        _short(r.question, 100),
+                        r.bench,
+                        _short(r.bench_problem, 100),
+                        f"{r.score:.3f}",
+                        r.by,
+                    )  # fmt: skip
                     for r in contaminated.head(examples).itertuples()
                 ],
             ),
@@ -344,9 +356,7 @@ def audit_card(
     return "\n".join(lines)
 
 
-def flagged_examples(
-    table: pd.DataFrame, flagged: pd.DataFrame, per_kind: int = 2
-) -> pd.DataFrame:
+def flagged_examples(table: pd.DataFrame, flagged: pd.DataFrame, per_kind: int = 2) -> pd.DataFrame:
     """A few rows of each flagged kind, in row order (for the card)."""
     joined = table[["id", "question", "final_answer"]].merge(flagged, on="id")
     picked = [joined[joined[k]].head(per_kind) for k in FLAGS]

@@ -178,6 +178,23 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
     difficulty.histogram(shares, args.png)
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from deepmath.analysis.summary import summary_markdown, summary_table
+
+    def optional(path: str | None) -> pd.DataFrame | None:
+        return pd.read_csv(path) if path else None
+
+    contamination = optional(args.contamination)
+    table = summary_table(pd.read_csv(args.novelty), pd.read_csv(args.types),
+                          optional(args.strings), optional(args.difficulty))  # fmt: skip
+    _write_csv(table, args.out)
+    text = summary_markdown(table, contamination, json.loads(args.labels or "{}"),
+                            args.benchmark, args.threshold)  # fmt: skip
+    Path(args.markdown).write_text(text, encoding="utf-8")
+
+
 def cmd_audit_answers(args: argparse.Namespace) -> None:
     from deepmath.analysis import audit
 
@@ -336,6 +353,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--benchmark", default="the benchmark", help="the string check's benchmark")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("summary", help="the analyses' headline numbers (the card links them)")
+    p.add_argument("--novelty", required=True)
+    p.add_argument("--types", required=True)
+    p.add_argument("--strings", help="string_check.csv (absent: no column)")
+    p.add_argument("--difficulty", help="difficulty.csv")
+    p.add_argument("--contamination", help="contamination.csv")
+    p.add_argument("--labels", help="JSON {dataset: label}")
+    p.add_argument("--benchmark", help="the string check's benchmark")
+    p.add_argument("--threshold", type=float, required=True, help="the novelty threshold")
+    p.add_argument("--out", required=True, help="CSV, one row per dataset")
+    p.add_argument("--markdown", required=True, help="the summary page")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("audit-answers", help="a dataset's final answers against its solutions")
     p.add_argument("--name", required=True)

@@ -128,7 +128,7 @@ def write_pages(args: argparse.Namespace) -> list[Path]:
         "answer_types.html": types_page(pd.read_csv(args.types)),
     }
     if args.contamination:
-        pages["contamination.html"] = contamination_page(pd.read_csv(args.contamination))
+        pages["contamination_rates.html"] = contamination_page(pd.read_csv(args.contamination))
     if args.strings:
         hits = pd.read_parquet(args.hits)
         pages["string_check.html"] = strings_page(pd.read_csv(args.strings), hits, args.benchmark)
