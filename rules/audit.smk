@@ -53,7 +53,9 @@ rule audit_answers:
         " --disagreements {output.disagreements:q} --stats {output.stats:q} 2> {log:q}"
 
 
-rule embed_audit:
+# The audit's embedding, retrieval, judge and decontamination jobs are curation's rules with
+# the audit's files (same commands, same options).
+use rule embed_compare as embed_audit with:
     input:
         table=res("audit/{audit}/dataset.parquet"),
         model=model_dir(EMB["model"]),
@@ -64,21 +66,11 @@ rule embed_audit:
         logs("audit/{audit}/embed.log"),
     benchmark:
         timing("audit/{audit}/embed")
-    conda:
-        "../envs/embed.yaml"
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=120,
-        gpus=EMB["gpus"],
-    params:
-        opts=EMBED_OPTS,
-    shell:
-        "python -m deepmath.embed --model {input.model:q} --in {input.table:q} --column question"
-        " --out {output.vectors:q} --stats {output.stats:q} {params.opts} 2> {log:q}"
+    wildcard_constraints:
+        audit=AUDIT_PATTERN,
 
 
-rule embed_audit_benchmarks:
+use rule embed_benchmarks as embed_audit_benchmarks with:
     input:
         tables=expand(res("benchmarks/{bench}.parquet"), bench=AUDIT_EMBED),
         model=model_dir(EMB["model"]),
@@ -88,22 +80,11 @@ rule embed_audit_benchmarks:
         stats=res("audit/benchmarks.stats.json"),
     log:
         logs("audit/embed_benchmarks.log"),
-    conda:
-        "../envs/embed.yaml"
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=60,
-        gpus=EMB["gpus"],
-    params:
-        opts=EMBED_OPTS,
-    shell:
-        "python -m deepmath.embed --model {input.model:q} --in {input.tables:q} --column problem"
-        " --out {output.vectors:q} --index {output.index:q} --stats {output.stats:q} {params.opts}"
-        " 2> {log:q}"
+    benchmark:
+        timing("audit/embed_benchmarks")
 
 
-rule retrieve_audit:
+use rule retrieve_neighbors as retrieve_audit with:
     input:
         pool=res("audit/{audit}/answers.parquet"),
         pool_emb=res("audit/{audit}/embeddings.npy"),
@@ -114,25 +95,11 @@ rule retrieve_audit:
         stats=res("audit/{audit}/neighbors.stats.json"),
     log:
         logs("audit/{audit}/neighbors.log"),
-    conda:
-        "../envs/embed.yaml"
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=60,
-    params:
-        opts=shlex.join(
-            ["--top-k", str(DECON["top_k"]), "--threshold"]
-            + [str(DECON["precheck_threshold"]), "--memory-mb"]
-            + [str(DECON["search_memory_mb"]), "--device", str(DECON["device"])]
-        ),
-    shell:
-        "python -m deepmath.neighbors --pool {input.pool:q} --pool-emb {input.pool_emb:q}"
-        " --bench {input.bench:q} --bench-emb {input.bench_emb:q} {params.opts}"
-        " --out {output.table:q} --stats {output.stats:q} 2> {log:q}"
+    benchmark:
+        timing("audit/{audit}/neighbors")
 
 
-rule judge_audit:
+use rule judge_contamination as judge_audit with:
     input:
         neighbors=res("audit/{audit}/neighbors.parquet"),
         model=llm_inputs(JUDGE),
@@ -143,23 +110,12 @@ rule judge_audit:
         logs("audit/{audit}/judge.log"),
     benchmark:
         timing("audit/{audit}/judge")
-    conda:
-        "../envs/llm.yaml"
-    threads: 2
-    resources:
-        mem_mb=32000,
-        runtime=720,
-        gpus=role_gpus(config, JUDGE),
-        nodes=role_nodes(config, JUDGE),
     params:
         spec=as_json(DECON),
         llm=llm_params("judge_audit", JUDGE, "judge"),
-    shell:
-        "python -m deepmath.decontaminate judge --neighbors {input.neighbors:q}"
-        " --spec {params.spec:q} --out {output.table:q} {params.llm} 2> {log:q}"
 
 
-rule decontaminate_audit:
+use rule decontaminate as decontaminate_audit with:
     input:
         pool=res("audit/{audit}/answers.parquet"),
         judged=res("audit/{audit}/judged.parquet"),
@@ -169,14 +125,8 @@ rule decontaminate_audit:
         stats=res("audit/{audit}/decontam.json"),
     log:
         logs("audit/{audit}/decontaminate.log"),
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    shell:
-        "python -m deepmath.decontaminate apply --pool {input.pool:q} --judged {input.judged:q}"
-        " --out {output.table:q} --report {output.report:q} --stats {output.stats:q} 2> {log:q}"
+    benchmark:
+        timing("audit/{audit}/decontaminate")
 
 
 rule audit_card:

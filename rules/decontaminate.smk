@@ -10,6 +10,12 @@ EMBED_OPTS = shlex.join(
     + [str(EMB["max_seq_length"]), "--dtype", str(EMB["dtype"])]
     + ["--device", str(EMB["device"])]
 )
+# The neighbour-search options of curation's retrieval and of the audit's.
+NEIGHBOR_OPTS = shlex.join(
+    ["--top-k", str(DECON["top_k"]), "--threshold"]
+    + [str(DECON["precheck_threshold"]), "--memory-mb"]
+    + [str(DECON["search_memory_mb"]), "--device", str(DECON["device"])]
+)
 
 
 rule embed_benchmarks:
@@ -84,11 +90,7 @@ rule retrieve_neighbors:
         mem_mb=16000,
         runtime=60,
     params:
-        opts=shlex.join(
-            ["--top-k", str(DECON["top_k"]), "--threshold"]
-            + [str(DECON["precheck_threshold"]), "--memory-mb"]
-            + [str(DECON["search_memory_mb"]), "--device", str(DECON["device"])]
-        ),
+        opts=NEIGHBOR_OPTS,
     shell:
         "python -m deepmath.neighbors --pool {input.pool:q} --pool-emb {input.pool_emb:q}"
         " --bench {input.bench:q} --bench-emb {input.bench_emb:q} {params.opts}"
