@@ -56,6 +56,8 @@ def checked():
         _row("no final answer: compute it", "", "7"),
         _row("duplicate: compute it", "7", "7"),
         _row("duplicate: compute it", "7", "7"),
+        _row("a number as the answer: compute it", 42, "42"),
+        _row("a null answer: compute it", None, "42"),
     ]
     table = audit.with_ids(pd.DataFrame(rows))
     checks, disagreements = audit.answer_checks(table, timeout_s=5, workers=1)
@@ -89,6 +91,8 @@ def test_row_statuses(checked):
     assert (mixed["status"], mixed["checked"], mixed["agreeing"]) == ("some_disagree", 3, 2)
     assert by_q.loc["no boxes: compute it", "status"] == "no_solution_answer"
     assert by_q.loc["no final answer: compute it", "status"] == "no_final_answer"
+    assert by_q.loc["a null answer: compute it", "status"] == "no_final_answer"
+    assert by_q.loc["a number as the answer: compute it", "status"] == "all_agree"
     assert disagreements[disagreements["question"] == "mixed: compute it"]["solution"].tolist() == [
         "r1_solution_2"
     ]

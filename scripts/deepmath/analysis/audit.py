@@ -43,7 +43,10 @@ def with_ids(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _blank(value: Any) -> bool:
-    return not isinstance(value, str) or not value.strip()
+    """No answer: null, NaN or only spaces (a number is an answer, as its text)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    return not str(value).strip()
 
 
 def solution_answers(table: pd.DataFrame) -> tuple[list[str], list[list[str | None]]]:
