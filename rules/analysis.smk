@@ -10,6 +10,7 @@ rule analysis_ours:
         res("analysis/datasets/ours.parquet"),
     log:
         logs("analysis/ours.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -30,6 +31,7 @@ rule pull_compare:
         timing("pull_compare/{dataset}")
     wildcard_constraints:
         dataset=COMPARE_PATTERN,
+    priority: LATE
     conda:
         "../envs/data.yaml"
     resources:
@@ -56,6 +58,7 @@ rule embed_compare:
         logs("embed_compare/{dataset}.log"),
     benchmark:
         timing("embed_compare/{dataset}")
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -85,6 +88,7 @@ rule analysis_profile:
         ),
     log:
         logs("analysis/answer_types.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -106,6 +110,7 @@ rule analysis_strings:
         hits=res("analysis/string_hits.parquet"),
     log:
         logs("analysis/string_check.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -131,6 +136,7 @@ rule analysis_novelty:
         matrix=res("analysis/novelty_matrix.csv"),
     log:
         logs("analysis/novelty.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -162,6 +168,7 @@ rule analysis_map:
         ),
     log:
         logs("analysis/map.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -199,6 +206,7 @@ rule analysis_contamination:
         stats=res("analysis/contamination.json"),
     log:
         logs("analysis/contamination.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -232,6 +240,7 @@ rule report_analysis:
         report_analysis_pages(),
     log:
         logs("report_analysis.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -264,6 +273,7 @@ rule sample_compare:
         logs("sample_compare/{dataset}.log"),
     wildcard_constraints:
         dataset=COMPARE_PATTERN,
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -284,6 +294,7 @@ rule sample_ours:
         res("analysis/difficulty/ours.rated.parquet"),
     log:
         logs("sample_compare/ours.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -311,6 +322,7 @@ rule rate_compare:
         timing("rate_compare/{dataset}")
     wildcard_constraints:
         dataset=COMPARE_PATTERN,
+    priority: LATE
     conda:
         "../envs/llm.yaml"
     threads: 2
@@ -350,6 +362,7 @@ rule analysis_difficulty:
         ),
     log:
         logs("analysis/difficulty_comparison.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:
@@ -374,6 +387,7 @@ rule analysis_summary:
         markdown=res("analysis/summary.md"),
     log:
         logs("analysis/summary.log"),
+    priority: LATE
     conda:
         "../envs/embed.yaml"
     resources:

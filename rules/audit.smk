@@ -16,6 +16,7 @@ rule pull_audit:
         timing("audit/{audit}/pull")
     wildcard_constraints:
         audit=AUDIT_PATTERN,
+    priority: LATE
     conda:
         "../envs/data.yaml"
     resources:
@@ -39,6 +40,7 @@ rule audit_answers:
         logs("audit/{audit}/answers.log"),
     benchmark:
         timing("audit/{audit}/answers")
+    priority: LATE
     conda:
         "../envs/data.yaml"
     threads: 8
@@ -68,6 +70,7 @@ use rule embed_compare as embed_audit with:
         timing("audit/{audit}/embed")
     wildcard_constraints:
         audit=AUDIT_PATTERN,
+    priority: LATE
 
 
 use rule embed_benchmarks as embed_audit_benchmarks with:
@@ -82,6 +85,7 @@ use rule embed_benchmarks as embed_audit_benchmarks with:
         logs("audit/embed_benchmarks.log"),
     benchmark:
         timing("audit/embed_benchmarks")
+    priority: LATE
 
 
 use rule retrieve_neighbors as retrieve_audit with:
@@ -97,6 +101,7 @@ use rule retrieve_neighbors as retrieve_audit with:
         logs("audit/{audit}/neighbors.log"),
     benchmark:
         timing("audit/{audit}/neighbors")
+    priority: LATE
 
 
 use rule judge_contamination as judge_audit with:
@@ -110,6 +115,7 @@ use rule judge_contamination as judge_audit with:
         logs("audit/{audit}/judge.log"),
     benchmark:
         timing("audit/{audit}/judge")
+    priority: LATE
     params:
         spec=as_json(DECON),
         llm=llm_params("judge_audit", JUDGE, "judge"),
@@ -127,6 +133,7 @@ use rule decontaminate as decontaminate_audit with:
         logs("audit/{audit}/decontaminate.log"),
     benchmark:
         timing("audit/{audit}/decontaminate")
+    priority: LATE
 
 
 rule audit_card:
@@ -145,6 +152,7 @@ rule audit_card:
         page=report_audit_page(),
     log:
         logs("audit/{audit}/card.log"),
+    priority: LATE
     conda:
         "../envs/data.yaml"
     resources:

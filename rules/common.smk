@@ -250,6 +250,11 @@ def eval_usage_files():
 
 # --- dataset analyses (rules/analysis.smk)
 
+# The analyses and audits run last where cores are scarce: their jobs have a lower priority
+# than curation's, so on a 2-core machine they do not take cores (or the shared LLM server)
+# from the jobs the dataset waits for. On a cluster they only queue later.
+LATE = -10
+
 ANALYSIS = config["analysis"]
 COMPARE = ANALYSIS["compare"]
 ANALYSIS_SETS = ["ours", *COMPARE]

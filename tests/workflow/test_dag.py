@@ -75,7 +75,7 @@ def test_paper_dry_run_lists_every_stage(venv_env):
     for rule in ("pull_audit", "audit_answers", "embed_audit", "embed_audit_benchmarks",
                  "retrieve_audit", "judge_audit", "decontaminate_audit", "audit_card"):  # fmt: skip
         assert counts[rule] == 1, rule
-    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("\n\n")[0]
+    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("output:")[0]
     assert "benchmarks/aime25.parquet" in audit_embed
     assert "benchmarks/omni_math.parquet" not in audit_embed
     # the four GRPO runs and the two SFT baselines on their nodes x GPUs
@@ -165,7 +165,7 @@ def test_training_from_the_published_dataset_curates_nothing(venv_env, tmp_path)
     assert "published/deepmath-103k.parquet" in proc.stdout
     # the audit embeds every benchmark it checks itself
     assert counts["audit_card"] == 1 and counts["embed_audit_benchmarks"] == 1
-    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("\n\n")[0]
+    audit_embed = proc.stdout.split("rule embed_audit_benchmarks:")[1].split("output:")[0]
     assert "benchmarks/aime25.parquet" in audit_embed
     assert "benchmarks/omni_math.parquet" in audit_embed
 
