@@ -125,6 +125,14 @@ onerror:
         shell("python -m deepmath.serve stop-all --registry {SERVER_REGISTRY:q}")
 
 
+# Job priorities where cores are scarce (a laptop, the 2-core demo): the chain the dataset
+# waits for (embeddings -> decontamination -> labels -> solutions -> verification -> dataset)
+# first, then training and evaluation, and the analyses and audits last, so that they never
+# take cores (or the shared LLM server) from curation. On a cluster they only set queue order.
+FIRST = 10
+LATE = -10
+
+
 # --- dataset (rules/dataset.smk)
 
 DATASET = config["dataset"]
@@ -250,10 +258,6 @@ def eval_usage_files():
 
 # --- dataset analyses (rules/analysis.smk)
 
-# The analyses and audits run last where cores are scarce: their jobs have a lower priority
-# than curation's, so on a 2-core machine they do not take cores (or the shared LLM server)
-# from the jobs the dataset waits for. On a cluster they only queue later.
-LATE = -10
 
 ANALYSIS = config["analysis"]
 COMPARE = ANALYSIS["compare"]

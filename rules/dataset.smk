@@ -69,6 +69,7 @@ rule assemble_dataset:
         logs("assemble_dataset.log"),
     benchmark:
         timing("assemble_dataset")
+    priority: FIRST
     conda:
         "../envs/data.yaml"
     resources:

@@ -30,6 +30,7 @@ rule embed_benchmarks:
         logs("embed_benchmarks.log"),
     benchmark:
         timing("embed_benchmarks")
+    priority: FIRST
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -56,6 +57,7 @@ rule embed_pool:
         logs("embed_pool/shard-{shard}.log"),
     benchmark:
         timing("embed_pool/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -83,6 +85,7 @@ rule retrieve_neighbors:
         logs("retrieve_neighbors/shard-{shard}.log"),
     benchmark:
         timing("retrieve_neighbors/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/embed.yaml"
     threads: 4
@@ -108,6 +111,7 @@ rule judge_contamination:
         logs("judge_contamination/shard-{shard}.log"),
     benchmark:
         timing("judge_contamination/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/llm.yaml"
     threads: 2
@@ -136,6 +140,7 @@ rule decontaminate:
         logs("decontaminate/shard-{shard}.log"),
     benchmark:
         timing("decontaminate/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/data.yaml"
     resources:

@@ -18,6 +18,7 @@ rule rate_difficulty:
         logs("rate_difficulty/shard-{shard}.log"),
     benchmark:
         timing("rate_difficulty/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/llm.yaml"
     threads: 2
@@ -46,6 +47,7 @@ rule rewrite_questions:
         logs("rewrite_questions/shard-{shard}.log"),
     benchmark:
         timing("rewrite_questions/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/llm.yaml"
     threads: 2
@@ -74,6 +76,7 @@ rule classify_topic:
         logs("classify_topic/shard-{shard}.log"),
     benchmark:
         timing("classify_topic/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/llm.yaml"
     threads: 2

@@ -15,6 +15,7 @@ rule solve:
         logs("solve/shard-{shard}.log"),
     benchmark:
         timing("solve/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/llm.yaml"
     threads: 2

@@ -12,6 +12,7 @@ rule verify_answers:
         logs("verify_answers/shard-{shard}.log"),
     benchmark:
         timing("verify_answers/shard-{shard}")
+    priority: FIRST
     conda:
         "../envs/data.yaml"
     threads: 8

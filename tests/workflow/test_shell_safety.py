@@ -25,6 +25,10 @@ def test_hostile_paths_never_run_as_shell(venv_env, tmp_path):
     shutil.copy(REPO / "config" / "templates" / "orz.jinja", template)
     prompt = tmp_path / f"judge {PAYLOAD}.txt"
     shutil.copy(REPO / "config" / "prompts" / "demo" / "judge.txt", prompt)
+    # a dataset to audit at a hostile path, and hostile labels (they reach params as JSON)
+    audited = tmp_path / f"release {PAYLOAD}.parquet"
+    audited.write_bytes(b"")
+    load = {"path": "parquet", "data_files": str(audited), "split": "train"}
     overlay = tmp_path / "hostile.yaml"
     overlay.write_text(
         yaml.safe_dump(
@@ -33,6 +37,13 @@ def test_hostile_paths_never_run_as_shell(venv_env, tmp_path):
                 "models_dir": f"results/pytest-shell/{PAYLOAD}",
                 "prompts": {"judge": str(prompt)},
                 "rl": {"runs": {"smollm2-grpo": {"chat_template": str(template)}}},
+                "analysis": {"compare": {"math_train": {"label": PAYLOAD}}},
+                "audit": {
+                    "datasets": {
+                        "release": {"label": PAYLOAD},
+                        "hostile": {"label": PAYLOAD, "load": load},
+                    }
+                },
             }
         )
     )
@@ -48,6 +59,8 @@ def test_hostile_paths_never_run_as_shell(venv_env, tmp_path):
     rules = {c.split("python -m deepmath.")[1].split()[0] for c in commands if "deepmath." in c}
     assert len(rules) >= 15, rules  # every stage's command line is among them
     assert sum(PAYLOAD in c or "PWNED" in c for c in commands) >= 5  # the payload reached them
+    assert any("deepmath.pull published --name hostile" in c and "PWNED" in c for c in commands)
+    assert any("deepmath.analysis audit-card" in c and "PWNED" in c for c in commands)
 
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
