@@ -255,8 +255,9 @@ def audit_card(
     lines = [
         f"# Audit: {stats['label']}",
         "",
-        f"{stats['rows']} rows audited; the cleaned copy keeps {stats['kept']} "
-        f"(drops {stats['dropped']}: {', '.join(stats['drop']) or 'nothing'}).",
+        f"{stats['rows']} rows audited; the cleaned copy keeps {stats['kept']} and leaves out "
+        f"{stats['dropped']} (a row is left out when any of these holds: "
+        f"{', '.join(stats['drop']) or 'none configured'}).",
         "",
         "## Answers against their own solutions",
         "",
