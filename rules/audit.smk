@@ -42,7 +42,7 @@ rule audit_answers:
         timing("audit/{audit}/answers")
     priority: LATE
     conda:
-        "../envs/data.yaml"
+        "../envs/embed.yaml"
     threads: 8
     resources:
         mem_mb=16000,
@@ -154,7 +154,7 @@ rule audit_card:
         logs("audit/{audit}/card.log"),
     priority: LATE
     conda:
-        "../envs/data.yaml"
+        "../envs/embed.yaml"
     resources:
         mem_mb=8000,
         runtime=30,

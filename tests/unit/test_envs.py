@@ -55,6 +55,7 @@ NOT_ON_RULE_PATH = {
     # `decontaminate apply` merges verdicts: the LLM client (openai) is only used by `judge`,
     # and torch only by the dtype probe of a server that `judge` starts.
     "decontaminate": {"openai", "torch"},
+    "decontaminate_audit": {"openai", "torch"},  # the same command on the audit's files
     # `evaluate table` only reads metrics.json files: no generation, no server, no checker,
     # so no dtype probe (torch) either.
     "results_table": {"openai", "vllm", "torch"},
