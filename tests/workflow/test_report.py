@@ -174,8 +174,9 @@ def test_tables_hold_the_run_s_numbers(results):
     assert "MATH-500" in table and "SmolLM2" in table
 
 
-def test_screenshot_renders_the_report(built, tmp_path):
-    """The report renders in a real browser (Chromium) and shows the funnel figure."""
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium for the screenshots, installed with apt when missing (skip where impossible)."""
     import screenshot_report
 
     if screenshot_report.find_browser() is None:
@@ -185,6 +186,12 @@ def test_screenshot_renders_the_report(built, tmp_path):
         proc = apt_install(["chromium"])
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert screenshot_report.find_browser(), "apt installed chromium but it is not on PATH"
+    return screenshot_report
+
+
+def test_screenshot_renders_the_report(built, tmp_path, browser):
+    """The report renders in a real browser (Chromium) and shows the funnel figure."""
+    screenshot_report = browser
     png = tmp_path / "funnel.png"
     seen = screenshot_report.screenshot(built["html"], png, show="funnel.png")
     assert screenshot_report.rendered(seen["dom"]), "the report's app did not render"
@@ -212,12 +219,9 @@ def test_analysis_and_audit_pages_hold_the_run_s_numbers(results):
 
 
 @pytest.mark.parametrize("show", ["map.png", "release.html"])
-def test_screenshot_shows_an_analysis_and_the_audit(built, tmp_path, show):
+def test_screenshot_shows_an_analysis_and_the_audit(built, tmp_path, browser, show):
     """The analyses and the audit open in a real browser as a click in the report opens them."""
-    import screenshot_report
-
-    if screenshot_report.find_browser() is None:
-        pytest.skip("Chromium is installed by test_screenshot_renders_the_report")
+    screenshot_report = browser
     png = tmp_path / "shown.png"
     seen = screenshot_report.screenshot(built["html"], png, show=show)
     assert screenshot_report.rendered(seen["dom"]), "the report's app did not render"
