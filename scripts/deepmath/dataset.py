@@ -175,9 +175,14 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; a pipe or a line break inside a cell cannot break its row."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -224,7 +229,7 @@ def dataset_card(
         "rewritten into questions with one verifiable answer, and kept only where independent "
         "solutions agree on that answer.\n",
         "## Schema\n",
-        _table(
+        markdown_table(
             ["column", "type", "meaning"],
             [
                 ["question", "string", "the problem"],
@@ -235,23 +240,28 @@ def dataset_card(
             ],
         ),
         "\n## Funnel\n",
-        _table(["stage", "questions"], steps),
+        markdown_table(["stage", "questions"], steps),
         "\n## Difficulty\n",
         f"Mean {diff.mean():.2f}, median {diff.median():.2f} over {len(diff)} rated rows."
         if len(diff)
         else "No rated rows.",
-        "\n" + _table(["rounded difficulty", "rows"], [[int(k), int(v)] for k, v in hist.items()]),
+        "\n"
+        + markdown_table(
+            ["rounded difficulty", "rows"], [[int(k), int(v)] for k, v in hist.items()]
+        ),
         "\n## Topics\n",
-        _table(["area", "rows"], [[k, int(v)] for k, v in top_level.items()]),
+        markdown_table(["area", "rows"], [[k, int(v)] for k, v in top_level.items()]),
         "\n\n<details><summary>All topics</summary>\n\n"
-        + _table(["topic", "rows"], [[k, int(v)] for k, v in topics.items()])
+        + markdown_table(["topic", "rows"], [[k, int(v)] for k, v in topics.items()])
         + "\n\n</details>\n",
         "\n## Contamination removed, per benchmark\n",
-        _table(["benchmark", "questions"], sorted(contamination.items(), key=lambda kv: -kv[1]))
+        markdown_table(
+            ["benchmark", "questions"], sorted(contamination.items(), key=lambda kv: -kv[1])
+        )
         if contamination
         else "No contaminated questions were found.",
         "\n## Cost\n",
-        _table(
+        markdown_table(
             ["role", "requests", "prompt tokens", "completion tokens", "USD"],
             [
                 [
@@ -273,7 +283,7 @@ def dataset_card(
         f"are in [{ANALYSIS_SUMMARY}]({ANALYSIS_SUMMARY}), every table and figure under "
         "`../analysis/`, and all of them in the run's report (category Analyses).\n",
         "\n## How it was made\n",
-        "Tool versions:\n\n" + _table(["tool", "version"], sorted(tool_versions().items())),
+        "Tool versions:\n\n" + markdown_table(["tool", "version"], sorted(tool_versions().items())),
         f"\n\nFiles: {num_shards} parquet shard(s) under `data/`.\n",
         "\n<details><summary>Exact config</summary>\n\n```yaml\n"
         + yaml.safe_dump(dict(config), sort_keys=False)

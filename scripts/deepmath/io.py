@@ -87,6 +87,12 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def write_text(text: str, path: str | os.PathLike[str]) -> None:
+    """Write UTF-8 text atomically (a card, a report page)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON atomically, human-readable."""
     with atomic_path(path) as tmp:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from deepmath.analysis.profile import answer_type
+from deepmath.dataset import markdown_table
 from deepmath.io import DeepmathError
 
 # A row's answer status: how its solutions' answers compare with its final_answer.
@@ -226,14 +227,6 @@ def summary(
     }
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [str(c).replace("|", "\\|").replace("\n", " ") for c in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _short(text: Any, limit: int = 160) -> str:
     s = " ".join(str(text).split()) if text is not None else ""
     return s if len(s) <= limit else s[: limit - 1] + "…"
@@ -265,7 +258,7 @@ def audit_card(
         f"{ans['solutions_agreeing']} of {ans['solutions_checked']} solutions agree"
         + (f" ({100 * share:.2f}%)." if share is not None else "."),
         "",
-        _md_table(["status", "rows"], [(s, st[s]) for s in STATUSES]),
+        markdown_table(["status", "rows"], [(s, st[s]) for s in STATUSES]),
         "",
     ]
     if len(disagreements):
@@ -273,7 +266,7 @@ def audit_card(
             f"First {min(examples, len(disagreements))} of {len(disagreements)} disagreeing "
             "solutions (all in disagreements.csv):",
             "",
-            _md_table(
+            markdown_table(
                 ["id", "question", "final_answer", "solution", "its answer", "reason"],
                 [
                     (
@@ -299,10 +292,13 @@ def audit_card(
         "",
     ]
     if con["by_benchmark"]:
-        lines += [_md_table(["benchmark", "questions"], sorted(con["by_benchmark"].items())), ""]
+        lines += [
+            markdown_table(["benchmark", "questions"], sorted(con["by_benchmark"].items())),
+            "",
+        ]
     if len(contaminated):
         lines += [
-            _md_table(
+            markdown_table(
                 ["id", "question", "benchmark", "benchmark item", "cosine", "by"],
                 [
                     (
@@ -321,7 +317,7 @@ def audit_card(
     lines += [
         "## Flagged answer kinds",
         "",
-        _md_table(
+        markdown_table(
             ["kind", "rows", "share"],
             [(k, stats["flags"][k], f"{100 * stats['flag_shares'][k]:.2f}%") for k in FLAGS],
         ),
@@ -329,7 +325,7 @@ def audit_card(
     ]
     if len(flagged_examples):
         lines += [
-            _md_table(
+            markdown_table(
                 ["id", "kind", "question", "final_answer"],
                 [
                     (r.id, r.answer_type, _short(r.question, 100), _short(r.final_answer, 40))
@@ -341,7 +337,7 @@ def audit_card(
     lines += [
         "## Cleaned copy",
         "",
-        _md_table(["left out because", "rows"], sorted(stats["dropped_by"].items())),
+        markdown_table(["left out because", "rows"], sorted(stats["dropped_by"].items())),
         "",
         "A row is left out when any of the reasons applies; the copy has the same columns and "
         "types as the audited dataset (data/train-*.parquet).",
@@ -354,7 +350,7 @@ def audit_card(
         "",
         "## Versions",
         "",
-        _md_table(["tool", "version"], sorted(versions.items())),
+        markdown_table(["tool", "version"], sorted(versions.items())),
         "",
     ]
     return "\n".join(lines)
@@ -364,5 +360,4 @@ def flagged_examples(table: pd.DataFrame, flagged: pd.DataFrame, per_kind: int =
     """A few rows of each flagged kind, in row order (for the card)."""
     joined = table[["id", "question", "final_answer"]].merge(flagged, on="id")
     picked = [joined[joined[k]].head(per_kind) for k in FLAGS]
-    columns = ["id", "answer_type", "question", "final_answer"]
-    return pd.concat(picked)[columns] if picked else pd.DataFrame(columns=columns)
+    return pd.concat(picked)[["id", "answer_type", "question", "final_answer"]]

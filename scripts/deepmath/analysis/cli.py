@@ -17,7 +17,7 @@ import pandas as pd
 
 from deepmath.analysis import contamination, embedmap, novelty, profile, strings
 from deepmath.analysis.items import read_items
-from deepmath.io import DeepmathError, setup_logging, write_json, write_parquet
+from deepmath.io import DeepmathError, setup_logging, write_json, write_parquet, write_text
 
 log = logging.getLogger("deepmath.analysis")
 
@@ -179,8 +179,6 @@ def cmd_difficulty(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from deepmath.analysis.summary import summary_markdown, summary_table
 
     def optional(path: str | None) -> pd.DataFrame | None:
@@ -192,7 +190,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     _write_csv(table, args.out)
     text = summary_markdown(table, contamination, json.loads(args.labels or "{}"),
                             args.benchmark, args.threshold)  # fmt: skip
-    Path(args.markdown).write_text(text, encoding="utf-8")
+    write_text(text, args.markdown)
 
 
 def cmd_audit_answers(args: argparse.Namespace) -> None:
@@ -219,7 +217,6 @@ def cmd_audit_card(args: argparse.Namespace) -> None:
     from deepmath.analysis import audit
     from deepmath.analysis.pages import audit_page
     from deepmath.dataset import tool_versions, write_shards
-    from deepmath.io import atomic_path
 
     spec = json.loads(args.spec)
     table = audit.with_ids(pd.read_parquet(args.dataset))
@@ -242,11 +239,8 @@ def cmd_audit_card(args: argparse.Namespace) -> None:
     examples = audit.flagged_examples(table, flagged, per_kind=2)
     card = audit.audit_card(stats, disagreements, contaminated, examples, spec, tool_versions(),
                             args.examples)  # fmt: skip
-    with atomic_path(Path(args.card)) as tmp:
-        Path(tmp).write_text(card, encoding="utf-8")
-    page = audit_page(stats, disagreements, contaminated, examples, args.examples)
-    with atomic_path(Path(args.page)) as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
+    write_text(card, args.card)
+    write_text(audit_page(stats, disagreements, contaminated, examples, args.examples), args.page)
     log.info("%s: kept %d of %d rows (dropped %s)", spec["name"], stats["kept"], stats["rows"],
              stats["dropped_by"])  # fmt: skip
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from deepmath.analysis.items import OURS
+from deepmath.dataset import markdown_table
 
 COLUMNS = ["dataset", "items", "string_hits", "unique_share", "guessable", "proof",
            "boolean", "difficulty_mean", "difficulty_ge5"]  # fmt: skip
@@ -44,10 +45,9 @@ def summary_table(
 
 
 def _md(frame: pd.DataFrame) -> str:
+    """The frame as a Markdown table, a missing value as an empty cell."""
     cells = frame.astype(object).where(frame.notna(), "")
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown_table(list(frame.columns), list(cells.itertuples(index=False)))
 
 
 def summary_markdown(
