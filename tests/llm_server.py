@@ -8,7 +8,12 @@ the last user message / prompt) or for every request:
 - an HTTP status code (429, 500, 503, 400, ...) with a JSON error body,
 - ``"hang"``: hold the request without answering (past the client's timeout),
 - ``"drop"``: close the connection without answering,
-- at random (``failure_rate``, seeded): a share of all attempts fails one of these ways.
+- at random (``failure_rate``, seeded): a share of all attempts fails one of these ways,
+- as an endpoint that refuses everything: a wrong key (``require_key``), a model it does not
+  serve (``served_models``: vLLM's 404 for any other model) or a route it lacks (``routes``).
+
+An injected error's message is ``error_messages[status]`` when set (e.g. vLLM's "maximum
+context length" text for a 400), else "injected failure <status>".
 
 It records every request it receives and the peak number of requests in flight. Runs on
 127.0.0.1 on a free port in a daemon thread; ``stop()`` never waits for hanging handlers.
@@ -52,6 +57,11 @@ class FakeLLMServer:
         self.retry_after = "0"  # the Retry-After header of a 429
         self.require_key: str | None = None  # 401 unless "Authorization: Bearer <key>"
         self.echo_auth_in_errors = False  # a hostile server that reflects the key in errors
+        # None: any model name is answered; a list: other names get vLLM's 404, and
+        # GET /v1/models lists these (else it lists "fake")
+        self.served_models: list[str] | None = None
+        self.routes = {"/v1/chat/completions", "/v1/completions"}  # POST routes it answers
+        self.error_messages: dict[int, str] = {}  # status -> message of an injected error
         self.received: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -172,9 +182,22 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": self.app.retry_after} if status == 429 else None
         self._send(status, body, headers)
 
+    def _unauthorized(self) -> bool:
+        """Answer 401 (and say so) when a key is required and another was sent."""
+        key = self.app.require_key
+        if key and self.headers.get("Authorization") != f"Bearer {key}":
+            self._error(401, "invalid API key")
+            return True
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-        if self.path.rstrip("/") in ("/health", "/v1/models"):
-            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        path = self.path.rstrip("/")
+        if path == "/v1/models" and self._unauthorized():
+            return
+        if path in ("/health", "/v1/models"):
+            names = self.app.served_models if self.app.served_models is not None else ["fake"]
+            data = [{"id": name, "object": "model"} for name in names]
+            self._send(200, {"object": "list", "data": data})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
@@ -187,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "body is not JSON"}})
             return
         chat = self.path == "/v1/chat/completions"
-        if not chat and self.path != "/v1/completions":
+        if self.path not in app.routes:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
         if chat:
@@ -214,8 +237,14 @@ class _Handler(BaseHTTPRequestHandler):
             app.done()
 
     def _answer(self, app, body, chat, content, prompt_words) -> None:  # type: ignore[no-untyped-def]
-        if app.require_key and self.headers.get("Authorization") != f"Bearer {app.require_key}":
-            self._error(401, "invalid API key")
+        if self._unauthorized():
+            return
+        model = body.get("model", "")
+        if app.served_models is not None and model not in app.served_models:
+            # vLLM's answer, word for word: a flat error object, not OpenAI's {"error": {...}}
+            message = f"The model `{model}` does not exist."
+            error = {"object": "error", "message": message, "type": "NotFoundError", "code": 404}
+            self._send(404, error)
             return
         action = app.action_for(content)
         if action == "hang":
@@ -227,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if isinstance(action, int):
-            self._error(action, f"injected failure {action}")
+            self._error(action, app.error_messages.get(action, f"injected failure {action}"))
             return
         if app.delay_s:
             app.wait(app.delay_s)

@@ -567,3 +567,229 @@ def test_a_hung_endpoint_is_reported_while_it_hangs(tmp_path, caplog):
     assert any("1/2 done, 1 in flight" in m for m in progress), progress
     stall = [r for r in caplog.records if "no request has finished for" in r.getMessage()]
     assert stall and srv.url in stall[0].getMessage() and stall[0].levelname == "WARNING"
+
+
+# ----------------------------------------------------------------------------- refusals
+
+TOO_LONG = (
+    "This model's maximum context length is 2048 tokens. However, you requested 2311 tokens "
+    "(263 in the messages, 2048 in the completion). Please reduce the length of the messages "
+    "or completion."
+)
+
+
+def test_an_unknown_model_fails_at_once_naming_what_is_served(server, tmp_path):
+    """A wrong model name (vLLM answers 404) is not a rejected request: under the default
+    on_rejected: drop the job fails at once, names the models the endpoint serves, and
+    retries nothing."""
+    server.served_models = ["smollm2", "qwen"]
+    role = role_for(server, model="smollm", max_concurrency=4, max_retries=5)
+    reqs = [ask(role, f"q{i}") for i in range(20)]
+    journal = tmp_path / "j.jsonl"
+    for return_errors in (False, True):  # a caller taking errors back gets this one too
+        server.reset()
+        with pytest.raises(LLMError) as err:
+            run_requests(role, reqs, journal, progress=False, return_errors=return_errors)
+        msg = str(err.value)
+        assert f"model 'smollm' is not served at {server.url}" in msg
+        assert "it serves: ['smollm2', 'qwen']" in msg and "llm.judge.model" in msg
+        assert "does not exist" in msg  # what the server said
+        assert err.value.role == "judge" and err.value.base_url == server.url
+        assert len(server.received) <= 4  # the requests already in flight, none after
+        assert max(server.count(f"q{i}") for i in range(20)) == 1  # no retries
+    assert not journal.exists() or journal.read_text() == ""
+
+
+def test_a_missing_route_names_the_base_url(server, tmp_path):
+    # the base URL without /v1: the server has neither the route nor a model list there
+    bare = server.url.removesuffix("/v1")
+    role = role_for(server, base_url=bare)
+    with pytest.raises(LLMError) as err:
+        run_requests(role, [ask(role, "q")], tmp_path / "j.jsonl", progress=False)
+    msg = str(err.value)
+    assert "HTTP 404" in msg and "no route /chat/completions" in msg
+    assert f"{bare}/models could not be listed" in msg and "llm.judge.base_url" in msg
+    assert server.count("q") == 1
+    # the model is served but this route is not (a chat-only endpoint asked for a completion)
+    server.served_models = ["fake-model"]
+    server.routes = {"/v1/chat/completions"}
+    role = role_for(server)
+    with pytest.raises(LLMError) as err:
+        run_requests(role, [make_request(role, prompt="p")], tmp_path / "k.jsonl", progress=False)
+    msg = str(err.value)
+    assert "serves model 'fake-model' but answers 404 for /completions" in msg
+    assert "llm.judge.base_url" in msg
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [(401, "refused the API key"), (403, "refused access")],
+)
+def test_a_refused_key_fails_at_once_naming_the_variable(
+    server, tmp_path, monkeypatch, status, words
+):
+    secret = "sk-wrong-key-0123456789"
+    monkeypatch.setenv("DM_TEST_KEY", secret)
+    server.echo_auth_in_errors = True
+    if status == 401:
+        server.require_key = "sk-the-right-one"
+    else:
+        server.always = 403
+    role = role_for(server, api_key_env="DM_TEST_KEY", max_concurrency=2, max_retries=5)
+    reqs = [ask(role, f"q{i}") for i in range(10)]
+    with pytest.raises(LLMError) as err:
+        run_requests(role, reqs, tmp_path / "j.jsonl", progress=False)
+    msg = str(err.value)
+    assert f"HTTP {status}" in msg and words in msg and "$DM_TEST_KEY" in msg
+    assert "llm.judge.api_key_env" in msg and server.url in msg
+    assert secret not in msg and "Bearer ***" in msg  # what the server said, redacted
+    assert len(server.received) <= 2 and max(server.count(f"q{i}") for i in range(10)) == 1
+    # a role that sends no key is told to name one
+    keyless = role_for(server, max_retries=0)
+    with pytest.raises(LLMError, match=r"sends no API key.*llm\.judge\.api_key_env"):
+        run_requests(keyless, [ask(keyless, "q0")], tmp_path / "k.jsonl", progress=False)
+
+
+def test_other_client_errors_fail_the_job_even_under_drop(server, tmp_path):
+    """Only a refusal of the request's own content (400, 413, 422) may be dropped: a 405 or a
+    402 says the endpoint will refuse every request."""
+    for status in (402, 405):
+        server.reset()
+        server.always = status
+        role = role_for(server, max_concurrency=1)
+        with pytest.raises(LLMError, match=f"HTTP {status}"):
+            run_requests(role, [ask(role, f"a{status}"), ask(role, f"b{status}")],
+                         tmp_path / f"j{status}.jsonl", progress=False)  # fmt: skip
+        assert len(server.received) == 1
+
+
+def test_a_few_prompts_too_long_are_dropped_and_counted_with_reasons(server, tmp_path):
+    server.error_messages = {400: TOO_LONG, 422: "max_tokens must be at least 1"}
+    server.plan = {"long 0": [400] * 5, "long 1": [400] * 5, "odd": [422] * 5}
+    # transient failures beside them are retried and answered
+    server.plan |= {"busy": [429, 500], "flaky": [503]}
+    role = role_for(server, max_concurrency=3, max_retries=3)
+    names = ["long 0", "long 1", "odd", "busy", "flaky"] + [f"ok {i}" for i in range(7)]
+    out = run_requests(role, [ask(role, n) for n in names], tmp_path / "j.jsonl", progress=False)
+    assert [bool(r.texts) for r in out] == [False] * 3 + [True] * 9
+    assert "maximum context length is 2048 tokens" in out[0].error
+    assert [server.count(n) for n in names[:5]] == [1, 1, 1, 3, 2]
+    u = out.usage
+    assert (u.rejected_requests, u.sent_requests, u.retries) == (3, 9, 3)
+    reasons = u.to_dict()["sent"]["rejected_reasons"]
+    assert reasons == {
+        "HTTP 400: This model's maximum context length is <n> tokens. However, you requested "
+        "<n> tokens (<n> in the messages, <n> in the completion). Please reduce the length of "
+        "the messages or completion.": 2,
+        "HTTP 422: max_tokens must be at least <n>": 1,
+    }
+    # reasons add up over usages, as a stage's usage file sums its calls
+    doc = write_usage(tmp_path / "u.json", [u, u])
+    assert sum(doc["roles"]["judge"]["sent"]["rejected_reasons"].values()) == 6
+    # the rerun replays the answers and sends the refused ones again: the share of refusals
+    # counts the whole job, so it is no more "mostly refused" than the first run
+    server.reset()
+    again = run_requests(role, [ask(role, n) for n in names], tmp_path / "j.jsonl",
+                         progress=False)  # fmt: skip
+    assert again.usage.rejected_requests == 3 and again.usage.replayed_requests == 9
+    assert sorted(server.contents()) == ["long 0", "long 1", "odd"]
+
+
+def test_a_job_whose_requests_are_mostly_refused_fails(server, tmp_path):
+    """Too long for most prompts means the role is wrong (max_tokens above the model's
+    context, a server that answers 400 to everything), not a few odd rows."""
+    server.error_messages = {400: TOO_LONG}
+    server.plan = {f"long {i}": [400] for i in range(6)}
+    role = role_for(server, max_concurrency=2)
+    names = [f"long {i}" for i in range(6)] + [f"ok {i}" for i in range(4)]
+    journal = tmp_path / "j.jsonl"
+    with pytest.raises(LLMError) as err:
+        run_requests(role, [ask(role, n) for n in names], journal, progress=False)
+    msg = str(err.value)
+    assert "6 of 10 requests" in msg and "refused" in msg and "more than half" in msg
+    assert "maximum context length is 2048 tokens" in msg and server.url in msg
+    assert len(lines(journal)) == 4  # the answers that did come are kept for the rerun
+
+    # a big job that the server refuses all along stops early instead of sending everything
+    server.reset()
+    server.always = 400
+    many = [ask(role, f"m{i}") for i in range(200)]
+    with pytest.raises(LLMError, match="more than half"):
+        run_requests(role, many, tmp_path / "m.jsonl", progress=False)
+    assert len(server.received) < 50
+
+
+# ----------------------------------------------------------------------------- journal repair
+
+
+def journal_of(server, tmp_path, n: int = 4):
+    """A journal of n answered requests (one at a time, so in request order)."""
+    role = role_for(server, max_concurrency=1)
+    reqs = [ask(role, f"j{i}") for i in range(n)]
+    journal = tmp_path / "j.jsonl"
+    run_requests(role, reqs, journal, progress=False)
+    return role, reqs, journal, journal.read_bytes().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"{not json\n",  # garbage: no key to know its request by
+        b'{"v": 1, "key": "0123abcd", "texts": "cut"}\n',  # a key this job never asks for
+        b"\x00\x00\x00\x00\n",  # a block of zeros after a crash
+        b'{"v": 99, "key": "k", "texts": ["newer format"]}\n',
+    ],
+)
+def test_a_dropped_line_is_said_truthfully_and_removed_from_the_file(
+    server, tmp_path, caplog, junk
+):
+    role, reqs, journal, good = journal_of(server, tmp_path)
+    journal.write_bytes(good[0] + junk + b"".join(good[1:3]) + junk + good[3])
+    inode = journal.stat().st_ino
+    server.reset()
+    with caplog.at_level("WARNING", logger="deepmath.llm"):
+        out = run_requests(role, reqs, journal, progress=False)
+    assert server.contents() == [] and all(r.replayed for r in out)
+    text = caplog.text
+    assert "line 2 dropped" in text and "line 5 dropped" in text
+    assert "if it was a request of this job, that request will be sent again" in text
+    assert "their requests will be sent again" not in text  # not known: they had no key
+    assert "2 line(s) were not valid entries" in text and "removed from the file" in text
+    # the journal holds exactly the good lines, in their order; the dropped ones are kept aside
+    assert journal.read_bytes() == b"".join(good)
+    assert journal.stat().st_ino != inode  # rewritten by rename, never half-written
+    assert Path(f"{journal}.dropped").read_bytes() == junk * 2
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deepmath.llm"), Journal(journal) as j:
+        assert len(j.entries) == 4 and j.skipped_lines == 0
+        # the rewritten file is the one locked: a second writer is still refused
+        with pytest.raises(DeepmathError, match="in use by another process"):
+            Journal(journal).open()
+    assert caplog.text == ""  # the warning does not come back on every replay
+
+
+def test_repair_keeps_appending_to_the_locked_file(server, tmp_path):
+    role, reqs, journal, good = journal_of(server, tmp_path)
+    journal.write_bytes(b"garbage\n" + b"".join(good[:2]) + good[2][:20])  # and a torn tail
+    out = run_requests(role, reqs, journal, progress=False)
+    assert server.contents()[-2:] == ["j2", "j3"] and [r.replayed for r in out] == [
+        True, True, False, False
+    ]  # fmt: skip
+    assert [e["key"] for e in lines(journal)] == [r.key for r in reqs]
+    assert Path(f"{journal}.dropped").read_bytes() == b"garbage\n"  # a torn tail is not kept
+
+
+def test_a_duplicate_key_with_another_answer_is_reported_once(server, tmp_path, caplog):
+    role, reqs, journal, good = journal_of(server, tmp_path)
+    other = [json.loads(line) for line in good[:3]]
+    for entry in other:
+        entry["texts"] = ["a different answer"]
+    same = good[3]  # an identical repeat is harmless and not reported
+    extra = b"".join(json.dumps(e).encode() + b"\n" for e in other)
+    journal.write_bytes(b"".join(good) + extra + same)
+    with caplog.at_level("WARNING", logger="deepmath.llm"):
+        out = run_requests(role, reqs, journal, progress=False)
+    assert [r.text for r in out] == [reply_text(f"j{i}", {"temperature": 0.0}) for i in range(4)]
+    warnings = [r.getMessage() for r in caplog.records if "more than once" in r.getMessage()]
+    assert len(warnings) == 1 and "3 key(s)" in warnings[0]
+    assert "the first answer of each is used" in warnings[0]

@@ -1,19 +1,25 @@
-"""Every LLM stage end to end on a few rows, against a real vLLM server (SmolLM2, CPU).
+"""Every LLM stage end to end on a few rows, against a real vLLM server (SmolLM2, CPU), and a
+stage CLI against a loopback endpoint that misbehaves on purpose, run the way a rule runs it.
 
 One shared server for the module (the same registry mechanism the demo uses). Each stage CLI
 runs twice: the second run must send nothing (everything replays from the journal).
 """
 
 import json
+import os
+import selectors
+import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 
+from deepmath.prompts import load_prompt
+from tests.llm_server import FakeLLMServer
 from tests.workflow.helpers import REPO
-
-pytestmark = pytest.mark.slow
 
 MODEL = REPO / "results" / "models" / "smollm2"
 SERVE = {
@@ -76,6 +82,7 @@ QUESTIONS = [
 ]
 
 
+@pytest.mark.slow
 def test_judge_then_decontaminate(work, venv_env):
     neighbors = pd.DataFrame(
         {
@@ -105,6 +112,7 @@ def test_judge_then_decontaminate(work, venv_env):
         assert judged.loc["a", col] in (True, False, None)
 
 
+@pytest.mark.slow
 def test_difficulty_rewrite_solve_topic(work, venv_env):
     table = pd.DataFrame(
         {
@@ -159,3 +167,92 @@ def test_difficulty_rewrite_solve_topic(work, venv_env):
     )  # fmt: skip
     assert set(topics["topic"]) <= set(tree)
     assert stats["questions"] == 3
+
+
+# ------------------------------------------------------------------ a misbehaving endpoint
+
+
+def solve_command(tmp_path, role_spec: dict) -> tuple[str, dict]:
+    """The solve rule's shell command (stderr into the job log, stdout left alone) on 6
+    questions, for an external role; returns it and the paths it writes."""
+    table = tmp_path / "in.parquet"
+    pd.DataFrame(
+        {"id": list("abcdef"), "question": [f"question {c}" for c in "abcdef"]}
+    ).to_parquet(table)
+    paths = {name: tmp_path / name for name in ("out.parquet", "stats.json", "usage.json", "log")}
+    args = [
+        sys.executable, "-m", "deepmath.solve", "--in", str(table),
+        "--spec", json.dumps({"samples": 1}), "--out", str(paths["out.parquet"]),
+        "--stats", str(paths["stats.json"]), "--role", "solver",
+        "--role-spec", json.dumps(role_spec), "--prompt", str(REPO / "config/prompts/solve.txt"),
+        "--journal", str(tmp_path / "journal.jsonl"), "--usage", str(paths["usage.json"]),
+        "--server-dir", str(tmp_path / "servers"),
+    ]  # fmt: skip
+    return " ".join(shlex.quote(a) for a in args) + f" 2> {shlex.quote(str(paths['log']))}", paths
+
+
+def external(srv: FakeLLMServer, **over) -> dict:
+    return {"model": "fake-model", "base_url": srv.url, "max_concurrency": 2,
+            "backoff_s": 0.01, "backoff_max_s": 0.05, **over}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", ["wrong model", "wrong key", "most prompts too long"])
+def test_a_stage_against_a_refusing_endpoint_fails_and_writes_nothing(tmp_path, venv_env, fault):
+    """Under the default on_rejected: drop, an endpoint that refuses every request (or most)
+    fails the job with a message naming the role and endpoint; no table is written, so a
+    rerun after the fix redoes the job."""
+    env = dict(venv_env, DM_TEST_KEY="sk-wrong")
+    with FakeLLMServer() as srv:
+        spec = external(srv)
+        if fault == "wrong model":
+            srv.served_models = ["smollm2"]
+            spec["model"], said = "smollm", "model 'smollm' is not served at"
+        elif fault == "wrong key":
+            srv.require_key, spec["api_key_env"] = "sk-right", "DM_TEST_KEY"
+            said = "refused the API key"
+        else:
+            prompt = load_prompt(REPO / "config/prompts/solve.txt", ("question",))
+            srv.plan = {prompt.render({"question": f"question {c}"}): [400] for c in "abcd"}
+            said = "4 of 6 requests"
+        command, paths = solve_command(tmp_path, spec)
+        proc = subprocess.run(command, shell=True, env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    log = paths["log"].read_text()
+    assert proc.returncode != 0, log
+    assert "LLM role 'solver'" in log and srv.url in log and said in log
+    assert "sk-wrong" not in log
+    assert not any(paths[name].exists() for name in ("out.parquet", "stats.json", "usage.json"))
+
+
+def test_a_hung_endpoint_is_reported_on_the_console(tmp_path, venv_env):
+    """The job's stderr goes to its log; the stall warning also goes to stdout, which
+    Snakemake passes to the terminal (or the Slurm job's output), within stall_s."""
+    stall_s, progress_s = 2.0, 0.25
+    with FakeLLMServer(hang_s=120) as srv:
+        srv.always = "hang"
+        spec = external(srv, timeout_s=100, max_retries=0, stall_s=stall_s, progress_s=progress_s)
+        command, paths = solve_command(tmp_path, spec)
+        proc = subprocess.Popen(command, shell=True, env=venv_env, cwd=REPO, text=True,
+                                stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
+        try:
+            seen, deadline = "", time.monotonic() + 90
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while "no request has finished" not in seen and time.monotonic() < deadline:
+                    if sel.select(timeout=0.1):
+                        line = proc.stdout.readline()
+                        if not line:
+                            break  # the job ended
+                        seen += line
+            shown = time.monotonic()
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the shell and the stage it started
+            proc.wait()
+        first_request = min(r["time"] for r in srv.received) if srv.received else None
+    assert "no request has finished" in seen, paths["log"].read_text()
+    assert first_request is not None
+    assert shown - first_request < stall_s + 2 * progress_s + 3.0
+    line = next(x for x in seen.splitlines() if "no request has finished" in x)
+    assert "WARNING" in line and "role solver" in line and srv.url in line
+    assert "no request has finished" in paths["log"].read_text()  # and in the job log
+    assert "done," not in seen  # progress lines stay in the log
