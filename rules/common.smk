@@ -6,7 +6,9 @@ from deepmath.config import ConfigError, read_yaml, validate_config
 from deepmath.workflow import (
     as_json,
     curation_config,
+    data_spec,
     eval_job_spec,
+    export_runtime,
     llm_cli,
     model_spec,
     rl_run_spec,
@@ -26,6 +28,7 @@ except ConfigError as err:
 
 
 setup_environment(SCRIPTS, config["environment"])
+export_runtime(config)
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -204,6 +207,11 @@ def one_of(names):
 
 def rl_spec(model):
     return as_json(rl_run_spec(RL, model, config["seed"]))
+
+
+def rl_data_spec(model):
+    """What the data rule of a run reads (a recipe edit does not rerun it)."""
+    return as_json(data_spec(RL, model, config["seed"]))
 
 
 def init_model(wildcards):

@@ -24,7 +24,7 @@ rule prepare_rl_data:
         mem_mb=16000,
         runtime=30,
     params:
-        spec=lambda w: rl_spec(w.model),
+        spec=lambda w: rl_data_spec(w.model),
         val_bench=lambda w, input: (
             f"--val-bench {shlex.quote(input.val[0])}" if input.val else ""
         ),
@@ -149,7 +149,7 @@ rule prepare_sft_data:
         mem_mb=16000,
         runtime=30,
     params:
-        spec=lambda w: rl_spec(w.model),
+        spec=lambda w: rl_data_spec(w.model),
     shell:
         "python -m deepmath.sftdata --in {input:q} --spec {params.spec:q}"
         " --train-out {output.train:q} --val-out {output.val:q} --stats {output.stats:q} 2> {log:q}"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepmath.fingerprint import claim, file_digest, model_identity, source_digest
 from deepmath.io import DeepmathError, load_spec, setup_logging
 
 
@@ -217,10 +218,78 @@ def cli(
     return execute(backend, job)
 
 
+# Run keys that do not shape the trained weights: the run's name (only the work dir's) and the
+# `models:` entry it starts from (the folder's identity stands for it, so renaming the entry
+# retrains nothing).
+SPEC_KEYS_NOT_SHAPING = ("name", "init")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def reward_code(job: Job) -> str | None:
+    """Digest of the reward function's code and the checker it calls (None: a run with no
+    reward, i.e. SFT). verl loads the file the rule hands over; TRL imports deepmath.reward."""
+    if job.spec.get("backend") == "sft":
+        return None
+    reward = getattr(job.args, "reward", None) or _PACKAGE / "reward.py"
+    return source_digest([reward, _PACKAGE / "answers"])
+
+
+def training_fingerprint(job: Job) -> dict[str, Any]:
+    """Everything that shapes a training run's checkpoints: the run spec (less its name), the
+    content of the train and val files, the init model's identity, the chat template, the
+    reward code and, for a ``dtype: auto`` run, the dtype it resolves to on this machine."""
+    spec = {k: v for k, v in job.spec.items() if k not in SPEC_KEYS_NOT_SHAPING}
+    out: dict[str, Any] = {
+        "spec": spec,
+        "train": file_digest(job.train) if job.train.is_file() else None,
+        "val": file_digest(job.val) if job.val.is_file() else None,
+        "init_model": model_identity(job.model_dir),
+        "reward_code": reward_code(job),
+    }
+    template = spec.get("chat_template")
+    if template:
+        from deepmath.io import resolve_path
+
+        path = Path(resolve_path(str(template)))
+        out["chat_template"] = file_digest(path) if path.is_file() else str(template)
+    if "dtype" in spec:
+        out["dtype"] = _resolved_dtype(spec["dtype"])
+    return out
+
+
+def _resolved_dtype(requested: Any) -> str:
+    from deepmath import dtypes
+
+    try:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        device = "cpu"
+    return dtypes.resolve(requested, device, what="training")
+
+
 def execute(backend: Backend, job: Job) -> dict[str, Any]:
-    """prepare -> run -> finish -> write; returns the record."""
+    """claim the work dir -> prepare -> run -> finish -> write; returns the record.
+
+    The work dir belongs to one fingerprint (:func:`training_fingerprint`): checkpoints made
+    under another spec, data, init model, template or reward are moved aside (named in the log)
+    and training starts fresh; a match resumes from the last checkpoint.
+    """
+    fingerprint = training_fingerprint(job)
+    state = claim(job.work_dir, fingerprint, f"training {job.name}", folder=True)
     plan = backend.prepare(job)
+    before = int(plan.get("done") or 0)
     code = backend.run(job, plan)
     out = backend.finish(job, plan, code)
+    out["state"] = {
+        "fingerprint": state["digest"],
+        "work_dir": state["status"],  # new, match (resumed) or moved (old state set aside)
+        "moved_aside_to": state["moved_to"],
+        "changes": state["changes"],
+        "steps_before_this_attempt": before,
+        "steps_this_attempt": int(out["step"]) - before,
+    }
+    out["fingerprint"] = fingerprint
     backend.write(job, plan, out)
     return out

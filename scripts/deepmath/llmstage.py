@@ -14,11 +14,13 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deepmath.fingerprint import claim, deep_merge, file_digest, served_identity
 from deepmath.io import DeepmathError
+from deepmath.workflow import runtime_from_env
 from deepmath.llm import (
     NOT_STARTED_URL,
     Journal,
@@ -47,6 +49,12 @@ def add_llm_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--server-registry",
         help="registry of servers shared by the jobs of a local run (share: workflow)",
+    )
+    group.add_argument(
+        "--role-runtime",
+        help="the role's keys that only decide how the job runs (concurrency, timeouts, "
+        "retries, prices), as JSON, merged over --role-spec (default: what the workflow hands "
+        "every job in $DEEPMATH_RUNTIME, else the defaults)",
     )
 
 
@@ -87,6 +95,9 @@ class StageLLM:
     model_dir: str | None = None
     server_dir: str | None = None
     server_registry: str | None = None
+    # what else shapes the answers and is the same for every request of the job (the prompt
+    # template's digest): part of the journal's fingerprint
+    shapes: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -99,13 +110,22 @@ class StageLLM:
         model_dir: str | None = None,
         server_dir: str | None = None,
         server_registry: str | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        shapes: Mapping[str, Any] | None = None,
     ) -> StageLLM:
+        """``spec``: the role's config block; ``runtime``: the keys that only decide how the
+        job runs (concurrency, timeouts, prices...), which the rules pass apart so that editing
+        them reruns no job (deepmath.fingerprint.ROLE_RUNTIME_KEYS)."""
+        if runtime:
+            spec = deep_merge(spec, runtime)
         served = spec.get("serve") is not None if isinstance(spec, Mapping) else False
         role = role_config(name, spec, base_url=NOT_STARTED_URL if served else None)
         if served and not (model_dir and server_dir):
             raise DeepmathError(
                 f"llm.{name} is served: the rule must pass --model-dir and --server-dir"
             )
+        if served:
+            role = replace(role, identity=served_identity(model_dir, spec["serve"], role.model))
         return cls(
             role=role,
             spec=dict(spec),
@@ -114,6 +134,7 @@ class StageLLM:
             model_dir=model_dir,
             server_dir=server_dir,
             server_registry=server_registry,
+            shapes=dict(shapes or {}),
         )
 
     @property
@@ -131,7 +152,27 @@ def stage_llm(args: argparse.Namespace) -> StageLLM:
         model_dir=args.model_dir,
         server_dir=args.server_dir,
         server_registry=args.server_registry,
+        runtime=(
+            json.loads(args.role_runtime)
+            if args.role_runtime
+            else runtime_from_env("llm", args.role)
+        ),
+        shapes={"prompt": file_digest(args.prompt)} if Path(args.prompt).is_file() else {},
     )
+
+
+def journal_fingerprint(role: RoleConfig, shapes: Mapping[str, Any]) -> dict[str, Any]:
+    """What shapes every answer in a stage's journal: the role's model and its identity (the
+    served weights, tokenizer, template, dtype), the sampling params and the prompt template.
+    Request keys carry the same, so a journal of other inputs holds nothing this job could
+    replay: it is moved aside, named in the log, instead of growing forever."""
+    return {
+        "role": role.name,
+        "model": role.model,
+        "identity": role.identity,
+        "params": dict(role.params),
+        **dict(shapes),
+    }
 
 
 @contextlib.contextmanager
@@ -152,6 +193,7 @@ def run_stage_requests(llm: StageLLM, requests: Sequence[Request]) -> Responses:
     """Replay the journal (read once, and held locked), start the endpoint only if something
     is missing, send the rest."""
     role = llm.role
+    claim(llm.journal, journal_fingerprint(role, llm.shapes), f"role {role.name}", folder=False)
     with Journal(llm.journal) as journal:
         done = journal.entries
         missing = sum(1 for key in {r.key for r in requests} if key not in done)

@@ -31,6 +31,7 @@ from deepmath.train_verl import (
     SCRIPTS_DIR,
     _nodes,
     finish,
+    latest_step,
     run_trainer,
     start_attempt,
     verl_python,
@@ -125,6 +126,7 @@ class VerlSFT(Backend):
             "nodes": nodes,
             "python": python,
             "ckpt_dir": sft_recipe.checkpoint_dir(job.work_dir),
+            "done": latest_step(sft_recipe.checkpoint_dir(job.work_dir)) or 0,
         }
 
     def dry_run(self, job: Job, plan: dict[str, Any]) -> str:

@@ -285,6 +285,7 @@ class VerlGRPO(Backend):
             "command": verl_recipe.command(overrides, python),
             "paths": {**job.paths(), "reward": reward},
             "ckpt_dir": verl_recipe.checkpoint_dir(job.work_dir),
+            "done": latest_step(verl_recipe.checkpoint_dir(job.work_dir)) or 0,
         }
 
     def dry_run(self, job: Job, plan: dict[str, Any]) -> str:

@@ -8,6 +8,16 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from deepmath.fingerprint import shaping_role, split_role
+
+# The environment variable that carries, to every job, the keys of the LLM roles and of the
+# evaluation engine that decide how a job runs but never what it answers (concurrency,
+# timeouts, retries, prices, ports, server placement; deepmath.fingerprint.ROLE_RUNTIME_KEYS
+# and SERVE_RUNTIME_KEYS say which and why). They reach jobs here and not through rule params,
+# because Snakemake reruns a job whose params changed: editing a timeout must not rerun a
+# dataset, a training run or an evaluation.
+RUNTIME_ENV = "DEEPMATH_RUNTIME"
+
 
 def setup_environment(scripts_dir: str, extra: Mapping[str, Any]) -> None:
     """Make `python -m deepmath.<stage>` work in every job and apply config.environment.
@@ -27,6 +37,31 @@ def setup_environment(scripts_dir: str, extra: Mapping[str, Any]) -> None:
         if isinstance(value, bool):
             value = int(value)
         os.environ.setdefault(name, str(value))
+
+
+def runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-only keys of every LLM role and of the evaluation engine (see RUNTIME_ENV)."""
+    roles = {name: split_role(spec)[1] for name, spec in (config.get("llm") or {}).items()}
+    engine = (config.get("evaluation") or {}).get("engine") or {}
+    return {"llm": roles, "engine": split_role(engine, engine=True)[1]}
+
+
+def export_runtime(config: Mapping[str, Any]) -> None:
+    """Hand the run-only keys to every job of this run through the environment."""
+    os.environ[RUNTIME_ENV] = as_json(runtime_settings(config))
+
+
+def runtime_from_env(section: str, name: str | None = None) -> dict[str, Any]:
+    """A job's run-only keys (``section`` llm with a role ``name``, or engine); {} outside a
+    workflow run (a stage CLI run by hand takes the defaults)."""
+    try:
+        settings = json.loads(os.environ.get(RUNTIME_ENV) or "{}")
+    except ValueError:
+        return {}
+    found = settings.get(section) or {}
+    if name is not None:
+        found = found.get(name) or {}
+    return dict(found) if isinstance(found, Mapping) else {}
 
 
 def interpreter_first(path: str, python: str) -> str:
@@ -77,6 +112,31 @@ def rl_run_spec(rl: Mapping[str, Any], name: str, seed: int) -> dict[str, Any]:
     return {**common, **run, "seed": seed, "name": name}
 
 
+# What the data rules read of a run (deepmath.rldata / deepmath.sftdata DEFAULTS, and the
+# validation set's size): their params hold only these, so a learning-rate edit reruns the
+# training, not the data preparation.
+RL_DATA_KEYS = (
+    "data_source",
+    "system_prompt",
+    "system_text",
+    "reward_gate",
+    "seed",
+    "max_train_rows",
+    "validation",
+)
+SFT_DATA_KEYS = ("solutions", "system_prompt", "system_text", "seed", "max_rows")
+
+
+def data_spec(rl: Mapping[str, Any], name: str, seed: int) -> dict[str, Any]:
+    """What prepare_rl_data / prepare_sft_data of run ``name`` read of its spec."""
+    spec = rl_run_spec(rl, name, seed)
+    keys = SFT_DATA_KEYS if spec.get("backend") == "sft" else RL_DATA_KEYS
+    out = {k: spec[k] for k in keys if k in spec}
+    if isinstance(out.get("validation"), Mapping):  # `every` is the trainer's, not the data's
+        out["validation"] = {k: v for k, v in out["validation"].items() if k != "every"}
+    return out
+
+
 def served_model(config: Mapping[str, Any], role: str) -> str | None:
     """The `models:` entry a served role runs, or None for an external endpoint."""
     serve = (config.get("llm", {}).get(role) or {}).get("serve")
@@ -117,7 +177,7 @@ def llm_cli(
         "--role",
         role,
         "--role-spec",
-        as_json(config["llm"][role]),
+        as_json(shaping_role(config["llm"][role])),
         "--prompt",
         prompt,
         "--journal",
@@ -160,6 +220,8 @@ def eval_job_spec(
     entry = {**evaluation, **(evaluation.get("models") or {}).get(model, {})}
     if stage == "generate":
         spec = {k: entry[k] for k in EVAL_GENERATE_KEYS if k in entry}
+        if isinstance(spec.get("engine"), Mapping):  # run-only keys go by RUNTIME_ENV
+            spec["engine"] = shaping_role(spec["engine"], engine=True)
     elif stage == "score":
         scoring = dict(entry.get("scoring") or {})
         rules = scoring.get("rules") or {}
@@ -195,6 +257,8 @@ def curation_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of the config the dataset depends on: the curation sections, the benchmarks it
     was decontaminated against and the models its stages run (not the evaluated ones)."""
     out = {k: config[k] for k in CURATION_SECTIONS if k in config}
+    # the roles without their run-only keys (a timeout or a price never changes the dataset)
+    out["llm"] = {name: shaping_role(spec) for name, spec in (config.get("llm") or {}).items()}
     benches = (config.get("decontamination") or {}).get("benchmarks") or []
     out["benchmarks"] = {b: config["benchmarks"][b] for b in benches if b in config["benchmarks"]}
     used = {(config.get("embedding") or {}).get("model")}

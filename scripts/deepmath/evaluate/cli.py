@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     raw = load_spec_arg(args.spec)
     if args.cmd == "generate":
         from deepmath.evaluate.generate import generate
+        from deepmath.fingerprint import deep_merge
+        from deepmath.workflow import runtime_from_env
 
+        # the engine's run-only keys (concurrency, timeouts, placement) come apart from --spec
+        runtime = runtime_from_env("engine")
+        if runtime and isinstance(raw.get("engine"), dict):
+            raw = {**raw, "engine": deep_merge(raw["engine"], runtime)}
         spec = eval_spec(raw)
         generate(
             args.bench,

@@ -78,8 +78,14 @@ def messages_for(problem: str, spec: EvalSpec) -> list[dict[str, str]]:
     return msgs
 
 
-def eval_role(spec: EvalSpec) -> Any:
-    """The llm RoleConfig the requests are built for (keys never depend on the URL)."""
+def eval_role(spec: EvalSpec, model_dir: str | None = None) -> Any:
+    """The llm RoleConfig the requests are built for (keys never depend on the URL).
+
+    Its identity is the evaluated checkpoint's (:func:`model_identity_of`): an eval journal
+    belongs to one checkpoint, so a retrained model is asked again and an unchanged one replays.
+    """
+    from dataclasses import replace
+
     from deepmath.llm import NOT_STARTED_URL, role_config
 
     role_spec = dict(spec.role_spec) or {
@@ -88,14 +94,43 @@ def eval_role(spec: EvalSpec) -> Any:
         "params": dict(spec.params),
     }
     served = "serve" in role_spec
-    return role_config(ROLE, role_spec, base_url=NOT_STARTED_URL if served else None)
+    role = role_config(ROLE, role_spec, base_url=NOT_STARTED_URL if served else None)
+    return replace(role, identity=model_identity_of(spec, model_dir, role.model))
 
 
-def build_requests(table: pd.DataFrame, spec: EvalSpec) -> list[Any]:
+def model_identity_of(spec: EvalSpec, model_dir: str | None, served_name: str) -> str | None:
+    """What the evaluated model is: its folder's identity (weights, tokenizer, template,
+    provenance) and the engine settings that change answers (dtype, context length). None for
+    an external endpoint with no local folder (its model name is all there is to know)."""
+    from deepmath.fingerprint import OFFLINE_RUNTIME_KEYS, digest, model_identity, served_identity
+
+    if spec.engine == "offline":
+        engine = {k: v for k, v in spec.offline.items() if k not in OFFLINE_RUNTIME_KEYS}
+        engine["dtype"] = offline_dtype(spec)
+        return digest({"model": model_identity(model_dir), "offline": engine})[:16]
+    serve = spec.role_spec.get("serve")
+    if serve is not None:
+        return served_identity(model_dir, serve, served_name)
+    return digest({"model": model_identity(model_dir)})[:16] if model_dir else None
+
+
+def prompt_shapes(spec: EvalSpec) -> dict[str, Any]:
+    """How the problem becomes messages (part of the journal's fingerprint)."""
+    return {
+        "prompt": {
+            "system_prompt": spec.system_prompt,
+            "system_text": spec.system_text,
+            "prompt_prefix": spec.prompt_prefix,
+            "prompt_suffix": spec.prompt_suffix,
+        }
+    }
+
+
+def build_requests(table: pd.DataFrame, spec: EvalSpec, model_dir: str | None = None) -> list[Any]:
     """One request per (problem, sample), problem-major; sample i carries seed + i."""
     from deepmath.llm import make_request
 
-    role = eval_role(spec)
+    role = eval_role(spec, model_dir)
     return [
         make_request(role, messages_for(problem, spec), sample=i, meta=(row, i))
         for row, problem in enumerate(table["problem"])
@@ -137,6 +172,7 @@ def generate_server(
         model_dir=model_dir,
         server_dir=server_dir,
         server_registry=server_registry,
+        shapes=prompt_shapes(spec),
     )
     return run_stage_requests(llm, requests)
 
@@ -240,11 +276,15 @@ def generate_offline(
 
     Returns the responses in request order (``.usage``: a RoleUsage like the server path's).
     """
+    from deepmath.fingerprint import claim
     from deepmath.llm import Journal, Response, Responses, RoleUsage, write_usage
+    from deepmath.llmstage import journal_fingerprint
 
     generating_s = 0.0  # time inside LLM.generate (like the server path's request phase)
     usage_rec = RoleUsage(ROLE, spec.model_name, requests=len(requests))
     usage_rec.unique_requests = len({r.key for r in requests})
+    role = eval_role(spec, model_dir)
+    claim(journal, journal_fingerprint(role, prompt_shapes(spec)), f"role {ROLE}", folder=False)
     with Journal(journal) as jr:
         done = jr.entries
         missing = [r for r in requests if r.key not in done]
@@ -339,6 +379,8 @@ def generation_rows(
                 "tokens": int(resp.completion_tokens),
                 "prompt_tokens": int(resp.prompt_tokens),
                 "model_name": spec.model_name,
+                # the checkpoint these answers came from (weights, tokenizer, template, dtype)
+                "model_identity": req.identity,
                 "engine": spec.engine,
                 "vllm_version": version,
                 "n": spec.n,
@@ -372,7 +414,7 @@ def generate(
     table = load_benchmark(bench, spec.limit)
     if table.empty:
         raise DeepmathError(f"benchmark {bench} has no problems")
-    requests = build_requests(table, spec)
+    requests = build_requests(table, spec, model_dir)
     usage = usage or f"{out}.usage.json"
     log.info(
         "%s on %s: %d problems x %d samples, engine %s",

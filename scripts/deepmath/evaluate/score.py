@@ -212,6 +212,7 @@ def metrics_from_scored(
             },
             "maj_grouping": "equivalence" if spec.scoring["maj_equivalence"] else "normalised",
             "engine": first.get("engine"),
+            "model_identity": first.get("model_identity"),
             "vllm_version": first.get("vllm_version"),
             "sampling": sampling,
             "system_prompt": bool(first.get("system_prompt", False)),

@@ -24,9 +24,13 @@ def request_key(
     prompt: str | None,
     params: Mapping[str, Any],
     sample: int,
+    identity: str | None = None,
 ) -> str:
-    """sha256 of (model, messages or prompt, effective params, sample index)."""
+    """sha256 of (model, its identity when known, messages or prompt, effective params, sample
+    index). Without an identity the key is what it was before identities existed."""
     body: dict[str, Any] = {"model": model, "params": dict(params), "sample": sample}
+    if identity is not None:
+        body["identity"] = identity
     if messages is not None:
         body["messages"] = [dict(m) for m in messages]
     else:
@@ -49,6 +53,7 @@ class Request:
     params: Mapping[str, Any]
     sample: int = 0
     meta: Any = None
+    identity: str | None = None  # the served model's identity (RoleConfig.identity)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +71,9 @@ class Request:
             raise DeepmathError(f"an LLM prompt must be a string, got {type(self.prompt)}")
         if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
             raise DeepmathError(f"sample index must be an integer >= 0, got {self.sample!r}")
-        key = request_key(self.model, self.messages, self.prompt, self.params, self.sample)
+        key = request_key(
+            self.model, self.messages, self.prompt, self.params, self.sample, self.identity
+        )
         object.__setattr__(self, "key", key)
 
 
@@ -88,7 +95,7 @@ def make_request(
     if "seed" in merged:
         merged["seed"] = int(merged["seed"]) + int(sample)
     msgs = None if messages is None else tuple(dict(m) for m in messages)
-    return Request(role.model, msgs, prompt, merged, sample, meta)
+    return Request(role.model, msgs, prompt, merged, sample, meta, role.identity)
 
 
 @dataclass(frozen=True)

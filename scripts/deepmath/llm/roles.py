@@ -81,6 +81,11 @@ class RoleConfig:
     on_rejected: str = "drop"
     progress_s: float = 60.0
     stall_s: float = 300.0
+    # What the served model is, beyond its name: a digest of its weights, tokenizer, template and
+    # provenance (deepmath.fingerprint.model_digest). Part of every request key, so another
+    # checkpoint served under the same name never replays this one's answers. None for an
+    # external endpoint, whose model name is all the client can know.
+    identity: str | None = None
 
     @property
     def endpoint(self) -> str:
