@@ -48,6 +48,7 @@ rule all:
         # training from the published dataset (rl.dataset: published) builds none of ours
         [] if FROM_PUBLISHED else DATASET_FILES,
         [] if FROM_PUBLISHED else res("dataset/README.md"),
+        [] if FROM_PUBLISHED else res("dataset/cost.md"),
         res("tables/main_results.md") if EVAL_MODELS else [],
         # every trained model, evaluated or not
         expand(res("checkpoints/{model}/hf"), model=RL_RUNS),

@@ -160,6 +160,11 @@ def stage_stats():
     return stats
 
 
+def role_prices():
+    """Each LLM role's price table (the cost pages price tokens with it; nothing else does)."""
+    return {name: spec.get("prices") for name, spec in config["llm"].items()}
+
+
 def usage_files():
     """Every usage file of the run's LLM jobs (the dataset card sums their cost)."""
     per_shard = [

@@ -61,7 +61,6 @@ rule assemble_dataset:
             res("supplement/{source}.topics.parquet"), source=SUPPLEMENT_SOURCES
         ),
         stats=[f for files in stage_stats().values() for f in files],
-        usage=usage_files(),
     output:
         data=DATASET_FILES,
         card=res("dataset/README.md"),
@@ -83,5 +82,28 @@ rule assemble_dataset:
         out=lambda w, output: os.path.dirname(output.card),
     shell:
         "python -m deepmath.dataset --main {input.main:q} --supplement {input.supplement:q}"
-        " --stats {params.stats:q} --usage {input.usage:q} --config {params.config:q}"
+        " --stats {params.stats:q} --config {params.config:q}"
         " --num-shards {params.shards:q} --name {params.name:q} --out-dir {params.out:q} 2> {log:q}"
+
+
+# The cost page the card links: tokens of every LLM job at the config's prices. A rule of its
+# own, so that editing a price reruns this page only (prices are not the dataset's params).
+rule dataset_cost:
+    input:
+        usage_files(),
+    output:
+        res("dataset/cost.md"),
+    log:
+        logs("dataset_cost.log"),
+    benchmark:
+        timing("dataset_cost")
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        prices=as_json(role_prices()),
+    shell:
+        "python -m deepmath.dataset cost --usage {input:q} --prices {params.prices:q}"
+        " --out {output:q} 2> {log:q}"

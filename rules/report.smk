@@ -104,8 +104,11 @@ rule report_cost:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        prices=as_json(role_prices()),
     shell:
-        "python -m deepmath.report cost --usage {input:q} --out {output:q} 2> {log:q}"
+        "python -m deepmath.report cost --usage {input:q} --prices {params.prices:q}"
+        " --out {output:q} 2> {log:q}"
 
 
 rule report_results:

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import logging
 import platform
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from deepmath.io import atomic_path, run_cli, setup_logging
+from deepmath.io import atomic_path, run_cli, setup_logging, write_text
 from deepmath.text import stable_id
 
 log = logging.getLogger("deepmath.dataset")
@@ -148,8 +149,16 @@ def contamination_by_benchmark(decontam_stats: Sequence[Mapping[str, Any]]) -> d
     return contamination
 
 
-def usage_totals(usages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Requests, tokens and dollars per role over all usage files."""
+def usage_totals(
+    usages: Sequence[Mapping[str, Any]],
+    prices: Mapping[str, Mapping[str, float] | None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Requests, tokens and dollars per role over all usage files.
+
+    ``prices`` (role -> USD per 1M prompt / completion tokens, the config's
+    ``llm.<role>.prices``) prices the tokens now; without it, the dollars the jobs recorded
+    are summed. The cost tables pass the config's prices, so a price edit reruns only them.
+    """
     roles: dict[str, dict[str, float]] = {}
     for usage in usages:
         for role, u in (usage.get("roles") or {}).items():
@@ -161,8 +170,46 @@ def usage_totals(usages: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
                 r["requests"] += got.get("requests", 0)
                 r["prompt_tokens"] += got.get("prompt_tokens", 0)
                 r["completion_tokens"] += got.get("completion_tokens", 0)
-            r["cost_usd"] += float((u.get("cost_usd") or {}).get("total") or 0.0)
+            if prices is None:
+                r["cost_usd"] += float((u.get("cost_usd") or {}).get("total") or 0.0)
+    if prices is not None:
+        for role, r in roles.items():
+            price = prices.get(role)
+            if not price:
+                r["cost_usd"] = 0.0
+                continue
+            tokens = r["prompt_tokens"] * price["prompt"]
+            r["cost_usd"] = (tokens + r["completion_tokens"] * price["completion"]) / 1e6
     return roles
+
+
+COST_FILE = "cost.md"
+
+
+def cost_markdown(
+    usages: Sequence[Mapping[str, Any]], prices: Mapping[str, Mapping[str, float] | None]
+) -> str:
+    """The dataset's cost page: requests, tokens and dollars per role at the config's prices."""
+    roles = usage_totals(usages, prices)
+    total_cost = sum(r["cost_usd"] for r in roles.values())
+    return (
+        "# Cost of the LLM calls\n\n"
+        + markdown_table(
+            ["role", "requests", "prompt tokens", "completion tokens", "USD"],
+            [
+                [
+                    k,
+                    int(v["requests"]),
+                    int(v["prompt_tokens"]),
+                    int(v["completion_tokens"]),
+                    f"{v['cost_usd']:.2f}",
+                ]
+                for k, v in sorted(roles.items())
+            ],
+        )
+        + f"\n\nTotal: ${total_cost:.2f} (sent and replayed requests, at the prices in config "
+        "`llm.<role>.prices`; served models count as $0).\n"
+    )
 
 
 def tool_versions() -> dict[str, str]:
@@ -190,7 +237,6 @@ def dataset_card(
     table: pd.DataFrame,
     num_shards: int,
     stats: Mapping[str, Sequence[Mapping[str, Any]]],
-    usages: Sequence[Mapping[str, Any]],
     config: Mapping[str, Any],
     supplement_rows: int,
     pretty_name: str,
@@ -219,8 +265,6 @@ def dataset_card(
     topics = table["topic"].value_counts()
     top_level = topic_areas(table["topic"])
     contamination = contamination_by_benchmark(stats["decontam"])
-    roles = usage_totals(usages)
-    total_cost = sum(r["cost_usd"] for r in roles.values())
     parts = [
         "---\n" + yaml.safe_dump(header, sort_keys=False).rstrip() + "\n---\n",
         f"# {pretty_name}\n",
@@ -261,21 +305,9 @@ def dataset_card(
         if contamination
         else "No contaminated questions were found.",
         "\n## Cost\n",
-        markdown_table(
-            ["role", "requests", "prompt tokens", "completion tokens", "USD"],
-            [
-                [
-                    k,
-                    int(v["requests"]),
-                    int(v["prompt_tokens"]),
-                    int(v["completion_tokens"]),
-                    f"{v['cost_usd']:.2f}",
-                ]
-                for k, v in sorted(roles.items())
-            ],
-        )
-        + f"\n\nTotal: ${total_cost:.2f} (from the price table in config; served models count "
-        "as $0).\n",
+        f"Requests, tokens and dollars per LLM role are in [{COST_FILE}]({COST_FILE}), written "
+        "by a small job of its own from the usage files and the price table in config (so "
+        "editing prices reruns only that page, not the dataset).\n",
         "\n## Analyses\n",
         "The paper's analyses of this dataset next to other open datasets (contamination rate "
         "per benchmark, the string check, novelty, an embedding map, difficulty and answer "
@@ -292,15 +324,34 @@ def dataset_card(
     return "\n".join(p for p in parts if p is not None)
 
 
+def cost_main(argv: list[str]) -> None:
+    """``python -m deepmath.dataset cost --usage U.json ... --prices JSON --out cost.md``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m deepmath.dataset cost",
+        description="The dataset's cost page from the LLM usage files and the price table.",
+    )
+    parser.add_argument("--usage", nargs="*", default=[], help="usage JSON files")
+    parser.add_argument("--prices", required=True, help="JSON: role -> prices (or null)")
+    parser.add_argument("--out", required=True, help="Markdown page (dataset/cost.md)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    write_text(cost_markdown(_load_json(args.usage), json.loads(args.prices)), args.out)
+    log.info("cost of %d usage files -> %s", len(args.usage), args.out)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cost"]:
+        cost_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(
         prog="python -m deepmath.dataset",
-        description="Assemble the published parquet shards and the dataset card.",
+        description="Assemble the published parquet shards and the dataset card "
+        "(`python -m deepmath.dataset cost --help`: its cost page).",
     )
     parser.add_argument("--main", nargs="+", required=True, help="topic-labelled shards")
     parser.add_argument("--supplement", nargs="*", default=[], help="labelled supplement sets")
     parser.add_argument("--stats", required=True, help="JSON mapping stage -> stats files")
-    parser.add_argument("--usage", nargs="*", default=[], help="usage JSON files")
     parser.add_argument("--config", required=True, help="the run's config, as JSON")
     parser.add_argument("--num-shards", type=int, required=True)
     parser.add_argument("--name", default="DeepMath-103K (rebuilt)")
@@ -324,7 +375,6 @@ def main(argv: list[str] | None = None) -> None:
         table,
         args.num_shards,
         stats,
-        _load_json(args.usage),
         json.loads(args.config),
         len(supp_rows) - dropped,
         args.name,

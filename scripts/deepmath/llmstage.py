@@ -20,7 +20,6 @@ from typing import Any
 
 from deepmath.fingerprint import claim, deep_merge, file_digest, served_identity
 from deepmath.io import DeepmathError
-from deepmath.workflow import runtime_from_env
 from deepmath.llm import (
     NOT_STARTED_URL,
     Journal,
@@ -32,6 +31,7 @@ from deepmath.llm import (
     run_requests,
     write_usage,
 )
+from deepmath.workflow import runtime_from_env
 
 log = logging.getLogger("deepmath.llmstage")
 

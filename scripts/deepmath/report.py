@@ -187,13 +187,15 @@ def role_models(usages: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     return {role: sorted(names) for role, names in models.items()}
 
 
-def cost_table(usages: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def cost_table(
+    usages: Sequence[Mapping[str, Any]], prices: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Requests, tokens and dollars per role (:func:`deepmath.dataset.usage_totals`), a total row.
 
     Requests replayed from a journal count with the ones sent: the table is what the run used,
     not what one invocation paid.
     """
-    totals = usage_totals(usages)
+    totals = usage_totals(usages, prices)
     models = role_models(usages)
     rows = [
         {
@@ -395,8 +397,8 @@ def _excerpt(text: Any, limit: int = EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def cost_html(usages: Sequence[Mapping[str, Any]]) -> str:
-    table = cost_table(usages)
+def cost_html(usages: Sequence[Mapping[str, Any]], prices: Mapping[str, Any] | None = None) -> str:
+    table = cost_table(usages, prices)
     if table.empty:
         return html_page("Cost per role", [note("No LLM requests were recorded.")])
     return html_page(
@@ -584,6 +586,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", required=True)
     c = sub.add_parser("cost", help="requests, tokens and dollars per LLM role")
     c.add_argument("--usage", nargs="*", default=[], help="*.usage.json files")
+    c.add_argument("--prices", help="JSON: role -> prices (default: the dollars jobs recorded)")
     c.add_argument("--out", required=True)
     r = sub.add_parser("results", help="the evaluation results table as HTML")
     r.add_argument("--md", required=True, help="tables/main_results.md")
@@ -605,7 +608,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     elif args.cmd == "cost":
         usages = load_json_files(args.usage)
-        _write(args.out, cost_html(usages))
+        prices = json.loads(args.prices) if args.prices else None
+        _write(args.out, cost_html(usages, prices))
         log.info("cost table from %d usage files -> %s", len(usages), args.out)
     else:
         tidy = pd.read_csv(args.csv)

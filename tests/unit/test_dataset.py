@@ -63,21 +63,41 @@ def build(tmp_path, name: str) -> tuple:
     supp = labelled(3, offset=5)  # two questions overlap with the main set
     supp.drop(columns=["final_answer"]).to_parquet(supp_path)
     stats_files = write_stage_stats(tmp_path, {"math500": 3})
-    usage = tmp_path / "usage.json"
-    usage.write_text(
-        json.dumps(
-            {"roles": {"rater": {"sent": {"requests": 4, "prompt_tokens": 100,
-                                          "completion_tokens": 10},
-                                 "cost_usd": {"total": 0.5}}}}
-        )
-    )  # fmt: skip
     out = tmp_path / name
     main(
         ["--main", str(main_path), "--supplement", str(supp_path), "--stats",
-         json.dumps(stats_files), "--usage", str(usage), "--config", json.dumps({"run": "t"}),
+         json.dumps(stats_files), "--config", json.dumps({"run": "t"}),
          "--num-shards", "2", "--out-dir", str(out)]
     )  # fmt: skip
     return out
+
+
+def test_cost_page_prices_tokens_at_the_configs_prices(tmp_path):
+    """The cost page is its own job: it prices the recorded tokens with the prices it is given
+    (a price edit reruns only it), a role without prices costs $0."""
+    usage = tmp_path / "usage.json"
+    usage.write_text(
+        json.dumps(
+            {"roles": {
+                "rater": {"sent": {"requests": 4, "prompt_tokens": 100_000,
+                                   "completion_tokens": 10_000},
+                          "replayed": {"requests": 1, "prompt_tokens": 100_000,
+                                       "completion_tokens": 0},
+                          "cost_usd": {"total": 123.0}},
+                "solver": {"sent": {"requests": 2, "prompt_tokens": 5, "completion_tokens": 5}}}}
+        )
+    )  # fmt: skip
+    out = tmp_path / "cost.md"
+    prices = {"rater": {"prompt": 2.5, "completion": 10.0}, "solver": None}
+    main(["cost", "--usage", str(usage), "--prices", json.dumps(prices), "--out", str(out)])
+    page = out.read_text()
+    # 200K prompt tokens x $2.5/M + 10K completion x $10/M = $0.60, not the recorded $123
+    assert "| rater | 5 | 200000 | 10000 | 0.60 |" in page
+    assert "| solver | 2 | 5 | 5 | 0.00 |" in page
+    assert "Total: $0.60" in page
+    prices["rater"]["prompt"] = 5.0
+    main(["cost", "--usage", str(usage), "--prices", json.dumps(prices), "--out", str(out)])
+    assert "Total: $1.10" in out.read_text()
 
 
 def test_schema_matches_the_published_card(tmp_path):
@@ -103,7 +123,7 @@ def test_schema_matches_the_published_card(tmp_path):
     assert header["dataset_info"]["splits"][0]["num_examples"] == 8
     assert "| after answer verification | 7 |" in card
     assert "| math500 | 3 |" in card
-    assert "Total: $0.50" in card
+    assert "](cost.md)" in card and "Total:" not in card  # the cost page is its own job
 
 
 def test_build_is_idempotent(tmp_path):
