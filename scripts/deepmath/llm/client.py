@@ -1,5 +1,13 @@
 """Sending requests: bounded concurrency, our own retries with backoff and a job-wide budget,
 progress lines, stall warnings, the journal written as answers arrive.
+
+Every failed attempt is one of three kinds. Transient (429, 5xx, timeouts, dropped
+connections): retried. Refused for the request's own content (400, 413, 422: a prompt longer
+than the context, a value the server will not take for this prompt): retrying is pointless, and
+under ``on_rejected: drop`` the row goes on without an answer, counted with its reason, as long
+as such refusals stay a minority of the job. Anything else (a wrong key, a model or route the
+endpoint lacks, any other 4xx): every request would meet it, so the job fails at once, naming
+the role, the endpoint and what the server said, and its stage writes no output.
 """
 
 from __future__ import annotations
@@ -10,10 +18,12 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from deepmath.io import DeepmathError
 from deepmath.llm.journal import Journal, journal_entry
@@ -32,18 +42,67 @@ for _name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2"):
 
 RETRYABLE_STATUS = {408, 409, 425, 429} | set(range(500, 600))
 
+# Refusals of one request for what it asks (too long for the context, a value out of range for
+# this prompt, a body too large): the only failures `on_rejected: drop` may drop.
+CONTENT_REFUSALS = {400, 413, 422}
+
+# Past this share of a job's requests refused for their content, the role is at fault (say,
+# max_tokens above the model's context), not a few odd rows: the job fails even under drop.
+MAX_REFUSED_SHARE = 0.5
+_REFUSED_EARLY = 20  # refusals after which the share is checked while the job still runs
 
 _RETRY_WARNINGS = 10  # retries logged at WARNING per run; the rest at DEBUG
+
+# What each kind of request asks for, below the base URL (for a 404's explanation).
+_ROUTES = {True: "/chat/completions", False: "/completions"}
 
 
 class _Aborted(Exception):
     """Another request failed for good; this one stops retrying quietly."""
 
 
+@dataclass(frozen=True)
+class _Fault:
+    """One failed attempt, classified.
+
+    ``kind``: "retry" (transient), "reject" (refused for this request's content; may be
+    dropped) or "fatal" (the endpoint would refuse every request: fail the job now).
+    ``said`` is the server's own message; ``reason`` the refusal as counted in the usage file.
+    """
+
+    detail: str
+    kind: str
+    retry_after: float | None = None
+    status: int | None = None
+    said: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The refusal with its numbers blanked, so that "2311 tokens" and "2400 tokens"
+        count as one reason."""
+        if self.status is None:
+            return re.sub(r"\d+", "<n>", self.detail)[:300]
+        return f"HTTP {self.status}: " + re.sub(r"\d+", "<n>", self.said)[:300]
+
+
 class _Failed(Exception):
-    def __init__(self, detail: str, attempts: int, retryable: bool):
-        super().__init__(detail)
-        self.detail, self.attempts, self.retryable = detail, attempts, retryable
+    def __init__(self, fault: _Fault, attempts: int):
+        super().__init__(fault.detail)
+        self.fault, self.detail, self.attempts = fault, fault.detail, attempts
+
+    @property
+    def retryable(self) -> bool:
+        return self.fault.kind == "retry"
+
+
+def _server_message(body: object) -> str:
+    """The message in an error body: OpenAI's ``{"error": {"message"}}``, vLLM's flat
+    ``{"message"}``, else the body as text."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    return body if isinstance(body, str) else json.dumps(body, default=str)
 
 
 class _Runner:
@@ -80,19 +139,19 @@ class _Runner:
             text = text.replace(self.secret, "***")
         return text
 
-    def describe(self, err: Exception) -> tuple[str, bool, float | None]:
-        """(what went wrong in words, retryable?, server's Retry-After seconds)."""
+    def describe(self, err: Exception) -> _Fault:
+        """What went wrong, in words (redacted), and which kind of failure it is."""
         import openai
 
         if isinstance(err, openai.APITimeoutError):
-            return f"timed out after {self.role.timeout_s:g} s", True, None
+            return _Fault(f"timed out after {self.role.timeout_s:g} s", "retry")
         if isinstance(err, openai.APIConnectionError):
             cause = err.__cause__ or err
-            return f"connection error: {type(cause).__name__}: {cause}", True, None
+            detail = f"connection error: {type(cause).__name__}: {cause}"
+            return _Fault(self.redact(detail), "retry")
         if isinstance(err, openai.APIStatusError):
             status = err.status_code
-            body = err.body if err.body is not None else err.message
-            text = body if isinstance(body, str) else json.dumps(body, default=str)
+            said = self.redact(_server_message(err.body if err.body is not None else err.message))
             retry_after = None
             header = err.response.headers.get("retry-after") if err.response is not None else None
             if header:
@@ -100,13 +159,12 @@ class _Runner:
                     retry_after = max(0.0, float(header))
                 except ValueError:
                     retry_after = None
-            hint = ""
-            if status in (401, 403):
-                hint = (
-                    f" (check the key in ${self.role.api_key_env})" if self.role.api_key_env else ""
-                )
-            return f"HTTP {status}{hint}: {text[:500]}", status in RETRYABLE_STATUS, retry_after
-        return f"{type(err).__name__}: {str(err)[:500]}", False, None
+            if status in RETRYABLE_STATUS:
+                kind = "retry"
+            else:
+                kind = "reject" if status in CONTENT_REFUSALS else "fatal"
+            return _Fault(f"HTTP {status}: {said[:500]}", kind, retry_after, status, said[:2000])
+        return _Fault(self.redact(f"{type(err).__name__}: {str(err)[:500]}"), "fatal")
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter; a server's Retry-After is a lower bound."""
@@ -131,7 +189,7 @@ class _Runner:
     def parse(self, req: Request, resp: Any) -> dict[str, Any]:
         choices = sorted(resp.choices or [], key=lambda c: c.index or 0)
         if not choices:
-            raise _Failed("the server answered with no choices", 0, retryable=False)
+            raise _Failed(_Fault("the server answered with no choices", "reject"), 0)
         texts: list[str] = []
         reasoning: list[str | None] = []
         for choice in choices:
@@ -158,7 +216,6 @@ class _Runner:
         """One request with retries; returns the journal entry (already appended)."""
         role = self.role
         total = role.max_retries + 1
-        last = "no attempt made"
         attempt = 0
         seen = self.successes  # the job's successes when this request started
         while True:
@@ -172,10 +229,9 @@ class _Runner:
                 resp = await self.call(req)
             except Exception as err:  # noqa: BLE001 - every failure is classified below
                 self.in_flight -= 1
-                detail, retryable, retry_after = self.describe(err)
-                last = self.redact(detail)
-                if not retryable:
-                    raise _Failed(last, attempt, retryable=False) from None
+                fault = self.describe(err)
+                if fault.kind != "retry":
+                    raise _Failed(fault, attempt) from None
                 if attempt >= total:
                     progressing = self.successes > seen
                     if not progressing or self.budget_used >= self.budget:
@@ -183,7 +239,7 @@ class _Runner:
                     self.budget_used += 1  # the job moves on: one more try from its budget
                     self.usage.budget_retries += 1
                     seen = self.successes  # the next one needs progress again
-                wait = self.delay(min(attempt, total), retry_after)
+                wait = self.delay(min(attempt, total), fault.retry_after)
                 self.usage.retries += 1
                 self.retry_logs += 1
                 level = logging.WARNING if self.retry_logs <= _RETRY_WARNINGS else logging.DEBUG
@@ -194,7 +250,7 @@ class _Runner:
                     req.key[:12],
                     attempt,
                     total,
-                    last[:200],
+                    fault.detail[:200],
                     wait,
                     "; further retries are logged at debug level"
                     if self.retry_logs == _RETRY_WARNINGS
@@ -211,21 +267,47 @@ class _Runner:
             try:
                 result = self.parse(req, resp)
             except _Failed as err:
-                raise _Failed(err.detail, attempt, retryable=False) from None
+                raise _Failed(err.fault, attempt) from None
             entry = journal_entry(req, role.name, result, attempts=attempt, latency_s=latency)
             await self.journal.append(entry)
             self.successes += 1
             return entry
-        raise _Failed(last, attempt, retryable=True)
+        raise _Failed(fault, attempt)
+
+
+def _same_file(a: TextIO, b: TextIO) -> bool:
+    """Whether two streams write to one file (both to one terminal, say)."""
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):
+        return a is b
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _to_console(level: str, message: str) -> None:
+    """Write a line to stdout as well as the log, where stdout is not the log's own stream.
+
+    A rule sends a job's stderr, and so its log, to the job's log file (``2> {log}``) and
+    leaves stdout alone, which Snakemake passes to the terminal it runs in (and a Slurm job
+    to its output file): what needs the user's attention now must be seen there, not hours
+    later in a log nobody is reading.
+    """
+    if _same_file(sys.stdout, sys.stderr):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} {level} {log.name}: {message}", file=sys.stdout, flush=True)
 
 
 async def _watch(runner: _Runner, usage: RoleUsage, total: int) -> None:
     """Progress lines every ``progress_s`` (readable in a Slurm log, where no progress bar
     draws), and a warning when nothing has finished for ``stall_s``: a server that accepts
-    requests and never answers is noticed in minutes, not after every retry timed out."""
+    requests and never answers is noticed in minutes, not after every retry timed out. The
+    warning (and, after one, the news that requests finish again) also goes to the console."""
     role = runner.role
     start = time.monotonic()
     warned_at = 0.0
+    stalled = False
     while True:
         await asyncio.sleep(role.progress_s)
         now = time.monotonic()
@@ -242,18 +324,146 @@ async def _watch(runner: _Runner, usage: RoleUsage, total: int) -> None:
         )
         quiet = now - runner.last_finish
         if quiet >= role.stall_s and now - warned_at >= role.stall_s:  # once per stall_s
-            warned_at = now
-            log.warning(
-                "role %s: no request has finished for %.0f s (%d in flight) at %s; the "
-                "endpoint may be hung or overloaded (each attempt times out after %g s, "
-                "%d retries each)",
-                role.name,
-                quiet,
-                runner.in_flight,
-                role.endpoint,
-                role.timeout_s,
-                role.max_retries,
+            warned_at, stalled = now, True
+            message = (
+                f"role {role.name}: no request has finished for {quiet:.0f} s "
+                f"({runner.in_flight} in flight) at {role.endpoint}; the endpoint may be hung "
+                f"or overloaded (each attempt times out after {role.timeout_s:g} s, "
+                f"{role.max_retries} retries each; details in this job's log)"
             )
+            log.warning("%s", message)
+            _to_console("WARNING", message)
+        elif stalled and quiet < role.stall_s:
+            stalled = False
+            message = f"role {role.name}: requests finish again at {role.endpoint} ({done}/{total})"
+            log.info("%s", message)
+            _to_console("INFO", message)
+
+
+def _failure_message(role: RoleConfig, req: Request, err: _Failed) -> str:
+    """A request that failed for good, in words: role, model, endpoint, attempts, last error."""
+    what = "failed" if err.retryable else "failed with a non-retryable error"
+    return (
+        f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: request "
+        f"{req.key[:12]} {what} after {err.attempts} attempt(s); last error: {err.detail}"
+    )
+
+
+_NO_OUTPUT = "no request can succeed, so the job stops without writing its output"
+
+
+def _key_hint(role: RoleConfig) -> str:
+    """Where the key comes from, to fix a refused one: the variable, or that there is none."""
+    if role.api_key_env:
+        return f"check the key in ${role.api_key_env} (named by llm.{role.name}.api_key_env)"
+    return (
+        f"the role sends no API key: set llm.{role.name}.api_key_env to the name of the "
+        "environment variable that holds one"
+    )
+
+
+async def _served_models(runner: _Runner, client: Any) -> tuple[list[str] | None, str]:
+    """The model names the endpoint lists at /models, or None and why they could not be read
+    (a short timeout: this only explains a failure)."""
+    try:
+        page = await client.with_options(timeout=min(runner.role.timeout_s, 10.0)).models.list()
+        return [str(m.id) for m in page.data], ""
+    except Exception as err:  # noqa: BLE001 - any failure here only shortens the explanation
+        return None, runner.describe(err).detail[:300]
+
+
+async def _endpoint_failure(runner: _Runner, client: Any, req: Request, err: _Failed) -> LLMError:
+    """The error for a refusal that every request would meet: what the server said, what it
+    means for this role, and which config key to fix."""
+    role, fault = runner.role, err.fault
+    head = f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}"
+    said = f"HTTP {fault.status}: {fault.said[:500]}"
+    if fault.status == 401:
+        why = f"the endpoint refused the API key ({said}); {_key_hint(role)}"
+    elif fault.status == 403:
+        if role.api_key_env:
+            fix = (
+                f"the key in ${role.api_key_env} (named by llm.{role.name}.api_key_env) may not "
+                f"use this model (llm.{role.name}.model): check both"
+            )
+        else:
+            fix = (
+                f"the role sends no API key: set llm.{role.name}.api_key_env to the name of the "
+                "environment variable that holds one allowed to use this model"
+            )
+        why = f"the endpoint refused access to model '{role.model}' ({said}); {fix}"
+    elif fault.status == 404:
+        route = _ROUTES[req.messages is not None]
+        models, unread = await _served_models(runner, client)
+        if models is None:
+            why = (
+                f"{route} is not found there ({said}), and {role.endpoint}/models could not be "
+                f"listed either ({unread}): check llm.{role.name}.base_url (an OpenAI-compatible "
+                "endpoint's URL usually ends in /v1)"
+            )
+        elif role.model in models:
+            why = (
+                f"the endpoint serves model '{role.model}' but answers 404 for {route} "
+                f"({said}): check llm.{role.name}.base_url, and whether this endpoint offers "
+                f"{route}"
+            )
+        else:
+            shown = models[:20] + (["..."] if len(models) > 20 else [])
+            why = (
+                f"model '{role.model}' is not served at {role.endpoint}; it serves: {shown!r} "
+                f"(llm.{role.name}.model must be one of them; the server said {said})"
+            )
+    else:
+        return LLMError(
+            f"{_failure_message(role, req, err)}. The endpoint refuses whatever a request asks "
+            "(only a refusal of one request's content, HTTP 400/413/422, may be dropped): "
+            f"{_NO_OUTPUT}",
+            role=role.name,
+            base_url=role.endpoint,
+            attempts=err.attempts,
+        )
+    return LLMError(
+        f"{head}: {why}; {_NO_OUTPUT}", role=role.name, base_url=role.endpoint, attempts=1
+    )
+
+
+def _mostly_refused(usage: RoleUsage, *, running: bool) -> bool:
+    """Whether the job's requests are mostly refused for their content.
+
+    The share counts every request with an outcome, replayed answers included, so a rerun
+    that sends only the few refused ones again is judged like the first run. While the job
+    runs it stops early only when the outcome is already sure (more than the share of all its
+    requests refused) or when nothing at all has been answered after a good number of
+    refusals (a server that refuses everything).
+    """
+    refused = usage.rejected_requests
+    answered = usage.sent_requests + usage.replayed_requests
+    if not running:
+        return refused > MAX_REFUSED_SHARE * (refused + answered)
+    if refused > MAX_REFUSED_SHARE * usage.unique_requests:
+        return True
+    return refused >= _REFUSED_EARLY and answered == 0
+
+
+def _refused_error(role: RoleConfig, usage: RoleUsage, example: str) -> LLMError:
+    """The error of a job whose requests are mostly refused: how many, the server's words."""
+    refused = usage.rejected_requests
+    answered = usage.sent_requests + usage.replayed_requests
+    reasons = "; ".join(
+        f"{count} x {reason}"
+        for reason, count in sorted(usage.rejected_reasons.items(), key=lambda kv: -kv[1])[:3]
+    )
+    return LLMError(
+        f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: {refused} of "
+        f"{usage.unique_requests} requests were refused for their content"
+        f"{', none answered so far' if answered == 0 else ''}: more than half (e.g. {example}; "
+        f"reasons: {reasons}). Refusals that many say the role's settings are at fault, not a "
+        f"few long prompts (e.g. llm.{role.name}.params.max_tokens above the model's context, "
+        "or a parameter the server does not take), so the job stops without writing its "
+        "output; the answers it got are journaled for the rerun",
+        role=role.name,
+        base_url=role.endpoint,
+    )
 
 
 async def arun_requests(
@@ -277,6 +487,8 @@ async def arun_requests(
     usage.unique_requests = len(unique)
     errors: dict[str, str] = {}
     first_failure: LLMError | None = None
+    refusal: tuple[Request, _Failed] | None = None  # the first refusal of the endpoint itself
+    example = ""  # the first refusal of a request's content, as the server said it
     opened = (
         contextlib.nullcontext(journal_path)
         if isinstance(journal_path, Journal)
@@ -329,8 +541,14 @@ async def arun_requests(
             )
             queue = iter(todo)
 
-            async def worker() -> None:
+            def stop(error: LLMError) -> None:
                 nonlocal first_failure
+                if first_failure is None and refusal is None:
+                    first_failure = error
+                runner.abort.set()
+
+            async def worker() -> None:
+                nonlocal refusal, example
                 while not runner.abort.is_set():
                     req = next(queue, None)
                     if req is None:
@@ -341,33 +559,39 @@ async def arun_requests(
                         return
                     except _Failed as err:
                         usage.failed_requests += 1
-                        what = "failed" if err.retryable else "failed with a non-retryable error"
-                        message = (
-                            f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: "
-                            f"request {req.key[:12]} {what} after {err.attempts} attempt(s); "
-                            f"last error: {err.detail}"
-                        )
-                        if not err.retryable and role.on_rejected == "drop":
+                        message = _failure_message(role, req, err)
+                        kind = err.fault.kind
+                        if kind == "fatal":
+                            # every request would meet it: no table from this endpoint
+                            if first_failure is None and refusal is None:
+                                refusal = (req, err)
+                            runner.abort.set()
+                            return
+                        if kind == "reject" and role.on_rejected == "drop":
                             # the server will refuse it on every rerun too: the row goes on
                             # without an answer instead of failing the shard forever
-                            usage.rejected_requests += 1
+                            usage.count_rejection(err.fault.reason)
+                            example = example or err.detail
                             errors[req.key] = message
                             log.warning("%s; dropped (on_rejected: drop)", message)
                             bar.update()
+                            if _mostly_refused(usage, running=True):
+                                stop(_refused_error(role, usage, example))
+                                return
                             continue
                         if return_errors:
                             errors[req.key] = message
                             log.error("%s", message)
                             bar.update()
                             continue
-                        if first_failure is None:
-                            first_failure = LLMError(
+                        stop(
+                            LLMError(
                                 message,
                                 role=role.name,
                                 base_url=role.endpoint,
                                 attempts=err.attempts,
                             )
-                        runner.abort.set()
+                        )
                         return
                     done[req.key] = entry
                     usage.sent_requests += 1
@@ -389,7 +613,11 @@ async def arun_requests(
                 finally:
                     watch.cancel()
                     bar.close()
+                if refusal is not None:
+                    first_failure = await _endpoint_failure(runner, client, *refusal)
     usage.elapsed_s = time.monotonic() - start
+    if first_failure is None and _mostly_refused(usage, running=False):
+        first_failure = _refused_error(role, usage, example)
     if first_failure is not None:
         log.error(
             "role %s: stopping; %d requests finished and are journaled for the rerun",
@@ -400,7 +628,7 @@ async def arun_requests(
     sent = usage.sent_requests
     log.info(
         "role %s: done in %.1f s; sent %d (%.2f req/s, %d retries, %d tokens in, %d out), "
-        "replayed %d, failed %d",
+        "replayed %d, failed %d, refused and dropped %d",
         role.name,
         usage.elapsed_s,
         sent,
@@ -410,6 +638,7 @@ async def arun_requests(
         usage.sent_completion_tokens,
         usage.replayed_requests,
         usage.failed_requests,
+        usage.rejected_requests,
     )
     out = Responses(usage=usage)
     for req in requests:
@@ -443,7 +672,12 @@ def run_requests(
     or a non-retryable 4xx) no new request starts, the ones in flight finish and are journaled,
     and an :class:`LLMError` naming the role and endpoint is raised; with ``return_errors`` the
     run goes on and that request's Response carries ``error`` instead (it is not journaled, so a
-    rerun tries it again). ``.usage`` on the result holds the token and request counts.
+    rerun tries it again). Two failures raise whatever ``return_errors`` and ``on_rejected``
+    say: an endpoint refusing every request (a wrong key, model or route: HTTP 401, 403, 404
+    and any 4xx but 400/413/422), and a job whose requests are mostly refused for their
+    content (more than :data:`MAX_REFUSED_SHARE` of them). ``.usage`` on the result holds the
+    token and request counts, and the refusals dropped under ``on_rejected: drop`` with their
+    reasons.
     """
     return asyncio.run(
         arun_requests(role, requests, journal_path, progress=progress, return_errors=return_errors)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepmath.io import DeepmathError, write_json
+
+MAX_REASONS = 20  # distinct refusal reasons a usage file names; the rest count as "other"
 
 
 def cost_usd(prompt_tokens: int, completion_tokens: int, prices: Mapping[str, float]) -> float:
@@ -32,10 +34,20 @@ class RoleUsage:
     attempts: int = 0  # HTTP attempts made now, retries included
     retries: int = 0
     failed_requests: int = 0
-    rejected_requests: int = 0  # refused by the server (4xx) and dropped under on_rejected
+    rejected_requests: int = 0  # refused for their content (400/413/422), dropped under on_rejected
     budget_retries: int = 0  # retries past a request's own max_retries (the job's budget)
     elapsed_s: float = 0.0
     prices: Mapping[str, float] | None = None
+    # why requests were refused and dropped (the server's words, numbers blanked) -> how many
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_rejection(self, reason: str) -> None:
+        """One more request refused for its content and dropped; a job's first ``MAX_REASONS``
+        distinct reasons are kept by name, later ones count as "other"."""
+        self.rejected_requests += 1
+        if reason not in self.rejected_reasons and len(self.rejected_reasons) >= MAX_REASONS:
+            reason = "other"
+        self.rejected_reasons[reason] = self.rejected_reasons.get(reason, 0) + 1
 
     def __add__(self, other: RoleUsage) -> RoleUsage:
         if (self.role, self.model) != (other.role, other.model):
@@ -43,11 +55,13 @@ class RoleUsage:
                 f"cannot add usage of role {other.role} ({other.model}) to {self.role} "
                 f"({self.model})"
             )
-        total = replace(self)
+        total = replace(self, rejected_reasons=dict(self.rejected_reasons))
         for name in self.__dataclass_fields__:
             value = getattr(other, name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 setattr(total, name, getattr(self, name) + value)
+        for reason, count in other.rejected_reasons.items():
+            total.rejected_reasons[reason] = total.rejected_reasons.get(reason, 0) + count
         total.prices = self.prices or other.prices
         return total
 
@@ -69,6 +83,7 @@ class RoleUsage:
                 "retries": self.retries,
                 "failed_requests": self.failed_requests,
                 "rejected_requests": self.rejected_requests,
+                "rejected_reasons": dict(self.rejected_reasons),
                 "budget_retries": self.budget_retries,
             },
             "elapsed_s": round(self.elapsed_s, 3),
