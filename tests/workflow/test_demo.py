@@ -236,8 +236,47 @@ def test_rerun_has_nothing_to_do(demo_run, venv_env):
             {"evaluation": {"scoring": {"rules": {"minerva": {"text": "after_think"}}}}},
             {"score_eval": 2, "results_table": 1, "report_results": 1},
         ),
+        # how jobs run, not what they answer: concurrency, timeouts, retries, logging, server
+        # placement, the evaluation engine's concurrency: nothing reruns
+        (
+            {
+                "llm": {
+                    role: {
+                        "max_concurrency": 3,
+                        "timeout_s": 77,
+                        "max_retries": 9,
+                        "retry_budget": 50,
+                        "backoff_s": 0.5,
+                        "backoff_max_s": 9,
+                        "progress_s": 5,
+                        "stall_s": 33,
+                        "serve": {"startup_timeout_s": 999, "port": 18555},
+                    }
+                    for role in ("judge", "rater", "rewriter", "solver", "topic")
+                },
+                "evaluation": {"engine": {"max_concurrency": 2, "timeout_s": 99}},
+            },
+            {},
+        ),
+        # prices: only the two cost pages
+        (
+            {"llm": {"solver": {"prices": {"prompt": 1.0, "completion": 2.0}}}},
+            {"dataset_cost": 1, "report_cost": 1},
+        ),
+        # a recipe value: the training and what reads its model, not the data preparation
+        (
+            {"rl": {"runs": {"smollm2-grpo": {"recipe": {"lr": 5.0e-5}}}}},
+            {
+                "train_trl": 1,
+                "generate_eval": 4,
+                "score_eval": 4,
+                "results_table": 1,
+                "report_results": 1,
+                "report_cost": 1,
+            },
+        ),
     ],
-    ids=["label", "paper-number", "new-model", "one-rule"],
+    ids=["label", "paper-number", "new-model", "one-rule", "run-only", "prices", "lr"],
 )
 def test_config_edits_rerun_only_what_they_touch(demo_run, venv_env, tmp_path, overlay, expected):
     path = tmp_path / "edit.yaml"
@@ -276,3 +315,66 @@ def test_partial_rebuild_of_one_shard(demo_run, venv_env):
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts == {"embed_pool": 1, "retrieve_neighbors": 1, "total": 2}
     pd.testing.assert_frame_equal(before, pd.read_parquet(target), check_exact=False, rtol=1e-4)
+
+
+def test_a_recipe_change_trains_a_new_model(demo_run, venv_env, tmp_path):
+    """Raising the GRPO learning rate must train a new model, not export the old checkpoint,
+    and its evaluations must ask the new model instead of replaying the old one's answers.
+    The old work dir and journals are kept aside, and the log says what changed. (Last in
+    this module: it leaves the run trained under the edited recipe.)"""
+    import hashlib
+
+    hf = RESULTS / "checkpoints" / "smollm2-grpo" / "hf"
+    train_dir = RESULTS / ".train" / "smollm2-grpo"
+
+    def weights():
+        return hashlib.sha256((hf / "model.safetensors").read_bytes()).hexdigest()
+
+    old_weights = weights()
+    old_metrics = json.loads(
+        (RESULTS / "eval" / "smollm2-grpo" / "math500" / "metrics.json").read_text()
+    )
+    old_table = pd.read_csv(RESULTS / "tables" / "main_results.csv")
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text(json.dumps({"rl": {"runs": {"smollm2-grpo": {"recipe": {"lr": 5.0e-5}}}}}))
+    proc = snakemake(
+        "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, str(overlay), env=venv_env
+    )
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts.get("train_trl") == 1 and "prepare_rl_data" not in counts
+    assert weights() != old_weights  # trained again, under the new learning rate
+
+    log = (RESULTS / "logs" / "train_trl" / "smollm2-grpo.log").read_text()
+    assert "spec.recipe.lr: 1e-06 -> 5e-05" in log and "moved it aside to" in log
+    stale = sorted(RESULTS.glob(".train/smollm2-grpo.stale-*"))
+    assert stale and str(stale[-1].name) in log
+    assert sorted(p.name for p in stale[-1].glob("checkpoint-*"))  # the old state, kept
+    state = json.loads((train_dir / "fingerprint.json").read_text())
+    assert state["fingerprint"]["spec"]["recipe"]["lr"] == 5.0e-5
+    record = json.loads((hf / "train_summary.json").read_text())
+    assert record["state"]["work_dir"] == "moved"
+    assert record["state"]["steps_this_attempt"] == record["steps"]
+    assert record["state"]["fingerprint"] == state["digest"]
+    assert record["spec"]["recipe"]["lr"] == 5.0e-5
+
+    for bench in ("math500", "gsm8k", "minerva", "gpqa_diamond"):
+        usage = json.loads(
+            (RESULTS / "eval" / "smollm2-grpo" / bench / "responses.usage.json").read_text()
+        )
+        sent = usage["roles"]["eval"]["sent"]["requests"]
+        assert sent == usage["roles"]["eval"]["requests"] > 0  # asked again, nothing replayed
+    new_metrics = json.loads(
+        (RESULTS / "eval" / "smollm2-grpo" / "math500" / "metrics.json").read_text()
+    )
+    assert (
+        new_metrics["model_identity"]
+        and new_metrics["model_identity"] != old_metrics["model_identity"]
+    )
+    new_table = pd.read_csv(RESULTS / "tables" / "main_results.csv")
+    grpo = new_table["model"] == "smollm2-grpo"
+    assert set(new_table[grpo]["model_identity"]) != set(old_table[grpo]["model_identity"])
+    # the base model's rows were not touched
+    base = new_table["model"] == "smollm2"
+    assert list(new_table[base]["model_identity"]) == list(old_table[base]["model_identity"])
+    eval_log = (RESULTS / "logs" / "generate_eval" / "smollm2-grpo" / "math500.log").read_text()
+    assert "moved it aside to" in eval_log and "identity" in eval_log

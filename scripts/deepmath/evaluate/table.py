@@ -138,6 +138,8 @@ def results_table(
                     "problems": m.get("problems") if m else None,
                     "date": _day(m.get("generated_at")) if m else None,
                     "vllm_version": m.get("vllm_version") if m else None,
+                    # the checkpoint that answered (weights, tokenizer, template, dtype)
+                    "model_identity": m.get("model_identity") if m else None,
                 }
             )
     frame = pd.DataFrame.from_records(records)
