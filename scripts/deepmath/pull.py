@@ -12,11 +12,13 @@ reported, never fatal.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import logging
 import os
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -59,88 +61,144 @@ def offline_hint(load: Mapping[str, Any], what: str) -> str:
     )
 
 
-def bad_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The lines of a JSON-lines file that cannot become a row, each ``{file, line, reason}``.
+BOM = codecs.BOM_UTF8
 
-    Read as bytes, one line at a time: invalid UTF-8, a lone surrogate (valid JSON that no
-    UTF-8 writer, pyarrow included, can take), broken JSON, or a value that is not an object.
-    One such line would otherwise fail the whole source with a pyarrow traceback.
+
+@dataclass
+class JsonLinesScan:
+    """What one read of a JSON-lines file found, line by line (see :func:`scan_json_lines`)."""
+
+    blank: int = 0  # whitespace-only lines: not rows at all
+    bad: list[dict[str, Any]] = field(default_factory=list)  # {file, line, reason} of each
+    # a BOM, a CR line ending, a blank or bad line: the loader gets a clean copy instead
+    needs_copy: bool = False
+
+
+@dataclass
+class Loaded:
+    """How a load went, beside its table: rows read, unreadable lines dropped, blank lines."""
+
+    read: int
+    bad_lines: list[dict[str, Any]]
+    blank_lines: int = 0
+
+
+def _line_text(raw: bytes, number: int) -> bytes:
+    """A line without its line ending and, on the first line, without a UTF-8 BOM."""
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    return raw.rstrip(b"\r\n")
+
+
+def _line_problem(text: bytes) -> str | None:
+    """Why a non-blank line cannot become a row (None when it can)."""
+    try:
+        value = json.loads(text.decode("utf-8"))
+        if not isinstance(value, dict):
+            return f"not a JSON object ({type(value).__name__})"
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"invalid UTF-8 (byte 0x{text[err.start]:02x} at column {err.start + 1})"
+    except UnicodeEncodeError:
+        return "a lone surrogate (\\ud800-\\udfff) in a string"
+    except ValueError as err:
+        return f"broken JSON ({str(err)[:80]})"
+    return None
+
+
+def scan_json_lines(path: str | os.PathLike[str]) -> JsonLinesScan:
+    """Read a JSON-lines file as bytes, one line at a time: its rows, blank lines and bad lines.
+
+    A bad line is invalid UTF-8, a lone surrogate (valid JSON that no UTF-8 writer, pyarrow
+    included, can take), broken JSON, or a value that is not an object; one such line would
+    otherwise fail the whole source with a pyarrow traceback. A blank line is no row; left in,
+    it fails the pandas reader that `datasets` falls back to when a column mixes types
+    ("Expected object or value", no file, no line).
     """
-    bad = []
+    scan = JsonLinesScan()
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
-            if not raw.strip():
+            text = _line_text(raw, number)
+            if text != raw.rstrip(b"\n"):
+                scan.needs_copy = True  # a BOM or a CR line ending
+            if not text.strip():
+                scan.blank += 1
+                scan.needs_copy = True
                 continue
-            reason = None
-            try:
-                value = json.loads(raw.decode("utf-8"))
-                if not isinstance(value, dict):
-                    reason = f"not a JSON object ({type(value).__name__})"
-                else:
-                    json.dumps(value, ensure_ascii=False).encode("utf-8")
-            except UnicodeDecodeError as err:
-                reason = f"invalid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-            except UnicodeEncodeError:
-                reason = "a lone surrogate (\\ud800-\\udfff) in a string"
-            except ValueError as err:
-                reason = f"broken JSON ({str(err)[:80]})"
+            reason = _line_problem(text)
             if reason:
-                bad.append({"file": str(path), "line": number, "reason": reason})
-    return bad
+                scan.bad.append({"file": str(path), "line": number, "reason": reason})
+                scan.needs_copy = True
+    return scan
 
 
-def _without_lines(path: str, drop: set[int], out_dir: str) -> str:
-    """A copy of a JSON-lines file without the given line numbers."""
+def bad_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The lines of a JSON-lines file that cannot become a row, each ``{file, line, reason}``."""
+    return scan_json_lines(path).bad
+
+
+def _clean_copy(path: str, drop: set[int], out_dir: str) -> str:
+    """A copy of a JSON-lines file with only its readable rows: no blank line, no line in
+    ``drop``, no BOM, LF line endings, a newline after the last row."""
     out = os.path.join(out_dir, f"{len(os.listdir(out_dir))}-{os.path.basename(path)}")
     with open(path, "rb") as src, open(out, "wb") as dst:
         for number, raw in enumerate(src, 1):
-            if number not in drop:
-                dst.write(raw)
+            text = _line_text(raw, number)
+            if text.strip() and number not in drop:
+                dst.write(text + b"\n")
     return out
 
 
 def clean_local_json(
     files: str | list[str], policy: str, what: str, tmp_dir: str
-) -> tuple[str | list[str], list[dict[str, Any]]]:
-    """Local JSON-lines files with their unreadable lines dropped (``skip``) or refused
-    (``fail``: one line naming the first bad file and line); returns the files to load and the
-    dropped lines."""
+) -> tuple[str | list[str], Loaded]:
+    """Local JSON-lines files with their blank lines skipped and their unreadable lines dropped
+    (``skip``) or refused (``fail``: one line naming the first bad file and line); returns the
+    files to load, the lines dropped and the blank lines skipped."""
     paths = [files] if isinstance(files, str) else list(files)
-    dropped: list[dict[str, Any]] = []
+    loaded = Loaded(read=0, bad_lines=[])
     out = []
     for path in paths:
         if not os.path.isfile(path):
             out.append(path)  # a pattern or a missing file: datasets reports it
             continue
-        bad = bad_json_lines(path)
-        if bad and policy == "fail":
-            first = bad[0]
+        scan = scan_json_lines(path)
+        if scan.bad and policy == "fail":
+            first = scan.bad[0]
             raise DeepmathError(
-                f"{what}: {first['file']}:{first['line']}: {first['reason']} ({len(bad)} bad "
-                "line(s) in this file; on_bad_rows: skip drops them and lists them in the stats)"
+                f"{what}: {first['file']}:{first['line']}: {first['reason']} ({len(scan.bad)} "
+                "bad line(s) in this file; on_bad_rows: skip drops them and lists them in the "
+                "stats)"
             )
-        dropped += bad
-        out.append(_without_lines(path, {b["line"] for b in bad}, tmp_dir) if bad else path)
-    for b in dropped[:10]:
+        loaded.bad_lines += scan.bad
+        loaded.blank_lines += scan.blank
+        drop = {b["line"] for b in scan.bad}
+        out.append(_clean_copy(path, drop, tmp_dir) if scan.needs_copy else path)
+    for b in loaded.bad_lines[:10]:
         log.warning("%s: dropped %s:%d: %s", what, b["file"], b["line"], b["reason"])
-    if len(dropped) > 10:
-        log.warning("%s: ... %d bad lines dropped in all", what, len(dropped))
-    return (out[0] if isinstance(files, str) else out), dropped
+    if len(loaded.bad_lines) > 10:
+        log.warning("%s: ... %d bad lines dropped in all", what, len(loaded.bad_lines))
+    if loaded.blank_lines:
+        log.info("%s: skipped %d blank line(s)", what, loaded.blank_lines)
+    return (out[0] if isinstance(files, str) else out), loaded
 
 
 def load_table(
     load: Mapping[str, Any], what: str, on_bad_rows: str = "skip"
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """datasets.load_dataset(**load) as a flat DataFrame (struct columns become a.b), and the
-    unreadable lines of local JSON-lines files that were dropped (see :func:`clean_local_json`)."""
+) -> tuple[pd.DataFrame, Loaded]:
+    """datasets.load_dataset(**load) as a flat DataFrame (struct columns become a.b), and how
+    the load went: rows read, the unreadable lines of local JSON-lines files that were dropped
+    and the blank lines skipped (see :func:`clean_local_json`)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="deepmath-pull-") as tmp:
         files = _resolve_files(load.get("data_files"))
-        dropped: list[dict[str, Any]] = []
+        loaded = Loaded(read=0, bad_lines=[])
         if load["path"] == "json" and files:
-            files, dropped = clean_local_json(files, on_bad_rows, what, tmp)
-        return _load_dataset(load, files, what), dropped
+            files, loaded = clean_local_json(files, on_bad_rows, what, tmp)
+        table = _load_dataset(load, files, what)
+    loaded.read = len(table) + len(loaded.bad_lines)  # every row but the unreadable is loaded
+    return table, loaded
 
 
 def _load_dataset(
@@ -166,8 +224,17 @@ def _load_dataset(
     except (ConnectionError, OSError) as err:
         raise DeepmathError(offline_hint(load, what) + f" ({type(err).__name__}: {err})") from err
     except ValueError as err:
-        raise DeepmathError(f"{what}: datasets.load_dataset failed: {err}") from err
+        original = load.get("data_files")  # not the cleaned copies in a temporary folder
+        where = f" on {path}" + (f" ({_shown(original)})" if original else "")
+        raise DeepmathError(f"{what}: datasets.load_dataset failed{where}: {err}") from err
     return ds.flatten().to_pandas()
+
+
+def _shown(files: str | list[str]) -> str:
+    """Data files for a message: the first three and how many more."""
+    names = [files] if isinstance(files, str) else list(files)
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
 
 
 def _column(df: pd.DataFrame, field: str | None, what: str) -> pd.Series:
@@ -204,11 +271,6 @@ def _question_text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     return value.strip() or None
-
-
-def _not_text(column: pd.Series) -> int:
-    """How many cells hold something other than text (missing cells not counted)."""
-    return int(sum(1 for v in column if not _is_blank(v) and not isinstance(v, str)))
 
 
 def _as_float(value: Any) -> float | None:
@@ -323,17 +385,40 @@ def _with_choices(problem: str | None, choices: Any) -> str | None:
     return problem + "\n" + option_lines(options[:26]) if options else problem
 
 
-def select_rows(df: pd.DataFrame, spec: Mapping[str, Any], seed: int, what: str) -> pd.DataFrame:
-    """Apply the config's filter, then limit (first rows, or a seeded sample)."""
+def select_rows(
+    df: pd.DataFrame, spec: Mapping[str, Any], seed: int, what: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Apply the config's filter, then limit (first rows, or a seeded sample); returns the rows
+    and how many each step left out (``filtered_out``, ``over_limit``)."""
+    counts = {"filtered_out": 0, "over_limit": 0}
     flt = spec.get("filter")
     if flt:
         col = _column(df, flt["column"], what)
-        df = df[col.isin(flt["in"])]
+        kept = df[col.isin(flt["in"])]
+        counts["filtered_out"] = len(df) - len(kept)
+        df = kept
         log.info("%s: %d rows after filter %s in %s", what, len(df), flt["column"], flt["in"])
     limit = spec.get("limit")
     if limit and len(df) > limit:
+        counts["over_limit"] = len(df) - limit
         df = df.sample(n=limit, random_state=seed) if spec.get("sample") else df.head(limit)
-    return df
+    return df, counts
+
+
+def _malformed(raw: pd.Series | None, texts: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Which rows have no question text: (a cell that is not text, nothing at all), disjoint.
+
+    A number, list, object or boolean is ``not_text``; a missing, null or blank cell (or one a
+    multiple-choice problem cannot be built from) is ``no_question``; a row is one or the other.
+    """
+    missing = texts.map(lambda q: not isinstance(q, str))
+    if raw is None:
+        not_text = pd.Series(False, index=texts.index)
+    else:
+        not_text = pd.Series(
+            [not _is_blank(v) and not isinstance(v, str) for v in raw], index=texts.index
+        )
+    return not_text, missing & ~not_text
 
 
 def normalise_source(
@@ -341,8 +426,8 @@ def normalise_source(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Raw rows -> id, source, question, reference_solution, reference_answer (+ stats)."""
     what = f"source '{name}'"
-    n_loaded = len(df)
-    df = select_rows(df, spec, seed, what)
+    n_read = len(df)
+    df, selected = select_rows(df, spec, seed, what)
     fields = spec["fields"]
     raw_questions = _column(df, fields["question"], what)
     questions = raw_questions.map(_question_text)
@@ -358,15 +443,16 @@ def normalise_source(
             "reference_answer": answers,
         }
     )
-    malformed = out["question"].map(lambda q: not isinstance(q, str))
-    out = out[~malformed].reset_index(drop=True)
+    not_text, no_question = _malformed(raw_questions, out["question"])
+    out = out[~(not_text | no_question)].reset_index(drop=True)
     out.insert(0, "id", out["question"].map(stable_id))
     stats = {
         "source": name,
-        "loaded": n_loaded,
-        "selected": int(len(df)),
-        "malformed_no_question": int(malformed.sum()),
-        "malformed_not_text": _not_text(raw_questions),
+        "read": n_read,
+        "bad_lines_dropped": 0,  # the load's (with_load_counts)
+        **selected,
+        "malformed_no_question": int(no_question.sum()),
+        "malformed_not_text": int(not_text.sum()),
         "rows": int(len(out)),
         "with_reference_answer": int(out["reference_answer"].notna().sum()),
     }
@@ -378,8 +464,9 @@ def normalise_benchmark(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Raw rows -> bench, id, problem, answer, category (+ stats)."""
     what = f"benchmark '{name}'"
-    n_loaded = len(df)
-    df = select_rows(df, spec, seed, what).reset_index(drop=True)
+    n_read = len(df)
+    df, selected = select_rows(df, spec, seed, what)
+    df = df.reset_index(drop=True)
     fields = spec["fields"]
     raw_problems = None
     if spec.get("answer") == "multiple_choice":
@@ -425,14 +512,15 @@ def normalise_benchmark(
             values = pd.Series([None] * len(df), index=df.index, dtype=object)
         out["precision"] = pd.to_numeric(values, errors="coerce")
         columns.append("precision")
-    malformed = out["problem"].map(lambda q: not isinstance(q, str))
-    out = out[~malformed].reset_index(drop=True)
+    not_text, no_problem = _malformed(raw_problems, out["problem"])
+    out = out[~(not_text | no_problem)].reset_index(drop=True)
     stats = {
         "bench": name,
-        "loaded": n_loaded,
-        "selected": int(len(df)),
-        "malformed_no_problem": int(malformed.sum()),
-        "malformed_not_text": 0 if raw_problems is None else _not_text(raw_problems),
+        "read": n_read,
+        "bad_lines_dropped": 0,
+        **selected,
+        "malformed_no_problem": int(no_problem.sum()),
+        "malformed_not_text": int(not_text.sum()),
         "rows": int(len(out)),
         "with_answer": int(out["answer"].notna().sum()),
     }
@@ -457,12 +545,50 @@ def normalise_published(
     stats = {
         "name": name,
         "load": dict(spec["load"]),
+        "read": len(raw),
+        "bad_lines_dropped": 0,
         "rows": len(table),
+        # kept, but flagged: a published row is never dropped here
         "empty_question": int(blank_q.sum()),
         "empty_answer": int((blank_a & ~blank_q).sum()),
         "extra_columns": sorted(set(raw.columns) - set(COLUMNS)),
     }
     return table, stats
+
+
+# The counters of each kind's stats that say why a row read is not in the table: each row read
+# is either kept (``rows``) or counted under exactly one of them.
+KEYS = {"source": "source", "benchmark": "bench", "published": "name"}  # the name in its stats
+DROP_REASONS = {
+    "source": (
+        "bad_lines_dropped",
+        "filtered_out",
+        "over_limit",
+        "malformed_no_question",
+        "malformed_not_text",
+    ),
+    "benchmark": (
+        "bad_lines_dropped",
+        "filtered_out",
+        "over_limit",
+        "malformed_no_problem",
+        "malformed_not_text",
+    ),
+    "published": ("bad_lines_dropped",),
+}
+
+
+def with_load_counts(stats: dict[str, Any], loaded: Loaded, kind: str) -> dict[str, Any]:
+    """The stats of a normalised table with the load's counts, checked to be a partition:
+    rows read = rows kept + the rows dropped for each reason."""
+    stats = {**stats, "read": loaded.read, "bad_lines_dropped": len(loaded.bad_lines)}
+    stats["blank_lines_skipped"] = loaded.blank_lines  # not rows: no part of the sum
+    stats["bad_lines"] = loaded.bad_lines[:1000]  # file, line and reason of each (first 1,000)
+    dropped = sum(stats[k] for k in DROP_REASONS[kind])
+    if stats["read"] != stats["rows"] + dropped:
+        counts = {k: stats[k] for k in ("read", "rows", *DROP_REASONS[kind])}
+        raise DeepmathError(f"{kind} '{stats.get(KEYS[kind])}': counts do not add up: {counts}")
+    return stats
 
 
 NORMALISERS = {
@@ -490,13 +616,13 @@ def main(argv: list[str] | None = None) -> None:
     what = f"{args.kind} '{args.name}'"
     log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"].get("split"))
     log.info("offline mode: HF_HUB_OFFLINE=%s", os.environ.get("HF_HUB_OFFLINE", "0"))
-    raw, dropped = load_table(spec["load"], what, spec.get("on_bad_rows", "skip"))
+    raw, loaded = load_table(spec["load"], what, spec.get("on_bad_rows", "skip"))
     normalise = NORMALISERS[args.kind]
     table, stats = normalise(raw, spec, args.name, seed=args.seed)
-    stats["bad_lines_dropped"] = len(dropped)
-    stats["bad_lines"] = dropped[:1000]  # file, line and reason of each (the first 1,000)
-    if stats.get("malformed_no_question") or stats.get("malformed_no_problem"):
-        log.warning("%s: dropped malformed rows: %s", what, stats)
+    stats = with_load_counts(stats, loaded, args.kind)
+    malformed = {k: stats[k] for k in DROP_REASONS[args.kind] if k.startswith("malformed_")}
+    if any(malformed.values()):
+        log.warning("%s: dropped malformed rows: %s", what, malformed)
     if table.empty:
         raise DeepmathError(f"{what}: no usable rows after filtering ({stats})")
     write_parquet(table, args.out)

@@ -21,8 +21,8 @@ def test_resolve_pkg_path_and_missing_package():
 
 def test_local_source_through_datasets_with_filter_limit_and_boxed_answers():
     load = {"path": "json", "data_files": MATH_TRAIN, "split": "train"}
-    raw, dropped = load_table(load, "test")
-    assert len(raw) == 7500 and dropped == []
+    raw, loaded = load_table(load, "test")
+    assert len(raw) == loaded.read == 7500 and loaded.bad_lines == []
     spec = {
         "load": load,
         "filter": {"column": "level", "in": ["Level 5"]},
@@ -39,7 +39,9 @@ def test_local_source_through_datasets_with_filter_limit_and_boxed_answers():
         "reference_solution",
         "reference_answer",
     ]
-    assert len(out) == 25 and stats["selected"] == 25
+    assert len(out) == 25 and stats["read"] == 7500
+    assert stats["filtered_out"] == 7500 - len(raw[raw["level"] == "Level 5"])
+    assert stats["over_limit"] == 7500 - stats["filtered_out"] - 25
     assert out["reference_answer"].notna().mean() > 0.9
     again, _ = normalise_source(raw, spec, "math_l5", seed=1)
     pd.testing.assert_frame_equal(out, again)
@@ -51,8 +53,8 @@ def test_malformed_rows_are_counted_not_fatal():
     )
     spec = {"fields": {"question": "q", "reference_solution": "a"}, "answer": "boxed"}
     out, stats = normalise_source(raw, spec, "s")
-    # a number in the question column is no question: counted as malformed, not made text
-    assert stats["malformed_no_question"] == 3 and stats["malformed_not_text"] == 1
+    # a number in the question column is no question: counted as not text, not made text
+    assert stats["malformed_no_question"] == 2 and stats["malformed_not_text"] == 1
     assert out["question"].tolist() == ["Solve $x^2=4$."]
     assert out["reference_answer"].tolist()[0] == "2"
 
@@ -227,9 +229,9 @@ def test_unreadable_lines_are_listed_with_file_and_line(tmp_path):
 
 def test_a_bad_line_is_skipped_and_counted_or_fails_in_one_line(tmp_path):
     load = {"path": "json", "data_files": str(_bad_file(tmp_path)), "split": "train"}
-    raw, dropped = load_table(load, "source 'x'", "skip")
+    raw, loaded = load_table(load, "source 'x'", "skip")
     assert sorted(raw["problem"]) == ["ok 1", "ok 2"]
-    assert [d["line"] for d in dropped] == [2, 3, 4, 5]
+    assert [d["line"] for d in loaded.bad_lines] == [2, 3, 4, 5]
     with pytest.raises(DeepmathError) as err:
         load_table(load, "source 'x'", "fail")
     msg = str(err.value)
@@ -272,7 +274,172 @@ def test_a_question_that_is_not_text_is_malformed(value):
     spec = {"fields": {"question": "problem", "reference_solution": "solution"}, "answer": "boxed"}
     out, stats = normalise_source(raw, spec, "x")
     assert list(out["question"]) == ["What is 1+1?"]
-    assert stats["malformed_not_text"] == 1 and stats["malformed_no_question"] == 2
+    assert stats["malformed_not_text"] == 1 and stats["malformed_no_question"] == 1
     bench = {"fields": {"problem": "problem", "solution": "solution"}, "answer": "boxed"}
     out, stats = normalise_benchmark(raw, bench, "b")
     assert list(out["problem"]) == ["What is 1+1?"] and stats["malformed_not_text"] == 1
+
+
+# --- JSON-lines files as they come: blank lines, mixed types, line endings, a BOM
+
+# The file that used to fail the whole pull with "Expected object or value" and no file or
+# line: a question that is not text (the loader falls back to pandas) and a blank last line.
+BLANK_AND_NUMBER = b'{"problem": "What is 1+1?", "solution": "\\\\boxed{2}"}\n{"problem": 5}\n\n'
+
+
+def _run_pull(kind, spec, tmp_path, venv_env, name="x"):
+    import subprocess
+    import sys
+
+    out, stats = tmp_path / f"{name}.parquet", tmp_path / f"{name}.stats.json"
+    cmd = [sys.executable, "-m", "deepmath.pull", kind, "--name", name, "--spec",
+           json.dumps(spec), "--out", str(out), "--stats", str(stats)]  # fmt: skip
+    proc = subprocess.run(cmd, env=venv_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return pd.read_parquet(out), json.loads(stats.read_text())
+
+
+def test_a_blank_line_next_to_a_question_that_is_not_text_loads(tmp_path, venv_env):
+    path = tmp_path / "src.jsonl"
+    path.write_bytes(BLANK_AND_NUMBER)
+    spec = {
+        "load": {"path": "json", "data_files": str(path), "split": "train"},
+        "fields": {"question": "problem", "reference_solution": "solution"},
+        "answer": "boxed",
+    }
+    table, stats = _run_pull("source", spec, tmp_path, venv_env)
+    assert list(table["question"]) == ["What is 1+1?"]
+    assert stats["read"] == 2 and stats["rows"] == 1 and stats["blank_lines_skipped"] == 1
+    assert stats["malformed_not_text"] == 1 and stats["malformed_no_question"] == 0
+    assert stats["bad_lines_dropped"] == 0 and stats["bad_lines"] == []
+
+
+# Lines a question column may hold besides text (each one a row, never a string question)
+NOT_TEXT = [b"5", b"3.5", b"true", b'[1, {"a": 2}]', b'{"nested": {"deep": 1}}', b'["a", "b"]']
+NO_QUESTION = [b"null", b'""', b'"   "']
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["no-bom", "bom"])
+@pytest.mark.parametrize("blank", [b"", b"   ", b"\t \r"], ids=["empty", "spaces", "tab-cr"])
+@pytest.mark.parametrize("last_newline", [True, False], ids=["final-newline", "no-final-newline"])
+def test_blank_lines_are_skipped_whatever_else_is_in_the_file(
+    tmp_path, ending, bom, blank, last_newline
+):
+    lines = [b'{"problem": "first"}', blank]
+    lines += [b'{"problem": %s}' % v for v in NOT_TEXT]
+    lines += [blank, b'{"problem": %s}' % NO_QUESTION[0], b'{"other": 1}', blank]
+    lines += [b'{"problem": %s}' % v for v in NO_QUESTION[1:]]
+    lines += [blank, b'{"problem": "last"}']
+    body = bom + ending.join(lines) + (ending if last_newline else b"")
+    path = tmp_path / "src.jsonl"
+    path.write_bytes(body)
+    raw, loaded = load_table({"path": "json", "data_files": str(path), "split": "train"}, "t")
+    assert loaded.bad_lines == [] and loaded.blank_lines == 4
+    assert loaded.read == len(raw) == 2 + len(NOT_TEXT) + len(NO_QUESTION) + 1
+    spec = {"fields": {"question": "problem"}}
+    out, stats = normalise_source(raw, spec, "s")
+    assert list(out["question"]) == ["first", "last"]  # the BOM does not cost the first row
+    assert stats["malformed_not_text"] == len(NOT_TEXT)
+    assert stats["malformed_no_question"] == len(NO_QUESTION) + 1  # + the row without the key
+
+
+def test_a_bom_is_not_a_broken_first_line(tmp_path):
+    from deepmath.pull import bad_json_lines
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"problem": "first"}\n{"problem": "second"}\n')
+    assert bad_json_lines(path) == []
+    raw, _ = load_table({"path": "json", "data_files": str(path), "split": "train"}, "t")
+    assert list(raw["problem"]) == ["first", "second"]
+
+
+# Every kind of row a source can lose, and how many of each the file below holds
+EVERY_BAD_ROW = [
+    (b'{"q": "kept one", "s": "math"}', None),
+    (b'{"q": "kept two", "s": "math"}', None),
+    (b'{"q": "other source", "s": "chat"}', "filtered_out"),
+    (b'{"q": "also filtered", "s": "chat"}', "filtered_out"),
+    (b"", None),  # blank: not a row
+    (b'{"q": "caf\xe9", "s": "math"}', "bad_lines_dropped"),  # invalid UTF-8
+    (b'{"q": "lone \\ud800", "s": "math"}', "bad_lines_dropped"),
+    (b'{"q": "cut', "bad_lines_dropped"),
+    (b"[1, 2]", "bad_lines_dropped"),
+    (b'{"q": null, "s": "math"}', "no_question"),
+    (b'{"q": "  ", "s": "math"}', "no_question"),
+    (b'{"s": "math"}', "no_question"),
+    (b'{"q": 42, "s": "math"}', "not_text"),
+    (b'{"q": {"a": 1}, "s": "math"}', "not_text"),
+    (b'{"q": ["x"], "s": "math"}', "not_text"),
+    (b'{"q": "kept three", "s": "math"}', "over_limit"),  # the 9th row left: limit 8
+    (b"   ", None),
+]
+
+
+def _every_bad_row_file(tmp_path):
+    path = tmp_path / "every.jsonl"
+    path.write_bytes(b"\n".join(line for line, _ in EVERY_BAD_ROW))  # no final newline
+    return path
+
+
+def _expected(kind_keys):
+    counts = dict.fromkeys(kind_keys.values(), 0)
+    for _, why in EVERY_BAD_ROW:
+        if why:
+            counts[kind_keys[why]] += 1
+    return counts
+
+
+@pytest.mark.parametrize("kind", ["source", "benchmark"])
+def test_pull_counters_are_a_partition_of_the_rows_read(tmp_path, venv_env, kind):
+    from deepmath.pull import DROP_REASONS
+
+    load = {"path": "json", "data_files": str(_every_bad_row_file(tmp_path)), "split": "train"}
+    flt = {"column": "s", "in": ["math"]}
+    if kind == "source":
+        spec = {"load": load, "filter": flt, "fields": {"question": "q"}, "limit": 8}
+        names = {"no_question": "malformed_no_question"}
+    else:
+        spec = {"load": load, "filter": flt, "fields": {"problem": "q"}, "limit": 8}
+        names = {"no_question": "malformed_no_problem"}
+    names |= {"not_text": "malformed_not_text"}
+    names |= {k: k for k in ("filtered_out", "bad_lines_dropped", "over_limit")}
+    table, stats = _run_pull(kind, spec, tmp_path, venv_env)
+    rows_read = sum(1 for line, _ in EVERY_BAD_ROW if line.strip())
+    assert stats["read"] == rows_read and stats["blank_lines_skipped"] == 2
+    expected = _expected(names)
+    for key, count in expected.items():
+        assert stats[key] == count, key
+    assert set(DROP_REASONS[kind]) == set(expected)
+    assert stats["rows"] == len(table) == 2
+    assert stats["read"] == stats["rows"] + sum(stats[k] for k in DROP_REASONS[kind])
+
+
+def test_no_row_is_counted_under_two_reasons():
+    """Without a limit the malformed rows are dropped as such: each once, under one reason."""
+    from deepmath.pull import DROP_REASONS
+
+    raw = pd.DataFrame({"q": ["ok", None, "  ", 7, {"a": 1}, ["x"], True, 3.5, "fine"]})
+    out, stats = normalise_source(raw, {"fields": {"question": "q"}}, "s")
+    assert (stats["malformed_no_question"], stats["malformed_not_text"]) == (2, 5)
+    assert stats["rows"] == len(out) == 2
+    assert stats["read"] == stats["rows"] + sum(stats[k] for k in DROP_REASONS["source"])
+    bench, stats = normalise_benchmark(raw, {"fields": {"problem": "q"}}, "b")
+    assert (stats["malformed_no_problem"], stats["malformed_not_text"]) == (2, 5)
+    assert stats["read"] == stats["rows"] + sum(stats[k] for k in DROP_REASONS["benchmark"])
+
+
+def test_published_counts_its_unreadable_lines_too(tmp_path, venv_env):
+    from deepmath.dataset import COLUMNS
+    from deepmath.pull import DROP_REASONS
+
+    good = {c: "x" for c in COLUMNS} | {"difficulty": 5.0}
+    lines = [json.dumps(good).encode(), b"", b"{broken", json.dumps(good).encode(), b"  "]
+    path = tmp_path / "pub.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    spec = {"load": {"path": "json", "data_files": str(path), "split": "train"}}
+    table, stats = _run_pull("published", spec, tmp_path, venv_env)
+    assert len(table) == stats["rows"] == 2 and stats["read"] == 3
+    assert stats["bad_lines_dropped"] == 1 and stats["blank_lines_skipped"] == 2
+    assert stats["read"] == stats["rows"] + sum(stats[k] for k in DROP_REASONS["published"])
