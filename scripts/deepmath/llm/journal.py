@@ -21,6 +21,7 @@ log = logging.getLogger("deepmath.llm")
 
 
 JOURNAL_VERSION = 1
+DROPPED_SUFFIX = ".dropped"  # lines a repair removed from a journal are kept in <journal>.dropped
 _SKIP_WARNINGS = 10  # unreadable lines logged at WARNING per replay; the rest at DEBUG
 
 
@@ -103,6 +104,7 @@ class Journal:
         self._fh: Any = None
         self.entries: dict[str, dict[str, Any]] = {}
         self.skipped_lines = 0
+        self.conflicting_keys: set[str] = set()  # seen again with another answer
         self._written = self._synced = 0
         self._sync_task: asyncio.Future[None] | None = None
 
@@ -114,58 +116,130 @@ class Journal:
         self.close()
 
     def open(self) -> dict[str, dict[str, Any]]:
-        """Lock the journal, replay it, and repair a torn last line; returns key → entry.
+        """Lock the journal, replay it, and repair it; returns key → entry.
 
         The file is read line by line and each entry is checked (:func:`entry_problem`) and
         kept with only the fields a replay needs, so a journal of hundreds of thousands of
         entries costs about its own size in memory, not many times it. A line that is not a
-        valid entry is dropped with a warning: its request is sent again.
+        valid entry is dropped with a warning and removed from the file (the journal is
+        rewritten without it, atomically; the line is kept in ``<journal>.dropped``), so the
+        warning is not repeated on every replay. Nothing can say whether it was a request of
+        this job: if it was, that request is sent again. A torn last line (a job killed
+        mid-write) is cut off. A key seen twice keeps its first entry; if the answers differ,
+        one warning says how many keys do.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        self._fh = open(self.path, "a+b")  # noqa: SIM115 (held open across appends)
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.close()
-            self._fh = None
-            raise DeepmathError(
-                f"journal {self.path} is in use by another process (is the same job running twice?)"
-            ) from None
-        if created:
-            _fsync_dir(self.path.parent)
+        self._fh = self._lock()
         self._fh.seek(0)
         size = 0
         number = 0
         tail = b""
+        bad: set[int] = set()
         for line in self._fh:
             number += 1
             if not line.endswith(b"\n"):
                 tail = line  # the last line, cut short when a job was killed mid-write
                 break
             size += len(line)
-            if line.strip():
-                self._load(line, number)
-        if tail:
-            if self._load(tail, number, last=True):
-                self._write(b"\n")  # a whole entry whose newline never made it
-            else:
-                os.ftruncate(self._fh.fileno(), size)
-                os.fsync(self._fh.fileno())
-                log.warning(
-                    "journal %s: dropped a torn last line (%d bytes; the job was killed "
-                    "mid-write); that request will be sent again",
-                    self.path,
-                    len(tail),
-                )
-        if self.skipped_lines:
+            if line.strip() and not self._load(line, number):
+                bad.add(number)
+        whole_tail = bool(tail) and self._load(tail, number, last=True)
+        if bad:
+            self._remove_lines(bad, whole_tail)
+        elif whole_tail:
+            self._write(b"\n")  # a whole entry whose newline never made it
+        elif tail:
+            os.ftruncate(self._fh.fileno(), size)
+            os.fsync(self._fh.fileno())
+        if tail and not whole_tail:
             log.warning(
-                "journal %s: %d line(s) were not valid entries and were dropped; their "
-                "requests will be sent again",
+                "journal %s: dropped a torn last line (%d bytes; the job was killed mid-write); "
+                "if it was a request of this job, that request will be sent again",
                 self.path,
-                self.skipped_lines,
+                len(tail),
+            )
+        if self.conflicting_keys:
+            log.warning(
+                "journal %s: %d key(s) appear more than once with different answers; the first "
+                "answer of each is used (the later lines stay in the file)",
+                self.path,
+                len(self.conflicting_keys),
             )
         return self.entries
+
+    def _lock(self) -> Any:
+        """Open the journal for appending and lock it; the file locked is the one at the path
+        (a repair by another process may have renamed a new file over it meanwhile)."""
+        while True:
+            created = not self.path.exists()
+            fh = open(self.path, "a+b")  # noqa: SIM115 (held open across appends)
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise DeepmathError(
+                    f"journal {self.path} is in use by another process (is the same job "
+                    "running twice?)"
+                ) from None
+            if _same_inode(fh, self.path):
+                if created:
+                    _fsync_dir(self.path.parent)
+                return fh
+            fh.close()
+
+    def _remove_lines(self, bad: set[int], whole_tail: bool) -> None:
+        """Rewrite the journal without the lines in ``bad`` (numbers from 1), every other line
+        kept in order, and keep the removed ones in ``<journal>.dropped``.
+
+        The new file is written next to the journal, locked, fsynced and renamed over it, so a
+        crash leaves the old journal or the new one, never half of one, and no other process
+        can lock either meanwhile. If the rewrite fails (a full disk), the journal stays as it
+        was and the lines are dropped from this replay only.
+        """
+        tmp = self.path.with_name(f".{self.path.name}.repair")
+        dropped = Path(f"{self.path}{DROPPED_SUFFIX}")
+        new = None
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            new = os.fdopen(fd, "a+b")
+            fcntl.flock(new.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._fh.seek(0)
+            with open(dropped, "ab") as aside:
+                for number, line in enumerate(self._fh, start=1):
+                    if not line.endswith(b"\n"):
+                        if whole_tail:
+                            new.write(line + b"\n")
+                        break
+                    if number in bad:
+                        aside.write(line)
+                    elif line.strip():
+                        new.write(line)
+                aside.flush()
+                os.fsync(aside.fileno())
+            new.flush()
+            os.fsync(new.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as err:
+            if new is not None:
+                new.close()
+            tmp.unlink(missing_ok=True)
+            log.warning(
+                "journal %s: could not rewrite it without the dropped lines (they stay in the "
+                "file and will be reported again): %s",
+                self.path,
+                err,
+            )
+            return
+        self._fh.close()
+        self._fh = new
+        log.warning(
+            "journal %s: %d line(s) were not valid entries; removed from the file (kept in %s); "
+            "if they were requests of this job, those requests will be sent again",
+            self.path,
+            len(bad),
+            dropped,
+        )
 
     def _load(self, line: bytes, number: int, last: bool = False) -> bool:
         try:
@@ -178,9 +252,18 @@ class Journal:
             if not last:
                 self.skipped_lines += 1
                 if self.skipped_lines <= _SKIP_WARNINGS:
-                    log.warning("journal %s: line %d dropped: %s", self.path, number, problem)
+                    log.warning(
+                        "journal %s: line %d dropped (%s); if it was a request of this job, "
+                        "that request will be sent again",
+                        self.path,
+                        number,
+                        problem,
+                    )
             return False
-        self.entries.setdefault(entry["key"], _kept(entry))
+        kept = _kept(entry)
+        first = self.entries.setdefault(entry["key"], kept)
+        if first is not kept and _answer(first) != _answer(kept):
+            self.conflicting_keys.add(entry["key"])
         return True
 
     def _write(self, data: bytes) -> None:
@@ -220,6 +303,19 @@ class Journal:
                 os.fsync(self._fh.fileno())
             self._fh.close()  # closing releases the flock
             self._fh = None
+
+
+def _answer(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a journal entry answers (not when or after how many attempts)."""
+    return entry.get("texts"), entry.get("finish_reasons"), entry.get("reasoning")
+
+
+def _same_inode(fh: Any, path: Path) -> bool:
+    try:
+        held, there = os.fstat(fh.fileno()), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _fsync_dir(path: Path) -> None:
