@@ -30,9 +30,23 @@ so that every attempt is ours: counted, logged in words, with exponential backof
 a final error that names the role and endpoint. Secrets are read from the environment variable
 the config names, only when something has to be sent, and are scrubbed from every message we
 produce; journals and usage files never contain headers.
+
+Why an endpoint that refuses fails the job: a wrong key, model name or URL makes the server
+refuse every request (HTTP 401, 403, 404). Dropping those as "rejected" would let the job end
+well with no answers, and downstream read the missing answers as verdicts. So only a refusal of
+one request's own content (400, 413, 422: a prompt longer than the context) may be dropped
+(``on_rejected: drop``, counted with its reason in the usage file), and only while such
+refusals stay under :data:`MAX_REFUSED_SHARE` of the job; anything else fails the job at once,
+saying what the server said (for a 404, which models it serves), and the stage writes nothing.
+
+Why stall warnings reach the console: a rule sends a job's stderr (its log) to a file; a hung
+endpoint would be silent on the terminal for as long as the timeouts allow. The warning is also
+written to the job's stdout, which Snakemake shows (and Slurm keeps in the job's output file).
 """
 
 from deepmath.llm.client import (
+    CONTENT_REFUSALS,
+    MAX_REFUSED_SHARE,
     RETRYABLE_STATUS,
     Responses,
     arun_requests,
@@ -73,10 +87,12 @@ from deepmath.llm.usage import (
 )
 
 __all__ = [
+    "CONTENT_REFUSALS",
     "FLOAT_PARAMS",
     "JOURNAL_VERSION",
     "Journal",
     "LLMError",
+    "MAX_REFUSED_SHARE",
     "NOT_STARTED_URL",
     "RETRYABLE_STATUS",
     "ROLE_DEFAULTS",

@@ -49,7 +49,7 @@ CONTENT_REFUSALS = {400, 413, 422}
 # Past this share of a job's requests refused for their content, the role is at fault (say,
 # max_tokens above the model's context), not a few odd rows: the job fails even under drop.
 MAX_REFUSED_SHARE = 0.5
-_REFUSED_EARLY = 20  # refusals after which the share is checked while the job still runs
+_REFUSED_EARLY = 20  # refusals with not one answer that stop a job early (refuses all)
 
 _RETRY_WARNINGS = 10  # retries logged at WARNING per run; the rest at DEBUG
 
@@ -414,10 +414,14 @@ async def _endpoint_failure(runner: _Runner, client: Any, req: Request, err: _Fa
                 f"(llm.{role.name}.model must be one of them; the server said {said})"
             )
     else:
+        why = (
+            ". The endpoint refuses whatever a request asks (only a refusal of one request's "
+            f"content, HTTP 400/413/422, may be dropped): {_NO_OUTPUT}"
+            if fault.status is not None
+            else ""  # not an answer of the server: say what it was, claim nothing more
+        )
         return LLMError(
-            f"{_failure_message(role, req, err)}. The endpoint refuses whatever a request asks "
-            "(only a refusal of one request's content, HTTP 400/413/422, may be dropped): "
-            f"{_NO_OUTPUT}",
+            f"{_failure_message(role, req, err)}{why}",
             role=role.name,
             base_url=role.endpoint,
             attempts=err.attempts,
@@ -455,8 +459,8 @@ def _refused_error(role: RoleConfig, usage: RoleUsage, example: str) -> LLMError
     )
     return LLMError(
         f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: {refused} of "
-        f"{usage.unique_requests} requests were refused for their content"
-        f"{', none answered so far' if answered == 0 else ''}: more than half (e.g. {example}; "
+        f"{usage.unique_requests} requests were refused for their content, "
+        f"{'and not one was answered' if answered == 0 else 'more than half'} (e.g. {example}; "
         f"reasons: {reasons}). Refusals that many say the role's settings are at fault, not a "
         f"few long prompts (e.g. llm.{role.name}.params.max_tokens above the model's context, "
         "or a parameter the server does not take), so the job stops without writing its "
