@@ -222,6 +222,10 @@ def cli(
 # `models:` entry it starts from (the folder's identity stands for it, so renaming the entry
 # retrains nothing).
 SPEC_KEYS_NOT_SHAPING = ("name", "init")
+# GRPO runs keep a constant learning rate (after warmup), so steps 1..k are the same whatever
+# the total: raising `steps` continues a run from its last checkpoint instead of restarting it.
+# (SFT's schedule spans the whole run; its step count follows from its data and recipe.)
+GRPO_KEYS_NOT_SHAPING = ("steps",)
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -238,7 +242,10 @@ def training_fingerprint(job: Job) -> dict[str, Any]:
     """Everything that shapes a training run's checkpoints: the run spec (less its name), the
     content of the train and val files, the init model's identity, the chat template, the
     reward code and, for a ``dtype: auto`` run, the dtype it resolves to on this machine."""
-    spec = {k: v for k, v in job.spec.items() if k not in SPEC_KEYS_NOT_SHAPING}
+    skip = SPEC_KEYS_NOT_SHAPING
+    if job.spec.get("backend") != "sft":
+        skip += GRPO_KEYS_NOT_SHAPING
+    spec = {k: v for k, v in job.spec.items() if k not in skip}
     out: dict[str, Any] = {
         "spec": spec,
         "train": file_digest(job.train) if job.train.is_file() else None,

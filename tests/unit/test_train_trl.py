@@ -148,6 +148,7 @@ def test_checkpoint_past_the_configured_steps_is_an_error(tmp_path):
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 5}))
     spec = {**ZERO_7B, "steps": 3, "recipe": {**RECIPE, "prompts_per_step": 2, "rollout_n": 2}}
+    own(tmp_path / "work", spec, ("unused", "unused"), model_dir="unused")  # made under this spec
     with pytest.raises(DeepmathError, match="past the configured steps=3"):
         train(spec, "unused", "unused", "unused", str(tmp_path / "work"), str(tmp_path / "out"))
 
@@ -248,6 +249,7 @@ def test_finished_checkpoint_is_exported_without_training(rl_data, tmp_path):
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
     orz = REPO / "config" / "templates" / "orz.jinja"
     spec = {**TINY, "steps": 2, "chat_template": str(orz)}
+    own(work, spec, rl_data)  # the checkpoint was made under this spec and data
     summary = train(spec, str(SMOLLM2), train_path, val_path, str(work), str(out))
     assert (summary["global_step"], summary["steps_this_run"]) == (2, 0)
     assert summary["reward_mean_per_step"] == {"1": -1.0, "2": 0.5}
@@ -261,9 +263,115 @@ def test_finished_checkpoint_is_exported_without_training(rl_data, tmp_path):
     state["log_history"] = history[:1]
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
     shutil.rmtree(out)
+    own(work, {**TINY, "steps": 2}, rl_data)
     with pytest.raises(DeepmathError, match=r"no reward was logged for step\(s\) \[2\]"):
         train({**TINY, "steps": 2}, str(SMOLLM2), train_path, val_path, str(work), str(out))
     assert not out.exists()
+
+
+def own(work, spec, rl_data, model_dir=SMOLLM2):
+    """Record ``work`` as made under ``spec`` and this data (as a training job would have)."""
+    from deepmath.backends import Job, training_fingerprint
+    from deepmath.fingerprint import write_record
+
+    train_path, val_path = rl_data
+    job = Job(
+        spec=dict(spec),
+        model_dir=Path(model_dir).resolve(),
+        train=Path(train_path).resolve(),
+        val=Path(val_path).resolve(),
+        work_dir=Path(work).resolve(),
+        out=Path(work).resolve() / "unused",
+        name=Path(work).name,
+    )
+    write_record(work, training_fingerprint(job), folder=True)
+
+
+def fake_checkpoint(work, step):
+    """A finished checkpoint-<step> holding the init weights, with a reward logged per step."""
+    ckpt = work / f"checkpoint-{step}"
+    shutil.copytree(SMOLLM2, ckpt)
+    history = [{"step": s, "reward": 0.0} for s in range(1, step + 1)]
+    (ckpt / "trainer_state.json").write_text(
+        json.dumps({"global_step": step, "log_history": history})
+    )
+    return ckpt
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SMOLLM2.exists(), reason="needs results/models/smollm2 (make demo)")
+def test_a_changed_recipe_trains_anew_and_keeps_the_old_state_aside(rl_data, tmp_path, caplog):
+    """The same spec exports its finished checkpoint; another learning rate must not: the old
+    work dir is moved aside (named in the log, kept) and a new model is trained."""
+    import logging
+
+    train_path, val_path = rl_data
+    work, out = tmp_path / "work", tmp_path / "out"
+    spec = {**TINY, "steps": 1}
+    work.mkdir()
+    own(work, spec, rl_data)
+    fake_checkpoint(work, 1)
+    init = (SMOLLM2 / "model.safetensors").read_bytes()
+
+    same = train(spec, str(SMOLLM2), train_path, val_path, str(work), str(out))
+    assert same["state"]["work_dir"] == "match" and same["state"]["steps_this_attempt"] == 0
+    assert (out / "model.safetensors").read_bytes() == init  # the checkpoint, exported
+
+    # (with weight decay, so that one step moves the weights even when every completion of a
+    # group gets the same reward and the policy gradient is zero)
+    faster = {**spec, "recipe": {**spec["recipe"], "lr": 5e-4, "weight_decay": 0.1}}
+    shutil.rmtree(out)
+    with caplog.at_level(logging.INFO):
+        summary = train(faster, str(SMOLLM2), train_path, val_path, str(work), str(out))
+    moved = [r.getMessage() for r in caplog.records if "moved it aside" in r.getMessage()]
+    assert len(moved) == 1 and "spec.recipe.lr: 1e-05 -> 0.0005" in moved[0]
+    aside = next(tmp_path.glob("work.stale-*"))
+    assert str(aside) in moved[0] and (aside / "checkpoint-1" / "trainer_state.json").is_file()
+    state = summary["state"]
+    assert (state["work_dir"], state["steps_before_this_attempt"]) == ("moved", 0)
+    assert state["steps_this_attempt"] == 1 and state["moved_aside_to"] == str(aside)
+    assert (out / "model.safetensors").read_bytes() != init  # trained, not exported
+    assert (
+        json.loads((out / SUMMARY_FILE).read_text())["fingerprint"]["spec"]["recipe"]["lr"] == 5e-4
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SMOLLM2.exists(), reason="needs results/models/smollm2 (make demo)")
+def test_sigkill_mid_training_then_rerun_resumes_from_the_last_checkpoint(
+    rl_data, tmp_path, venv_env
+):
+    """A job killed between checkpoints resumes from its last one under the same fingerprint:
+    the record says how many steps were trained before and in this attempt."""
+    import os
+    import signal
+
+    env = {**venv_env, "OMP_NUM_THREADS": "1"}
+    work, out = tmp_path / "work", tmp_path / "out"
+    spec = {**TINY, "steps": 3}
+    train_path, val_path = rl_data
+    cmd = [sys.executable, "-m", "deepmath.train_trl", "--spec", json.dumps(spec)]
+    cmd += ["--model-dir", str(SMOLLM2), "--train", str(train_path), "--val", str(val_path)]
+    cmd += ["--work-dir", str(work), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (work / "checkpoint-1" / "trainer_state.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = max(int(p.name.split("-")[1]) for p in work.glob("checkpoint-*")
+               if (p / "trainer_state.json").is_file())  # fmt: skip
+    assert 1 <= done < 3, "the kill must land before the last step"
+
+    proc = run_cli(spec, rl_data, work, out, env)
+    assert "resuming from" in proc.stderr and "moved it aside" not in proc.stderr
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["global_step"] == 3 and summary["resumed_at_step"] == done
+    assert summary["state"]["work_dir"] == "match"
+    assert summary["state"]["steps_before_this_attempt"] == done
+    assert summary["state"]["steps_this_attempt"] == 3 - done
+    assert not list(tmp_path.glob("work.stale-*"))
 
 
 def run_cli(spec, rl_data, work, out, env):

@@ -336,7 +336,10 @@ def test_a_recipe_change_trains_a_new_model(demo_run, venv_env, tmp_path):
     )
     old_table = pd.read_csv(RESULTS / "tables" / "main_results.csv")
     overlay = tmp_path / "lr.yaml"
-    overlay.write_text(json.dumps({"rl": {"runs": {"smollm2-grpo": {"recipe": {"lr": 5.0e-5}}}}}))
+    # (weight decay too: SmolLM2's completions often all score alike, and a zero policy gradient
+    # leaves the weights where they were whatever the learning rate)
+    recipe = {"lr": 5.0e-5, "weight_decay": 0.01}
+    overlay.write_text(json.dumps({"rl": {"runs": {"smollm2-grpo": {"recipe": recipe}}}}))
     proc = snakemake(
         "--profile", "profiles/demo", "--configfile", *DEMO_CONFIGS, str(overlay), env=venv_env
     )
@@ -346,6 +349,7 @@ def test_a_recipe_change_trains_a_new_model(demo_run, venv_env, tmp_path):
 
     log = (RESULTS / "logs" / "train_trl" / "smollm2-grpo.log").read_text()
     assert "spec.recipe.lr: 1e-06 -> 5e-05" in log and "moved it aside to" in log
+    assert "spec.recipe.weight_decay: 0.0 -> 0.01" in log
     stale = sorted(RESULTS.glob(".train/smollm2-grpo.stale-*"))
     assert stale and str(stale[-1].name) in log
     assert sorted(p.name for p in stale[-1].glob("checkpoint-*"))  # the old state, kept
