@@ -22,6 +22,8 @@ rule analysis_ours:
 
 
 rule pull_compare:
+    input:
+        hub=lambda w: load_stamp(COMPARE[w.dataset]["load"]),
     output:
         table=res("analysis/datasets/{dataset}.parquet"),
         stats=res("analysis/datasets/{dataset}.stats.json"),

@@ -1,9 +1,13 @@
 # Raw data and model assets: the only rules that may need the internet. On clusters whose
 # compute nodes are offline, run them first on a login node:
 #   snakemake --until pull_source pull_benchmark pull_published prepare_model --cores 4
+# A floating hub revision (`main`) is locked to the commit the job downloads (hub_lock).
 
 
 rule pull_source:
+    input:
+        # the hub stamp of a floating revision (rules/common.smk): a changed lock entry reruns
+        hub=lambda w: load_stamp(config["sources"][w.source]["load"]),
     output:
         table=res("raw/{source}.parquet"),
         stats=res("raw/{source}.stats.json"),
@@ -47,6 +51,8 @@ rule build_pool:
 
 
 rule pull_published:
+    input:
+        hub=lambda w: load_stamp(RL["published"]["load"]),
     output:
         table=PUBLISHED_FILE,
         stats=res("published/deepmath-103k.stats.json"),
@@ -67,6 +73,8 @@ rule pull_published:
 
 
 rule pull_benchmark:
+    input:
+        hub=lambda w: load_stamp(config["benchmarks"][w.bench]["load"]),
     output:
         table=res("benchmarks/{bench}.parquet"),
         stats=res("benchmarks/{bench}.stats.json"),
@@ -88,6 +96,8 @@ rule pull_benchmark:
 
 
 rule prepare_model:
+    input:
+        hub=lambda w: model_stamp(w.model),
     output:
         directory(model_dir("{model}")),
     log:

@@ -44,6 +44,7 @@ SCHEMA = pa.schema(
 COLUMNS = SCHEMA.names
 # Where the analyses' headline numbers lie, relative to the card (rules/analysis.smk).
 ANALYSIS_SUMMARY = "../analysis/summary.md"
+PROVENANCE_FILE = "deepmath-model.json"  # what prepare_model writes into each model folder
 TOOLS = [
     "datasets",
     "sentence-transformers",
@@ -233,6 +234,37 @@ def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def hub_inputs(stats: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[list[str]]:
+    """One row per hub input: what, repo, revision and the commit that was loaded.
+
+    Datasets from the pulls' stats (``hub``: repo, revision, commit, pinned_by), models from
+    their folders' provenance (``hub_models``: source, revision, resolved_revision)."""
+    rows = []
+    for record in [*stats.get("raw", []), *stats.get("hub", [])]:
+        hub = record.get("hub")
+        if hub:
+            name = record.get("source") or record.get("bench") or record.get("name")
+            rows.append([f"dataset {name}", hub["repo"], hub["revision"], hub["commit"]])
+    for prov in stats.get("hub_models", []):
+        if prov.get("kind") == "hub":
+            commit = prov.get("resolved_revision") or prov.get("revision")
+            rows.append(["model", prov.get("source"), prov.get("revision"), commit])
+    return rows
+
+
+def hub_inputs_section(stats: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
+    """The card's table of hub commits (None when everything came from local files)."""
+    rows = hub_inputs(stats)
+    if not rows:
+        return None
+    return (
+        "Hub inputs, at the commits that were loaded (a floating revision such as `main` is "
+        "locked to its commit in the run's hub lock):\n\n"
+        + markdown_table(["input", "repo", "revision", "commit"], rows)
+        + "\n"
+    )
+
+
 def dataset_card(
     table: pd.DataFrame,
     num_shards: int,
@@ -315,6 +347,7 @@ def dataset_card(
         f"are in [{ANALYSIS_SUMMARY}]({ANALYSIS_SUMMARY}), every table and figure under "
         "`../analysis/`, and all of them in the run's report (category Analyses).\n",
         "\n## How it was made\n",
+        hub_inputs_section(stats),
         "Tool versions:\n\n" + markdown_table(["tool", "version"], sorted(tool_versions().items())),
         f"\n\nFiles: {num_shards} parquet shard(s) under `data/`.\n",
         "\n<details><summary>Exact config</summary>\n\n```yaml\n"
@@ -368,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     table, dropped = merge(to_published(main_rows), supp_rows)
     if dropped:
         log.info("%d supplement questions were already in the main set", dropped)
-    stats = {k: _load_json(v) for k, v in json.loads(args.stats).items()}
+    files = json.loads(args.stats)
+    model_dirs = files.pop("hub_models", [])  # model folders: their provenance records
+    stats = {k: _load_json(v) for k, v in files.items()}
+    stats["hub_models"] = _load_json([str(Path(d) / PROVENANCE_FILE) for d in model_dirs])
     out = Path(args.out_dir)
     write_shards(table, out / "data", args.num_shards)
     card = dataset_card(

@@ -331,6 +331,22 @@ def provenance(spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return record
 
 
+def _pinned_hub(
+    spec: Mapping[str, Any], record: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec at the commit its revision is pinned or locked to (the run's lock file comes in
+    ``DEEPMATH_HUB_LOCK``), and the provenance naming that commit (``resolved_revision``; how it
+    was chosen goes to the log only: the provenance is part of the model's identity, and the
+    same commit is the same model however it was found)."""
+    from deepmath import hublock
+
+    ref = hublock.model_ref(spec)
+    pin = hublock.pin(ref, os.environ.get(hublock.LOCK_ENV) or None)
+    log.info("%s at commit %s (%s)", ref.repo_id, pin["commit"], pin["pinned_by"])
+    record = {**record, "resolved_revision": pin["commit"]}
+    return {**spec, "hub": {**spec["hub"], "revision": pin["commit"]}}, record
+
+
 def _package_version(uri: str) -> dict[str, str] | None:
     """Distribution name and version behind a ``pkg://`` URI: the revision of shipped weights."""
     if not uri.startswith(PKG_SCHEME):
@@ -383,6 +399,8 @@ def prepare_model(spec: Mapping[str, Any], out: str | Path) -> Path:
     record = provenance(spec, kind)
     if kind == "gguf":
         record["dtype_requested"] = requested
+    if kind == "hub":  # a floating revision downloads its locked commit (deepmath.hublock)
+        spec, record = _pinned_hub(spec, record)
     log.info("preparing %s model from %s into %s", kind, record["source"], out)
     stale: Path | None = None
     with atomic_path(out) as tmp:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepmath import hublock
 from deepmath.answers import extract_boxed, extract_gsm8k
 from deepmath.io import (
     DeepmathError,
@@ -38,7 +39,6 @@ log = logging.getLogger("deepmath.pull")
 
 SOURCE_COLUMNS = ["id", "source", "question", "reference_solution", "reference_answer"]
 BENCH_COLUMNS = ["bench", "id", "problem", "answer", "category"]
-_LOCAL_BUILDERS = {"json", "parquet", "csv", "text", "arrow"}
 
 
 def _resolve_files(files: str | list[str] | None) -> str | list[str] | None:
@@ -214,7 +214,17 @@ def _load_dataset(
         kwargs["revision"] = load["revision"]
     if files:
         kwargs["data_files"] = files
-    is_hub = path not in _LOCAL_BUILDERS
+    is_hub = hublock.is_hub_dataset(load)
+    snapshot = _offline_snapshot(load) if is_hub else None
+    if snapshot is not None:
+        try:
+            local = {k: v for k, v in kwargs.items() if k != "revision"}
+            table = datasets.load_dataset(str(snapshot), **local).flatten().to_pandas()
+            log.info("%s: read the HF cache's snapshot %s (offline)", what, snapshot)
+            return table
+        except Exception as err:  # e.g. a snapshot holding only some splits' files
+            log.info("%s: the snapshot %s does not load as a folder (%s: %s); asking datasets",
+                     what, snapshot, type(err).__name__, err)  # fmt: skip
     try:
         ds = datasets.load_dataset(path, **kwargs)
     except FileNotFoundError as err:
@@ -228,6 +238,27 @@ def _load_dataset(
         where = f" on {path}" + (f" ({_shown(original)})" if original else "")
         raise DeepmathError(f"{what}: datasets.load_dataset failed{where}: {err}") from err
     return ds.flatten().to_pandas()
+
+
+def _offline_snapshot(load: Mapping[str, Any]) -> Any:
+    """Offline, the HF cache's snapshot folder of the commit a hub load asks for.
+
+    Offline, `datasets` only finds a dataset it prepared before (and then the latest one it
+    prepared, whatever its revision); a snapshot that `hf download` or an earlier online pull left
+    in the HF cache is exactly that commit's files, so it is read as a local folder instead.
+    """
+    revision = str(load.get("revision") or "")
+    if not hublock.COMMIT.match(revision) or not hublock.offline():
+        return None
+    return hublock.cached_snapshot("dataset", str(load["path"]), revision)
+
+
+def hub_pin(load: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The commit a hub load reads and how it was chosen (see :mod:`deepmath.hublock`): the
+    config's own commit, the run's lock (``DEEPMATH_HUB_LOCK``), or resolved now and locked.
+    None for local files."""
+    ref = hublock.dataset_ref(load)
+    return hublock.pin(ref, os.environ.get(hublock.LOCK_ENV) or None) if ref else None
 
 
 def _shown(files: str | list[str]) -> str:
@@ -616,10 +647,18 @@ def main(argv: list[str] | None = None) -> None:
     what = f"{args.kind} '{args.name}'"
     log.info("%s: loading %s (split %s)", what, spec["load"]["path"], spec["load"].get("split"))
     log.info("offline mode: HF_HUB_OFFLINE=%s", os.environ.get("HF_HUB_OFFLINE", "0"))
-    raw, loaded = load_table(spec["load"], what, spec.get("on_bad_rows", "skip"))
+    load = dict(spec["load"])
+    hub = hub_pin(load)
+    if hub:  # the commit, whatever the config's revision says
+        log.info("%s: %s at commit %s (%s)", what, hub["repo"], hub["commit"], hub["pinned_by"])
+        load["revision"] = hub["commit"]
+    raw, loaded = load_table(load, what, spec.get("on_bad_rows", "skip"))
     normalise = NORMALISERS[args.kind]
     table, stats = normalise(raw, spec, args.name, seed=args.seed)
     stats = with_load_counts(stats, loaded, args.kind)
+    if hub:  # the records downstream name the commit: the stats, and the table itself
+        stats["hub"] = hub
+        table.attrs["hub"] = hub
     malformed = {k: stats[k] for k in DROP_REASONS[args.kind] if k.startswith("malformed_")}
     if any(malformed.values()):
         log.warning("%s: dropped malformed rows: %s", what, malformed)

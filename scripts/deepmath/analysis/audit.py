@@ -342,6 +342,10 @@ def audit_card(
         "A row is left out when any of the reasons applies; the copy has the same columns and "
         "types as the audited dataset (data/train-*.parquet).",
         "",
+        "## Source",
+        "",
+        source_line(stats.get("hub"), spec.get("load") or {}),
+        "",
         "## Config",
         "",
         "```json",
@@ -354,6 +358,21 @@ def audit_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def source_line(hub: Mapping[str, Any] | None, load: Mapping[str, Any]) -> str:
+    """Where the audited rows came from: the hub commit the pull loaded (a floating revision
+    such as ``main`` is named with the commit it was locked to), or the local files."""
+    if hub:
+        how = "pinned in the config" if hub.get("pinned_by") == "config" else "not locked"
+        if hub.get("pinned_by") != "config" and hub.get("lock"):
+            how = f"locked in {hub['lock']}"
+        return (
+            f"Hub dataset `{hub['repo']}`, revision `{hub['revision']}`, commit "
+            f"`{hub['commit']}` ({how})."
+        )
+    files = load.get("data_files")
+    return f"Local files: `{files}`." if files else f"`{load.get('path')}`."
 
 
 def flagged_examples(table: pd.DataFrame, flagged: pd.DataFrame, per_kind: int = 2) -> pd.DataFrame:

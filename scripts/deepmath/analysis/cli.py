@@ -232,6 +232,7 @@ def cmd_audit_card(args: argparse.Namespace) -> None:
     drops = audit.dropped(checks, flagged, set(contaminated["id"]), drop)
     stats = audit.summary(spec["name"], spec.get("label") or spec["name"], answer_stats,
                           flagged, decontam, drops, drop)  # fmt: skip
+    stats["hub"] = table.attrs.get("hub")  # the commit its pull loaded (None: local files)
     kept = table[~drops["drop"].to_numpy()].drop(columns="id")
     write_shards(kept, Path(args.data_dir), 1)
     write_parquet(flagged.merge(drops, on="id"), args.flags)

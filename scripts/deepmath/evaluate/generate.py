@@ -461,5 +461,25 @@ def generate(
     frame = generation_rows(
         table, requests, responses, spec, finished_at=finished, version=vllm_version()
     )
+    frame.attrs["hub"] = hub_sources(table, model_dir)  # score copies it into metrics.json
     write_parquet(frame, out)
     return frame
+
+
+def hub_sources(table: pd.DataFrame, model_dir: str | None) -> dict[str, Any]:
+    """The hub commits the answers come from: the benchmark's (its pull records them in the
+    table's ``attrs``) and the model's (its folder's provenance); None for local ones."""
+    model = None
+    prov = Path(model_dir) / "deepmath-model.json" if model_dir else None
+    if prov is not None and prov.is_file():
+        record = json.loads(prov.read_text())
+        if record.get("kind") == "hub":
+            model = {
+                "repo": record.get("source"),
+                "revision": record.get("revision"),
+                "commit": record.get("resolved_revision") or record.get("revision"),
+            }
+    bench = table.attrs.get("hub")
+    if bench:
+        bench = {k: bench.get(k) for k in ("repo", "revision", "commit")}
+    return {"bench": bench, "model": model}

@@ -276,6 +276,8 @@ def score(
     t0 = time.monotonic()
     scored, links = score_samples(frame, spec.scoring, progress=progress)
     metrics = metrics_from_scored(scored, links, spec)
+    # the hub commits of the benchmark and the model, as generation recorded them
+    metrics["hub"] = frame.attrs.get("hub") or {"bench": None, "model": None}
     log.info(
         "%s on %s: pass@1 %.1f ± %.1f (n=%d, %d problems), maj@n %.1f; scored in %.1f s",
         metrics["model_name"],
