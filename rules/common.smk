@@ -4,6 +4,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from deepmath.config import ConfigError, api_key_problems, read_yaml, validate_config
+from deepmath.hublock import (
+    LOCK_ENV,
+    config_refs,
+    dataset_ref,
+    model_ref,
+    sync_stamps,
+    unlocked_warnings,
+)
 from deepmath.workflow import (
     as_json,
     curation_config,
@@ -52,6 +60,42 @@ onstart:
 
 setup_environment(SCRIPTS, config["environment"])
 export_runtime(config)
+
+
+# Hub revisions that stay put (deepmath.hublock has the design): a job of a floating revision
+# (`main`, a branch, a tag) locks the commit it downloads in config["hub_lock"] (the path
+# reaches the jobs through the environment, so no params change with the lock) and reads one
+# stamp that mirrors its lock entry: a first lock reruns nothing, a changed entry reruns the
+# jobs that read it.
+HUB_LOCK = config["hub_lock"]
+os.environ[LOCK_ENV] = HUB_LOCK
+HUB_REFS = config_refs(config)
+try:
+    # the main process keeps the stamps; a cluster job re-reading the Snakefile only names them
+    HUB_STAMPS = sync_stamps(
+        HUB_LOCK, HUB_REFS.values(), write=workflow.is_main_process
+    )
+    if workflow.is_main_process:
+        for line in unlocked_warnings(HUB_LOCK, HUB_REFS):
+            logger.warning(f"hub lock: {line}")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+
+def hub_stamp(ref):
+    """The stamp a job of a floating hub revision reads (none for local files or commits)."""
+    return [HUB_STAMPS[ref]] if ref in HUB_STAMPS else []
+
+
+def load_stamp(load):
+    """The hub stamp of a `load` block (input of the job that pulls it)."""
+    return hub_stamp(dataset_ref(load)) if load else []
+
+
+def model_stamp(name):
+    """The hub stamp of a `models:` entry (input of its prepare_model job)."""
+    return hub_stamp(model_ref(config["models"][name]))
+
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -180,7 +224,30 @@ def stage_stats():
     stats = {k: expand(res(v), shard=SHARDS) for k, v in per_shard.items()}
     stats["raw"] = expand(res("raw/{source}.stats.json"), source=POOL_SOURCES)
     stats["pool"] = [res("pool/stats.json")]
+    # the hub inputs whose commits the card names besides the pool's (none: no key, so that a
+    # run from local files keeps its params)
+    hub = [
+        res(f"raw/{s}.stats.json")
+        for s in SUPPLEMENT_SOURCES
+        if is_hub(config["sources"][s])
+    ]
+    hub += [
+        res(f"benchmarks/{b}.stats.json")
+        for b in DECONTAM_BENCHMARKS
+        if is_hub(config["benchmarks"][b])
+    ]
+    used = curation_config(config)["models"]
+    models = [model_dir(m) for m, spec in used.items() if model_ref(spec)]
+    if hub:
+        stats["hub"] = hub
+    if models:
+        stats["hub_models"] = models  # folders: the card reads their provenance
     return stats
+
+
+def is_hub(entry):
+    """Whether a sources/benchmarks entry loads from the hub."""
+    return dataset_ref(entry["load"]) is not None
 
 
 def role_prices():
@@ -388,10 +455,11 @@ def audit_load(name):
 
 def audit_local_inputs(wildcards):
     """Files of an audited dataset that this run builds (its own release, say): inputs, so
-    Snakemake makes them before loading them."""
-    files = audit_load(wildcards.audit).get("data_files") or []
+    Snakemake makes them before loading them; and the hub stamp of one from the hub."""
+    load = audit_load(wildcards.audit)
+    files = load.get("data_files") or []
     files = [files] if isinstance(files, str) else files
-    return [f for f in files if str(f).startswith(f"{RESULTS}/")]
+    return [f for f in files if str(f).startswith(f"{RESULTS}/")] + load_stamp(load)
 
 
 def audit_spec(name):
