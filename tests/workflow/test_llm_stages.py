@@ -256,3 +256,93 @@ def test_a_hung_endpoint_is_reported_on_the_console(tmp_path, venv_env):
     assert "WARNING" in line and "role solver" in line and srv.url in line
     assert "no request has finished" in paths["log"].read_text()  # and in the job log
     assert "done," not in seen  # progress lines stay in the log
+
+
+# ------------------------------------------------------------------ whose answers a journal holds
+
+
+def perturbed_copy(src, dest):
+    """The model under the same name with other weights (one tensor nudged), as a retrained
+    checkpoint or another hub revision would be."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("deepmath-model.json"))
+    weights = load_file(dest / "model.safetensors")
+    name = next(k for k in sorted(weights) if k.endswith("norm.weight"))
+    weights[name] = weights[name] * 1.01
+    save_file(weights, dest / "model.safetensors", metadata={"format": "pt"})
+    return dest
+
+
+@pytest.mark.slow
+def test_a_served_stage_survives_sigkill_and_asks_again_for_other_weights(work, venv_env, tmp_path):
+    """Against the real vLLM server: a solve job SIGKILLed mid-shard resumes and sends only
+    what its journal lacks; an unchanged rerun sends nothing; the same model name serving other
+    weights asks every question again, and the old journal is kept aside, named in the log."""
+    questions = [f"What is {a} + {b}?" for a, b in zip(range(3, 15), range(20, 32), strict=True)]
+    table = tmp_path / "in.parquet"
+    pd.DataFrame(
+        {"id": [f"q{i}" for i in range(len(questions))], "question": questions}
+    ).to_parquet(table)
+    journal = tmp_path / "solve.jsonl"
+    usage = tmp_path / "usage.json"
+    spec = json.dumps({"samples": 2})
+    role_spec = role(48, temperature=0.6, seed=3)
+    total = 2 * len(questions)
+
+    def command(model_dir, registry=True):
+        cmd = [
+            sys.executable, "-m", "deepmath.solve", "--in", str(table), "--spec", spec,
+            "--out", str(tmp_path / "out.parquet"), "--stats", str(tmp_path / "stats.json"),
+            "--role", "solver", "--role-spec", role_spec,
+            "--prompt", str(REPO / "config/prompts/solve.txt"), "--journal", str(journal),
+            "--usage", str(usage), "--server-dir", str(work / "servers"),
+            "--model-dir", str(model_dir),
+        ]  # fmt: skip
+        return cmd + (["--server-registry", str(work / "reg")] if registry else [])
+
+    def sent_and_replayed():
+        solver = json.loads(usage.read_text())["roles"]["solver"]
+        return solver["sent"]["requests"], solver["replayed"]["requests"]
+
+    # 1. killed mid-shard (the module's shared server keeps running, as in a workflow run)
+    proc = subprocess.Popen(
+        command(MODEL), env={**venv_env, "DEEPMATH_RUNTIME": json.dumps({"llm": {"solver": {
+            "max_concurrency": 2}}})},  # slower, so that the kill lands mid-shard
+        stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not journal.exists() or journal.read_bytes().count(b"\n") < 4:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    from deepmath.llm import read_journal
+
+    journaled = len(read_journal(journal))
+    assert 4 <= journaled < total, "the kill must land mid-shard"
+
+    # 2. the rerun sends exactly what is missing
+    done = subprocess.run(command(MODEL), env=venv_env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sent_and_replayed() == (total - journaled, journaled)
+    assert "moved it aside" not in done.stderr
+    first = pd.read_parquet(tmp_path / "out.parquet")
+
+    # 3. unchanged: nothing is sent
+    again = subprocess.run(command(MODEL), env=venv_env, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sent_and_replayed() == (0, total)
+    pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "out.parquet"))
+
+    # 4. the same name, other weights: every request again, the old journal kept aside
+    other = perturbed_copy(MODEL, tmp_path / "smollm2-other")
+    swap = subprocess.run(
+        command(other, registry=False), env=venv_env, capture_output=True, text=True, cwd=REPO
+    )
+    assert swap.returncode == 0, swap.stderr[-3000:]
+    assert sent_and_replayed() == (total, 0)
+    assert "moved it aside to" in swap.stderr and "identity:" in swap.stderr
+    assert list(tmp_path.glob("solve.jsonl.stale-*"))
