@@ -92,7 +92,6 @@ WILDCARD = re.compile(
 # whose values may hold braces of their own (verl's hydra overrides interpolate `${a.b}`):
 # environment variables and the training section - except a run's chat template, an input path.
 BRACES_ALLOWED = ("environment", "rl")
-BRACES_CHECKED_IN_RL = "chat_template"
 
 
 def _llm_problems(config: Mapping[str, Any]) -> list[str]:
@@ -376,6 +375,8 @@ def _recipe_problems(rl: Mapping[str, Any], name: str) -> list[str]:
             train_trl.kl_beta(known.get("kl"))
     except DeepmathError as err:
         problems.append(f"rl.runs.{name}: {err}")
+    except (TypeError, ValueError) as err:  # a number the trainer cannot read, e.g. kl.coef
+        problems.append(f"rl.runs.{name}.recipe: a value of the wrong type ({err})")
     return problems
 
 
@@ -433,9 +434,11 @@ def _strings(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str,
 
 
 def _braces_allowed(path: Sequence[str]) -> bool:
+    """Whether the value at ``path`` reaches the jobs only through functions (BRACES_ALLOWED)."""
     if not path or path[0] not in BRACES_ALLOWED:
         return False
-    return not (path[0] == "rl" and BRACES_CHECKED_IN_RL in path[3:4])
+    is_template = tuple(path[:2]) == ("rl", "runs") and tuple(path[3:4]) == ("chat_template",)
+    return not is_template  # an input path of the training rules
 
 
 def _wildcard_problems(config: Mapping[str, Any]) -> list[str]:
@@ -528,19 +531,18 @@ def api_key_problems(
     """
     env = {str(k): str(v) for k, v in (config.get("environment") or {}).items()}
     env.update(os.environ if environ is None else environ)
-    keys: dict[str, list[str]] = {}  # variable -> the keys naming it
-    rules: dict[str, list[str]] = {}  # variable -> the rules sending it
+    keys: dict[str, dict[str, None]] = {}  # variable -> the keys naming it
+    rules: dict[str, dict[str, None]] = {}  # variable -> the rules sending it
     for rule, wildcards in workflow_llm_jobs(config) if jobs is None else jobs:
         found = _api_key_env(config, rule, wildcards)
         if found is None or env.get(found[1]):
             continue
         where, var = found
-        for seen, item in ((keys.setdefault(var, []), where), (rules.setdefault(var, []), rule)):
-            seen.extend([item] if item not in seen else [])
+        keys.setdefault(var, {})[where] = None  # dicts: first-seen order, no repeats
+        rules.setdefault(var, {})[rule] = None
     return [
-        f"environment variable {var} is not set ({' = '.join([', '.join(keys[var]), repr(var)])}"
-        f"); the LLM jobs of {', '.join(rules[var])} send it as their API key: export {var} "
-        "before the run"
+        f"environment variable {var} is not set ({', '.join(keys[var])} = {var!r}); the LLM "
+        f"jobs of {', '.join(rules[var])} send it as their API key: export {var} before the run"
         for var in keys
     ]
 
@@ -578,7 +580,10 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.configs)
     validate_config(config)
     for problem in api_key_problems(config):
-        print(f"warning: {problem} (a run stops before its first job)", file=sys.stderr)
+        print(
+            f"warning: {problem} (a real run whose jobs need it stops before its first job)",
+            file=sys.stderr,
+        )
     print(f"config OK: run={config['run']} shards={config['shards']}")
 
 

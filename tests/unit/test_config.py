@@ -379,6 +379,8 @@ def test_a_trl_run_takes_verl_items_and_checks_its_own(demo, paper):
         _with_recipe(demo, run, lr=None)
     )
     assert "recipe.kl must be null or {type, coef}" in check(_with_recipe(demo, run, kl=0.1))
+    bad_coef = _with_recipe(demo, run, kl={"type": "low_var_kl", "coef": "high"})
+    assert f"rl.runs.{run}.recipe: a value of the wrong type" in check(bad_coef)
     # and the paper's verl runs stay valid on trl
     cfg = copy.deepcopy(paper)
     verl = _run_of(cfg, "verl")
