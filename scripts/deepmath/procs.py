@@ -4,7 +4,16 @@ The bottom of the package: the vLLM server manager, the Ray launcher and the ver
 run their children in a process group of their own (``start_new_session=True``) and end them
 the same way, SIGTERM to the whole group, a grace period, then SIGKILL, so no worker outlives
 its job. SIGTERM/SIGHUP to us (``scancel``, a Snakemake cancel) become an exception inside
-:func:`signals_raise`, so ``with`` blocks unwind and stop what they started.
+:func:`signals_raise`, so ``with`` blocks unwind and stop what they started; Ctrl-C stays
+Python's KeyboardInterrupt.
+
+Python runs a signal's handler in the main thread at its next bytecode, wherever that is (the
+kernel may hand the signal to any thread: numpy's, torch's). Two places make an exception
+raised there harmful: between a child's fork and the line that records its pid (the child runs
+on, unknown to anyone), and inside code whose exceptions Python prints and drops, such as the
+fork hooks logging registers, or finalizers (the signal is lost, and the job runs on as if never
+told to stop). So children are started and stopped inside :func:`signals_deferred`: a stop
+signal arriving there is noted and raised when the block ends.
 """
 
 from __future__ import annotations
@@ -16,13 +25,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("deepmath.procs")
 
 STOP_GRACE_S = 20.0
+
+# What a job is asked to stop with: scancel and Snakemake (SIGTERM), a closed terminal
+# (SIGHUP), Ctrl-C (SIGINT).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 class Terminated(SystemExit):
@@ -115,46 +128,131 @@ def stop_group(
     return killed
 
 
+_holders: list[object] = []  # one token per open signals_deferred block (main thread)
+_held: list[int] = []  # stop signals that came while a block held them, first first
+
+
+def _signal_exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def _handler(signum: int, frame: Any) -> None:
+    """Raise the signal's exception now, or note it while a signals_deferred block is open."""
+    if _holders:
+        if signum not in _held:
+            _held.append(signum)
+        return
+    _held.clear()  # raising now answers any noted before
+    raise _signal_exception(signum)
+
+
+@contextlib.contextmanager
+def _holding() -> Iterator[None]:
+    """While open, :func:`_handler` notes signals; the first noted is raised when the last
+    such block closes. The token is added inside ``try`` so no exception between the two
+    can leave signals held forever."""
+    token = object()
+    try:
+        _holders.append(token)
+        yield
+    finally:
+        if token in _holders:
+            _holders.remove(token)
+        if not _holders and _held:
+            signum = _held[0]
+            _held.clear()
+            raise _signal_exception(signum)
+
+
 @contextlib.contextmanager
 def signals_raise(signums: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Within the block, SIGTERM/SIGHUP raise :class:`Terminated` (main thread only)."""
+    """Within the block, SIGTERM/SIGHUP raise :class:`Terminated` (main thread only).
+
+    Ctrl-C raises KeyboardInterrupt as usual, through the same handler so that
+    :func:`signals_deferred` can hold it back too; a SIGINT the process inherited as ignored
+    (a background command of a non-interactive shell) stays ignored. The previous handlers come
+    back afterwards even when a signal lands while they are being swapped: that one is held and
+    raised once they are all back (Ctrl-C's last, as its own handler raises at once).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(signum)
-
-    previous = {s: signal.signal(s, handler) for s in signums}
+    wanted = list(signums)
+    ctrl_c = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ctrl_c and signal.SIGINT not in wanted:
+        wanted.append(signal.SIGINT)
+    previous: dict[int, Any] = {}
     try:
+        for s in wanted:
+            previous[s] = signal.getsignal(s)
+            signal.signal(s, _handler)
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        with _holding():
+            for s in sorted(previous, key=lambda s: s == signal.SIGINT):
+                signal.signal(s, previous[s])
 
 
 @contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Defer SIGTERM/SIGHUP/SIGINT while cleaning up; they are delivered afterwards."""
-    blocked = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM/SIGHUP/SIGINT back while the block runs; the first one that came is raised
+    (:class:`Terminated`, KeyboardInterrupt) when it ends.
+
+    For the moments an exception must not land: a child forked but its pid not yet recorded,
+    Python's fork hooks (which would drop it, losing the signal), a stop half done. Nested
+    blocks raise at the end of the outermost. A flag, not the kernel's signal mask: the mask is
+    per thread, and the kernel delivers a signal to any thread that does not block it.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
+    with signals_raise(), _holding():
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def parent_death_signal() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
+def despite_signals(action: Callable[[], None]) -> None:
+    """Run the idempotent ``action`` to its end inside :func:`signals_deferred`; a signal's
+    exception that cut into it is raised once it is done.
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    A signal delivered just before the block still has its handler run at the next bytecode,
+    possibly before ``action`` began: ``action`` then runs again, until one run got through, so
+    a stop cannot be skipped by a second Ctrl-C or a SIGTERM on top of one.
+    """
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            with signals_deferred():
+                action()
+        except (Terminated, KeyboardInterrupt) as err:
+            if interrupted is None:
+                interrupted = err
+            continue
+        break
+    if interrupted is not None:
+        raise interrupted
+
+
+def child_preexec(parent_pid: int) -> Callable[[], None]:
+    """The ``preexec_fn`` of a server child: runs in it between fork and exec.
+
+    It asks for SIGTERM when the parent dies (Linux), so the server never outlives a SIGKILLed
+    job; if the parent ``parent_pid`` is already gone (it died before that request took effect,
+    so no signal would ever come) the child exits at once. It also unblocks the stop signals: a
+    signal mask survives exec, and a server that inherited a blocked SIGTERM from its job's own
+    launcher would ignore every stop until SIGKILL.
+    """
+
+    def preexec() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:
+            os._exit(128 + signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+    return preexec
 
 
 def end_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> bool:

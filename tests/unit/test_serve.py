@@ -475,22 +475,46 @@ PARENT = textwrap.dedent(
 )
 
 
-def start_parent(fake, tmp_path, venv_env) -> tuple[subprocess.Popen[str], dict]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PARENT, json.dumps(fake_cmd(fake)), str(tmp_path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=venv_env,
-    )
-    line = proc.stdout.readline()
-    assert line, "the parent died before the server was ready"
-    return proc, json.loads(line)
+def ctrl_c_live() -> None:
+    """The parent's preexec_fn: SIGINT at its default, as a terminal starts a command.
+
+    A shell without job control (a script, ``make test &``) starts background commands with
+    SIGINT ignored; Python then installs no KeyboardInterrupt handler and the parent would
+    rightly ignore Ctrl-C, which is not what these tests are about.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def parent(fake, tmp_path, venv_env):
+    """Start the parent; yields ``start()`` -> (process, its server info). Killed afterwards
+    if a failed test left it running (it would hold its server for 10 minutes)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> tuple[subprocess.Popen[str], dict]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PARENT, json.dumps(fake_cmd(fake)), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=venv_env,
+            preexec_fn=ctrl_c_live,
+        )
+        started.append(proc)
+        line = proc.stdout.readline()
+        assert line, "the parent died before the server was ready"
+        return proc, json.loads(line)
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_signal_to_the_parent_stops_the_server(tmp_path, fake, venv_env, sig):
+def test_signal_to_the_parent_stops_the_server(parent, sig):
     """scancel / Snakemake cancel: the job's Python gets SIGTERM, the server must go too."""
-    proc, info = start_parent(fake, tmp_path, venv_env)
+    proc, info = parent()
     assert group_members(info["pid"])
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
@@ -500,11 +524,11 @@ def test_signal_to_the_parent_stops_the_server(tmp_path, fake, venv_env, sig):
     assert port_is_free("127.0.0.1", info["port"])
 
 
-def test_sigkill_of_the_parent_still_stops_the_server(tmp_path, fake, venv_env):
+def test_sigkill_of_the_parent_still_stops_the_server(parent):
     """No chance to clean up: the kernel's parent-death signal sends the server SIGTERM."""
     if sys.platform != "linux":
         pytest.skip("parent-death signal is Linux only")
-    proc, info = start_parent(fake, tmp_path, venv_env)
+    proc, info = parent()
     proc.kill()
     proc.wait(timeout=30)
     assert wait_gone(info["pid"]), "server survived its parent's SIGKILL"

@@ -23,10 +23,11 @@ from deepmath.io import (
 )
 from deepmath.procs import (
     STOP_GRACE_S,
-    parent_death_signal,
+    child_preexec,
+    despite_signals,
     pid_alive,
     pid_start_time,
-    signals_blocked,
+    signals_deferred,
     signals_raise,
     stop_group,
 )
@@ -72,7 +73,9 @@ def _client_host(host: str) -> str:
 
 
 # The detached launcher: start the server in a new session and exit, so the server is
-# re-parented (no zombie in our process) and outlives the job that started it.
+# re-parented (no zombie in our process) and outlives the job that started it. The launcher has
+# a session of its own too: a Ctrl-C or a signal to the job's process group cannot kill it
+# between starting the server and printing its pid (the server would run on, unrecorded).
 _DETACH = (
     "import subprocess, sys\n"
     "log = open(sys.argv[1], 'ab')\n"
@@ -199,7 +202,9 @@ class ManagedServer:
         """Launch and wait until ready; on any failure the server is stopped before raising.
 
         ``on_launch`` runs right after the process exists (the registry records it there, so a
-        server whose starter is killed mid-startup can still be found and stopped).
+        server whose starter is killed mid-startup can still be found and stopped). Launching and
+        ``on_launch`` run with the stop signals held back: one arriving then is raised once the
+        pid is known, and the server is stopped, never left running unrecorded.
         """
         if not self.model_dir.is_dir() and self.command_override is None:
             raise ServerError(
@@ -211,9 +216,10 @@ class ManagedServer:
             if self.cfg.nodes > 1:
                 self._start_ray()
             for attempt in range(1, attempts + 1):
-                self._launch()
-                if on_launch is not None:
-                    on_launch(self)
+                with signals_deferred():
+                    self._launch()
+                    if on_launch is not None:
+                        on_launch(self)
                 try:
                     self._wait_ready()
                     return self.base_url
@@ -227,7 +233,7 @@ class ManagedServer:
                     self._stop_process()
                     self.port = None
         except BaseException:
-            self.stop()
+            despite_signals(self.stop)
             raise
         raise AssertionError("unreachable")
 
@@ -283,6 +289,7 @@ class ManagedServer:
                 capture_output=True,
                 text=True,
                 timeout=120,
+                start_new_session=True,
             )
             if out.returncode != 0 or not out.stdout.strip().isdigit():
                 raise ServerError(f"could not launch the server: {out.stderr.strip()[-2000:]}")
@@ -296,7 +303,7 @@ class ManagedServer:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=parent_death_signal if sys.platform == "linux" else None,
+                    preexec_fn=child_preexec(os.getpid()),
                 )
             self.pid = self._proc.pid
         self.start_time = pid_start_time(self.pid)
@@ -342,7 +349,7 @@ class ManagedServer:
 
     def stop(self) -> None:
         """Stop the server (and its Ray cluster); safe to call twice; signals wait until done."""
-        with signals_blocked():
+        with signals_deferred():
             try:
                 self._stop_process()
             finally:
@@ -359,8 +366,8 @@ class ManagedServer:
 
     def __enter__(self) -> str:
         self._signals = contextlib.ExitStack()
-        self._signals.enter_context(signals_raise())
         try:
+            self._signals.enter_context(signals_raise())
             return self.start()
         except BaseException:
             self._signals.close()
@@ -368,7 +375,7 @@ class ManagedServer:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.stop()
+            despite_signals(self.stop)  # a second signal cannot skip the stop
         finally:
             if self._signals is not None:
                 self._signals.close()
