@@ -5,8 +5,10 @@
 an audit can start from it without curating anything.
 
 Both scales use the same loader: a hub id at a pinned revision (paper) or local json/parquet
-files inside an installed package (demo). Malformed rows (no question text) are counted and
-reported, never fatal.
+files inside an installed package (demo). A floating hub revision (``main``) loads the commit
+the run's hub lock holds, locking it on the first pull (:mod:`deepmath.hublock`); the stats and
+the table's ``attrs["hub"]`` name that commit. Rows that do not make it are counted under one
+reason each (``DROP_REASONS``: rows read = rows kept + the sum of those), never fatal.
 """
 
 from __future__ import annotations
