@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -80,6 +81,8 @@ HEADER = """\
 # --entry <repo>[@<revision>]; edit or delete an entry and the jobs that read it run again.
 """
 MUTEX_STALE_S = 120.0  # a mutex folder older than this was left by a killed process
+
+log = logging.getLogger("deepmath.hublock")
 
 
 @dataclass(frozen=True, order=True)
@@ -346,9 +349,6 @@ def pin(ref: HubRef, lock_path: str | None) -> dict[str, Any]:
     """What a job loads for a hub ref, as its records name it: repo, revision, commit and how
     the commit was chosen (pinned in the config, read from the lock, or resolved and locked
     now; resolved without locking when the job has no lock file, as a CLI run by hand)."""
-    import logging
-
-    log = logging.getLogger("deepmath.hublock")
     record = {"type": ref.repo_type, "repo": ref.repo_id, "revision": ref.revision}
     if not ref.floating:
         return {**record, "commit": ref.revision, "pinned_by": "config", "lock": None}

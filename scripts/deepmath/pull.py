@@ -658,9 +658,10 @@ def main(argv: list[str] | None = None) -> None:
     normalise = NORMALISERS[args.kind]
     table, stats = normalise(raw, spec, args.name, seed=args.seed)
     stats = with_load_counts(stats, loaded, args.kind)
-    if hub:  # the records downstream name the commit: the stats, and the table itself
+    if hub:  # the records downstream name the commit: the stats, and the table itself (only
+        # what the data is, so that the same commit always writes the same file)
         stats["hub"] = hub
-        table.attrs["hub"] = hub
+        table.attrs["hub"] = {k: hub[k] for k in ("type", "repo", "revision", "commit")}
     malformed = {k: stats[k] for k in DROP_REASONS[args.kind] if k.startswith("malformed_")}
     if any(malformed.values()):
         log.warning("%s: dropped malformed rows: %s", what, malformed)

@@ -317,13 +317,19 @@ def test_a_pull_locks_main_then_loads_the_locked_commit_offline(cache, tmp_path,
         "type": "dataset", "repo": "owner/tiny", "revision": "main", "commit": COMMIT_A,
         "pinned_by": "resolved from the HF cache", "lock": str(lock),
     }  # fmt: skip
-    assert table.attrs["hub"] == stats["hub"]  # the table carries it to the eval records
+    # the table carries it to the eval records: what the data is, not how it was found
+    assert table.attrs["hub"] == {
+        k: stats["hub"][k] for k in ("type", "repo", "revision", "commit")
+    }
     assert hublock.read_lock(lock) == {HubRef("dataset", "owner/tiny", "main"): COMMIT_A}
+    first = (tmp_path / "tiny.parquet").read_bytes()
 
     set_ref(cache, "dataset", "owner/tiny", "main", COMMIT_B)  # main moves on
     table, stats = _pull(tmp_path, job_env(lock))
     assert table["problem"].str.startswith("commit A").all()  # the locked commit
     assert (stats["hub"]["commit"], stats["hub"]["pinned_by"]) == (COMMIT_A, "lock")
+    # the same commit writes the same file (nothing that digests it sees a change)
+    assert (tmp_path / "tiny.parquet").read_bytes() == first
 
     hublock.write_lock(lock, {HubRef("dataset", "owner/tiny", "main"): COMMIT_B})
     table, stats = _pull(tmp_path, job_env(lock))  # an edited lock: that commit
@@ -383,11 +389,11 @@ def test_the_cards_name_the_commits():
     from deepmath.analysis.audit import source_line
     from deepmath.dataset import hub_inputs_section
 
-    hub = {"type": "dataset", "repo": "o/a", "revision": "main", "commit": COMMIT_A,
-           "pinned_by": "lock", "lock": "config/hub.lock.yaml"}  # fmt: skip
+    hub = {"type": "dataset", "repo": "o/a", "revision": "main", "commit": COMMIT_A}
     line = source_line(hub, {"path": "o/a", "revision": "main"})
-    assert "`o/a`" in line and f"`{COMMIT_A}`" in line and "locked in config/hub.lock.yaml" in line
-    assert "pinned in the config" in source_line({**hub, "pinned_by": "config"}, {})
+    assert "`o/a`" in line and "`main`" in line and f"`{COMMIT_A}`" in line
+    assert "hub lock" in line
+    assert "pinned in the config" in source_line({**hub, "revision": COMMIT_A}, {})
     assert source_line(None, {"path": "parquet", "data_files": ["x.parquet"]}).startswith("Local")
     stats = {
         "raw": [{"source": "web", "rows": 3, "hub": hub}, {"source": "local", "rows": 2}],

@@ -364,9 +364,8 @@ def source_line(hub: Mapping[str, Any] | None, load: Mapping[str, Any]) -> str:
     """Where the audited rows came from: the hub commit the pull loaded (a floating revision
     such as ``main`` is named with the commit it was locked to), or the local files."""
     if hub:
-        how = "pinned in the config" if hub.get("pinned_by") == "config" else "not locked"
-        if hub.get("pinned_by") != "config" and hub.get("lock"):
-            how = f"locked in {hub['lock']}"
+        pinned = hub["revision"] == hub["commit"]
+        how = "pinned in the config" if pinned else "the commit the run's hub lock holds"
         return (
             f"Hub dataset `{hub['repo']}`, revision `{hub['revision']}`, commit "
             f"`{hub['commit']}` ({how})."
