@@ -286,12 +286,16 @@ def claim(
     what: str,
     *,
     folder: bool,
+    adopt_unrecorded: bool = False,
 ) -> dict[str, Any]:
     """Make ``state`` (a folder, or a file) belong to ``fingerprint`` before a job reuses it.
 
-    Returns ``{"status": "new" | "match" | "moved", "digest", "moved_to", "changes"}``. State
-    made under other inputs, or with no record at all, is renamed aside (with its record) and
-    the job starts fresh; a match is resumed.
+    Returns ``{"status": "new" | "match" | "moved" | "adopted", "digest", "moved_to",
+    "changes"}``. State made under other inputs is renamed aside (with its record) and the job
+    starts fresh; a match is resumed. State with no record at all (made before fingerprints
+    existed) is moved aside too, unless ``adopt_unrecorded``: a journal's entries are keyed by
+    everything that shapes their answer, so an old journal can only replay identical requests
+    and is adopted (re-paying a month of API calls after an upgrade would be the wrong default).
     """
     state = Path(state)
     new_digest = digest(fingerprint)
@@ -308,6 +312,16 @@ def claim(
             "%s: %s matches its inputs (fingerprint %s); resuming", what, state, new_digest[:12]
         )
         result["status"] = "match"
+        return result
+    if old is None and adopt_unrecorded:
+        log.info(
+            "%s: %s has no fingerprint (made by an older version); adopting it: its entries are "
+            "keyed by what shapes each answer, so only identical requests replay",
+            what,
+            state,
+        )
+        write_record(state, fingerprint, folder)
+        result["status"] = "adopted"
         return result
     if old is None:
         changes = ["no fingerprint recorded (made by an older version, or by hand)"]

@@ -189,11 +189,20 @@ def endpoint(llm: StageLLM) -> Iterator[RoleConfig]:
         yield replace(llm.role, base_url=url)
 
 
+def claim_journal(
+    path: str | os.PathLike[str], role: RoleConfig, shapes: Mapping[str, Any]
+) -> None:
+    """Check a journal's fingerprint before replaying it (deepmath.fingerprint.claim): one of
+    other inputs is moved aside and named in the log; one from before fingerprints is adopted."""
+    fingerprint = journal_fingerprint(role, shapes)
+    claim(path, fingerprint, f"role {role.name}", folder=False, adopt_unrecorded=True)
+
+
 def run_stage_requests(llm: StageLLM, requests: Sequence[Request]) -> Responses:
     """Replay the journal (read once, and held locked), start the endpoint only if something
     is missing, send the rest."""
     role = llm.role
-    claim(llm.journal, journal_fingerprint(role, llm.shapes), f"role {role.name}", folder=False)
+    claim_journal(llm.journal, role, llm.shapes)
     with Journal(llm.journal) as journal:
         done = journal.entries
         missing = sum(1 for key in {r.key for r in requests} if key not in done)

@@ -350,8 +350,8 @@ def test_evaluate_package_imports_no_stage_module():
 
     import deepmath.evaluate
 
-    shared = {"answers", "dtypes", "evaluate", "io", "llm", "llmstage", "metrics", "schema",
-              "serve"}  # fmt: skip
+    shared = {"answers", "dtypes", "evaluate", "fingerprint", "io", "llm", "llmstage", "metrics",
+              "schema", "serve", "workflow"}  # fmt: skip
     package = Path(deepmath.evaluate.__file__).parent
     used = set()
     for file in package.glob("*.py"):
@@ -379,12 +379,15 @@ def test_an_evaluation_job_depends_only_on_what_it_reads():
                          "paper": {"math500": 85.5}}},
     }  # fmt: skip
     gen = eval_job_spec(ev, "m", "generate")
+    # (the engine's placement and concurrency reach the job apart from its params)
     assert gen == {
         "sampling": {"n": 16, "temperature": 0.6},
-        "engine": {"kind": "offline", "gpus": 1},
+        "engine": {"kind": "offline"},
         "system_prompt": True,
         "model_name": "m",
     }
+    tuned = {**ev, "engine": {"kind": "offline", "gpus": 2, "max_concurrency": 4, "timeout_s": 9}}
+    assert eval_job_spec(tuned, "m", "generate") == gen
     relabelled = {**ev, "models": {"m": {**ev["models"]["m"], "label": "M2", "paper": {}}}}
     assert eval_job_spec(relabelled, "m", "generate") == gen
     score = eval_job_spec(ev, "m", "score", "gpqa_diamond")

@@ -127,6 +127,17 @@ def test_claim_moves_other_state_aside_and_names_each_change(tmp_path, caplog):
     assert str(aside) in line
 
 
+def test_a_journal_from_before_fingerprints_is_adopted(tmp_path):
+    """Its entries are keyed by what shapes each answer: adopting it re-pays nothing and
+    replays only identical requests."""
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"key": "k"}\n')
+    got = fp.claim(journal, {"model": "m"}, "role judge", folder=False, adopt_unrecorded=True)
+    assert got["status"] == "adopted" and journal.read_text() == '{"key": "k"}\n'
+    assert fp.read_record(journal, folder=False)["fingerprint"] == {"model": "m"}
+    assert not [p for p in tmp_path.iterdir() if ".stale-" in p.name]
+
+
 def test_claim_a_state_without_record_moves_it_aside(tmp_path, caplog):
     journal = tmp_path / "j.jsonl"
     journal.write_text('{"key": "k"}\n')

@@ -276,15 +276,14 @@ def generate_offline(
 
     Returns the responses in request order (``.usage``: a RoleUsage like the server path's).
     """
-    from deepmath.fingerprint import claim
     from deepmath.llm import Journal, Response, Responses, RoleUsage, write_usage
-    from deepmath.llmstage import journal_fingerprint
+    from deepmath.llmstage import claim_journal
 
     generating_s = 0.0  # time inside LLM.generate (like the server path's request phase)
     usage_rec = RoleUsage(ROLE, spec.model_name, requests=len(requests))
     usage_rec.unique_requests = len({r.key for r in requests})
     role = eval_role(spec, model_dir)
-    claim(journal, journal_fingerprint(role, prompt_shapes(spec)), f"role {ROLE}", folder=False)
+    claim_journal(journal, role, prompt_shapes(spec))
     with Journal(journal) as jr:
         done = jr.entries
         missing = [r for r in requests if r.key not in done]
