@@ -300,6 +300,20 @@ def test_server_key_depends_on_model_and_args_only(tmp_path):
     assert key != server_key(serve_config(base, role_model="judge"), tmp_path / "m")
 
 
+def test_a_shared_server_is_not_reused_for_other_weights_at_the_same_path(tmp_path):
+    """A server left running from before a retrain at the same path serves the old weights:
+    the registry key follows the folder's content, not only its path."""
+    base = {"model": "m", "dtype": "bfloat16"}
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"old weights")
+    before = server_key(serve_config(base), folder)
+    assert server_key(serve_config(base), folder) == before
+    (folder / "model.safetensors").write_bytes(b"new weights!")
+    assert server_key(serve_config(base), folder) != before
+
+
 # --------------------------------------------------------------------------- stand-in server
 
 FAKE_SERVER = textwrap.dedent(

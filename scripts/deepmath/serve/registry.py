@@ -39,10 +39,15 @@ REGISTRY_SUFFIX = ".json"
 
 
 def server_key(cfg: ServeConfig, model_dir: str | os.PathLike[str]) -> str:
-    """Registry key of a shared server: a hash of the model folder and everything it is run with."""
+    """Registry key of a shared server: a hash of the model folder, what it holds (its identity:
+    a server left running from before a retrain at the same path is not reused for the new
+    weights) and everything it is run with."""
+    from deepmath.fingerprint import model_digest
+
     skip = ("startup_timeout_s", "share", "gpus")  # not part of how the server runs
     ident = {k: v for k, v in asdict(cfg).items() if k not in skip}
     ident["model_dir"] = str(Path(model_dir).resolve())
+    ident["model"] = model_digest(model_dir)
     ident["env"] = dict(sorted(cfg.env.items()))
     blob = json.dumps(ident, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
