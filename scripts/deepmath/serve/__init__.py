@@ -19,8 +19,11 @@ Two ways to share (``serve.share``):
 - ``job`` (default): the server lives exactly as long as the ``with`` block. It runs in its own
   process group with its log in ``state_dir``; leaving the block (normally, on an exception, on
   SIGTERM/SIGHUP to this process as sent by ``scancel`` or a Snakemake cancel) sends SIGTERM to
-  the whole group, waits, then SIGKILLs it. The server also gets SIGTERM if this process dies
-  without a chance to clean up (Linux parent-death signal).
+  the whole group, waits, then SIGKILLs it. A stop signal (SIGTERM, SIGHUP, Ctrl-C) that
+  arrives while the server is being launched or stopped is held until its pid is recorded or
+  the stop is done, then raised: it is never lost, and never leaves a server running unknown.
+  The server also gets SIGTERM if this process dies without a chance to clean up (Linux
+  parent-death signal).
 - ``workflow``: on the local executor several jobs can share one server per (model dir, args):
   a registry folder (``results/<run>/.servers/``) holds one JSON entry per server key and a lock
   file. ``acquire`` reuses a healthy registered server or starts a detached one (own session,
