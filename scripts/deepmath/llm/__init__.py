@@ -2,9 +2,10 @@
 
 The package, bottom up: :mod:`~deepmath.llm.roles` (a validated role),
 :mod:`~deepmath.llm.request` (requests, their keys, answers), :mod:`~deepmath.llm.usage`
-(tokens and cost), :mod:`~deepmath.llm.journal` (the resume journal) and
-:mod:`~deepmath.llm.client` (sending, retries, progress). Stages use them through
-:mod:`deepmath.llmstage`.
+(tokens and cost), :mod:`~deepmath.llm.journal` (the resume journal),
+:mod:`~deepmath.llm.refusals` (what a failed request means: retry, drop or fail the job, and
+the error that says so) and :mod:`~deepmath.llm.client` (sending, retries, progress). Stages
+use them through :mod:`deepmath.llmstage`.
 
 Every LLM stage (judge, difficulty, rewrite, solve, topic) talks to an OpenAI-compatible endpoint
 through the official ``openai`` client. The endpoint is either external (``base_url`` +
@@ -45,9 +46,6 @@ written to the job's stdout, which Snakemake shows (and Slurm keeps in the job's
 """
 
 from deepmath.llm.client import (
-    CONTENT_REFUSALS,
-    MAX_REFUSED_SHARE,
-    RETRYABLE_STATUS,
     Responses,
     arun_requests,
     run_requests,
@@ -58,6 +56,11 @@ from deepmath.llm.journal import (
     entry_problem,
     journal_entry,
     read_journal,
+)
+from deepmath.llm.refusals import (
+    CONTENT_REFUSALS,
+    MAX_REFUSED_SHARE,
+    RETRYABLE_STATUS,
 )
 from deepmath.llm.request import (
     Request,

@@ -1,32 +1,36 @@
 """Sending requests: bounded concurrency, our own retries with backoff and a job-wide budget,
 progress lines, stall warnings, the journal written as answers arrive.
 
-Every failed attempt is one of three kinds. Transient (429, 5xx, timeouts, dropped
-connections): retried. Refused for the request's own content (400, 413, 422: a prompt longer
-than the context, a value the server will not take for this prompt): retrying is pointless, and
-under ``on_rejected: drop`` the row goes on without an answer, counted with its reason, as long
-as such refusals stay a minority of the job. Anything else (a wrong key, a model or route the
-endpoint lacks, any other 4xx): every request would meet it, so the job fails at once, naming
-the role, the endpoint and what the server said, and its stage writes no output.
+Each failed attempt is classified by :mod:`deepmath.llm.refusals`: a transient one is retried,
+a refusal of the request's own content may be dropped (``on_rejected: drop``) while such
+refusals stay a minority of the job, and a refusal every request would meet (a wrong key, model
+or route) fails the job at once; its stage then writes no output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from deepmath.io import DeepmathError
 from deepmath.llm.journal import Journal, journal_entry
+from deepmath.llm.refusals import (
+    Failed,
+    Fault,
+    endpoint_failure,
+    failure_message,
+    mostly_refused,
+    refused_error,
+    server_message,
+    status_kind,
+)
 from deepmath.llm.request import Request, Response
 from deepmath.llm.roles import NOT_STARTED_URL, LLMError, RoleConfig
 from deepmath.llm.usage import RoleUsage
@@ -40,69 +44,11 @@ for _name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-RETRYABLE_STATUS = {408, 409, 425, 429} | set(range(500, 600))
-
-# Refusals of one request for what it asks (too long for the context, a value out of range for
-# this prompt, a body too large): the only failures `on_rejected: drop` may drop.
-CONTENT_REFUSALS = {400, 413, 422}
-
-# Past this share of a job's requests refused for their content, the role is at fault (say,
-# max_tokens above the model's context), not a few odd rows: the job fails even under drop.
-MAX_REFUSED_SHARE = 0.5
-_REFUSED_EARLY = 20  # refusals with not one answer that stop a job early (refuses all)
-
 _RETRY_WARNINGS = 10  # retries logged at WARNING per run; the rest at DEBUG
-
-# What each kind of request asks for, below the base URL (for a 404's explanation).
-_ROUTES = {True: "/chat/completions", False: "/completions"}
 
 
 class _Aborted(Exception):
     """Another request failed for good; this one stops retrying quietly."""
-
-
-@dataclass(frozen=True)
-class _Fault:
-    """One failed attempt, classified.
-
-    ``kind``: "retry" (transient), "reject" (refused for this request's content; may be
-    dropped) or "fatal" (the endpoint would refuse every request: fail the job now).
-    ``said`` is the server's own message; ``reason`` the refusal as counted in the usage file.
-    """
-
-    detail: str
-    kind: str
-    retry_after: float | None = None
-    status: int | None = None
-    said: str = ""
-
-    @property
-    def reason(self) -> str:
-        """The refusal with its numbers blanked, so that "2311 tokens" and "2400 tokens"
-        count as one reason."""
-        if self.status is None:
-            return re.sub(r"\d+", "<n>", self.detail)[:300]
-        return f"HTTP {self.status}: " + re.sub(r"\d+", "<n>", self.said)[:300]
-
-
-class _Failed(Exception):
-    def __init__(self, fault: _Fault, attempts: int):
-        super().__init__(fault.detail)
-        self.fault, self.detail, self.attempts = fault, fault.detail, attempts
-
-    @property
-    def retryable(self) -> bool:
-        return self.fault.kind == "retry"
-
-
-def _server_message(body: object) -> str:
-    """The message in an error body: OpenAI's ``{"error": {"message"}}``, vLLM's flat
-    ``{"message"}``, else the body as text."""
-    error = body.get("error", body) if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if isinstance(message, str) and message:
-        return message
-    return body if isinstance(body, str) else json.dumps(body, default=str)
 
 
 class _Runner:
@@ -139,19 +85,19 @@ class _Runner:
             text = text.replace(self.secret, "***")
         return text
 
-    def describe(self, err: Exception) -> _Fault:
+    def describe(self, err: Exception) -> Fault:
         """What went wrong, in words (redacted), and which kind of failure it is."""
         import openai
 
         if isinstance(err, openai.APITimeoutError):
-            return _Fault(f"timed out after {self.role.timeout_s:g} s", "retry")
+            return Fault(f"timed out after {self.role.timeout_s:g} s", "retry")
         if isinstance(err, openai.APIConnectionError):
             cause = err.__cause__ or err
             detail = f"connection error: {type(cause).__name__}: {cause}"
-            return _Fault(self.redact(detail), "retry")
+            return Fault(self.redact(detail), "retry")
         if isinstance(err, openai.APIStatusError):
             status = err.status_code
-            said = self.redact(_server_message(err.body if err.body is not None else err.message))
+            said = self.redact(server_message(err.body if err.body is not None else err.message))
             retry_after = None
             header = err.response.headers.get("retry-after") if err.response is not None else None
             if header:
@@ -159,12 +105,9 @@ class _Runner:
                     retry_after = max(0.0, float(header))
                 except ValueError:
                     retry_after = None
-            if status in RETRYABLE_STATUS:
-                kind = "retry"
-            else:
-                kind = "reject" if status in CONTENT_REFUSALS else "fatal"
-            return _Fault(f"HTTP {status}: {said[:500]}", kind, retry_after, status, said[:2000])
-        return _Fault(self.redact(f"{type(err).__name__}: {str(err)[:500]}"), "fatal")
+            kind = status_kind(status)
+            return Fault(f"HTTP {status}: {said[:500]}", kind, retry_after, status, said[:2000])
+        return Fault(self.redact(f"{type(err).__name__}: {str(err)[:500]}"), "fatal")
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter; a server's Retry-After is a lower bound."""
@@ -189,7 +132,7 @@ class _Runner:
     def parse(self, req: Request, resp: Any) -> dict[str, Any]:
         choices = sorted(resp.choices or [], key=lambda c: c.index or 0)
         if not choices:
-            raise _Failed(_Fault("the server answered with no choices", "reject"), 0)
+            raise Failed(Fault("the server answered with no choices", "reject"), 0)
         texts: list[str] = []
         reasoning: list[str | None] = []
         for choice in choices:
@@ -231,7 +174,7 @@ class _Runner:
                 self.in_flight -= 1
                 fault = self.describe(err)
                 if fault.kind != "retry":
-                    raise _Failed(fault, attempt) from None
+                    raise Failed(fault, attempt) from None
                 if attempt >= total:
                     progressing = self.successes > seen
                     if not progressing or self.budget_used >= self.budget:
@@ -266,13 +209,13 @@ class _Runner:
             latency = time.monotonic() - start
             try:
                 result = self.parse(req, resp)
-            except _Failed as err:
-                raise _Failed(err.fault, attempt) from None
+            except Failed as err:
+                raise Failed(err.fault, attempt) from None
             entry = journal_entry(req, role.name, result, attempts=attempt, latency_s=latency)
             await self.journal.append(entry)
             self.successes += 1
             return entry
-        raise _Failed(fault, attempt)
+        raise Failed(fault, attempt)
 
 
 def _same_file(a: TextIO, b: TextIO) -> bool:
@@ -340,134 +283,15 @@ async def _watch(runner: _Runner, usage: RoleUsage, total: int) -> None:
             _to_console("INFO", message)
 
 
-def _failure_message(role: RoleConfig, req: Request, err: _Failed) -> str:
-    """A request that failed for good, in words: role, model, endpoint, attempts, last error."""
-    what = "failed" if err.retryable else "failed with a non-retryable error"
-    return (
-        f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: request "
-        f"{req.key[:12]} {what} after {err.attempts} attempt(s); last error: {err.detail}"
-    )
-
-
-_NO_OUTPUT = "no request can succeed, so the job stops without writing its output"
-
-
-def _key_hint(role: RoleConfig) -> str:
-    """Where the key comes from, to fix a refused one: the variable, or that there is none."""
-    if role.api_key_env:
-        return f"check the key in ${role.api_key_env} (named by llm.{role.name}.api_key_env)"
-    return (
-        f"the role sends no API key: set llm.{role.name}.api_key_env to the name of the "
-        "environment variable that holds one"
-    )
-
-
 async def _served_models(runner: _Runner, client: Any) -> tuple[list[str] | None, str]:
     """The model names the endpoint lists at /models, or None and why they could not be read
-    (a short timeout: this only explains a failure)."""
+    (a short timeout: this only explains a refusal of the endpoint, see
+    :func:`~deepmath.llm.refusals.endpoint_failure`)."""
     try:
         page = await client.with_options(timeout=min(runner.role.timeout_s, 10.0)).models.list()
         return [str(m.id) for m in page.data], ""
     except Exception as err:  # noqa: BLE001 - any failure here only shortens the explanation
         return None, runner.describe(err).detail[:300]
-
-
-async def _endpoint_failure(runner: _Runner, client: Any, req: Request, err: _Failed) -> LLMError:
-    """The error for a refusal that every request would meet: what the server said, what it
-    means for this role, and which config key to fix."""
-    role, fault = runner.role, err.fault
-    head = f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}"
-    said = f"HTTP {fault.status}: {fault.said[:500]}"
-    if fault.status == 401:
-        why = f"the endpoint refused the API key ({said}); {_key_hint(role)}"
-    elif fault.status == 403:
-        if role.api_key_env:
-            fix = (
-                f"the key in ${role.api_key_env} (named by llm.{role.name}.api_key_env) may not "
-                f"use this model (llm.{role.name}.model): check both"
-            )
-        else:
-            fix = (
-                f"the role sends no API key: set llm.{role.name}.api_key_env to the name of the "
-                "environment variable that holds one allowed to use this model"
-            )
-        why = f"the endpoint refused access to model '{role.model}' ({said}); {fix}"
-    elif fault.status == 404:
-        route = _ROUTES[req.messages is not None]
-        models, unread = await _served_models(runner, client)
-        if models is None:
-            why = (
-                f"{route} is not found there ({said}), and {role.endpoint}/models could not be "
-                f"listed either ({unread}): check llm.{role.name}.base_url (an OpenAI-compatible "
-                "endpoint's URL usually ends in /v1)"
-            )
-        elif role.model in models:
-            why = (
-                f"the endpoint serves model '{role.model}' but answers 404 for {route} "
-                f"({said}): check llm.{role.name}.base_url, and whether this endpoint offers "
-                f"{route}"
-            )
-        else:
-            shown = models[:20] + (["..."] if len(models) > 20 else [])
-            why = (
-                f"model '{role.model}' is not served at {role.endpoint}; it serves: {shown!r} "
-                f"(llm.{role.name}.model must be one of them; the server said {said})"
-            )
-    else:
-        why = (
-            ". The endpoint refuses whatever a request asks (only a refusal of one request's "
-            f"content, HTTP 400/413/422, may be dropped): {_NO_OUTPUT}"
-            if fault.status is not None
-            else ""  # not an answer of the server: say what it was, claim nothing more
-        )
-        return LLMError(
-            f"{_failure_message(role, req, err)}{why}",
-            role=role.name,
-            base_url=role.endpoint,
-            attempts=err.attempts,
-        )
-    return LLMError(
-        f"{head}: {why}; {_NO_OUTPUT}", role=role.name, base_url=role.endpoint, attempts=1
-    )
-
-
-def _mostly_refused(usage: RoleUsage, *, running: bool) -> bool:
-    """Whether the job's requests are mostly refused for their content.
-
-    The share counts every request with an outcome, replayed answers included, so a rerun
-    that sends only the few refused ones again is judged like the first run. While the job
-    runs it stops early only when the outcome is already sure (more than the share of all its
-    requests refused) or when nothing at all has been answered after a good number of
-    refusals (a server that refuses everything).
-    """
-    refused = usage.rejected_requests
-    answered = usage.sent_requests + usage.replayed_requests
-    if not running:
-        return refused > MAX_REFUSED_SHARE * (refused + answered)
-    if refused > MAX_REFUSED_SHARE * usage.unique_requests:
-        return True
-    return refused >= _REFUSED_EARLY and answered == 0
-
-
-def _refused_error(role: RoleConfig, usage: RoleUsage, example: str) -> LLMError:
-    """The error of a job whose requests are mostly refused: how many, the server's words."""
-    refused = usage.rejected_requests
-    answered = usage.sent_requests + usage.replayed_requests
-    reasons = "; ".join(
-        f"{count} x {reason}"
-        for reason, count in sorted(usage.rejected_reasons.items(), key=lambda kv: -kv[1])[:3]
-    )
-    return LLMError(
-        f"LLM role '{role.name}' (model {role.model}) at {role.endpoint}: {refused} of "
-        f"{usage.unique_requests} requests were refused for their content, "
-        f"{'and not one was answered' if answered == 0 else 'more than half'} (e.g. {example}; "
-        f"reasons: {reasons}). Refusals that many say the role's settings are at fault, not a "
-        f"few long prompts (e.g. llm.{role.name}.params.max_tokens above the model's context, "
-        "or a parameter the server does not take), so the job stops without writing its "
-        "output; the answers it got are journaled for the rerun",
-        role=role.name,
-        base_url=role.endpoint,
-    )
 
 
 async def arun_requests(
@@ -491,7 +315,7 @@ async def arun_requests(
     usage.unique_requests = len(unique)
     errors: dict[str, str] = {}
     first_failure: LLMError | None = None
-    refusal: tuple[Request, _Failed] | None = None  # the first refusal of the endpoint itself
+    refusal: tuple[Request, Failed] | None = None  # the first refusal of the endpoint itself
     example = ""  # the first refusal of a request's content, as the server said it
     opened = (
         contextlib.nullcontext(journal_path)
@@ -561,9 +385,9 @@ async def arun_requests(
                         entry = await runner.send(req)
                     except _Aborted:
                         return
-                    except _Failed as err:
+                    except Failed as err:
                         usage.failed_requests += 1
-                        message = _failure_message(role, req, err)
+                        message = failure_message(role, req, err)
                         kind = err.fault.kind
                         if kind == "fatal":
                             # every request would meet it: no table from this endpoint
@@ -579,8 +403,8 @@ async def arun_requests(
                             errors[req.key] = message
                             log.warning("%s; dropped (on_rejected: drop)", message)
                             bar.update()
-                            if _mostly_refused(usage, running=True):
-                                stop(_refused_error(role, usage, example))
+                            if mostly_refused(usage, running=True):
+                                stop(refused_error(role, usage, example))
                                 return
                             continue
                         if return_errors:
@@ -618,10 +442,16 @@ async def arun_requests(
                     watch.cancel()
                     bar.close()
                 if refusal is not None:
-                    first_failure = await _endpoint_failure(runner, client, *refusal)
+                    refused, failed = refusal
+                    models, unread = (
+                        await _served_models(runner, client)
+                        if failed.fault.status == 404  # a wrong model name, or a wrong URL?
+                        else (None, "")
+                    )
+                    first_failure = endpoint_failure(role, refused, failed, models, unread)
     usage.elapsed_s = time.monotonic() - start
-    if first_failure is None and _mostly_refused(usage, running=False):
-        first_failure = _refused_error(role, usage, example)
+    if first_failure is None and mostly_refused(usage, running=False):
+        first_failure = refused_error(role, usage, example)
     if first_failure is not None:
         log.error(
             "role %s: stopping; %d requests finished and are journaled for the rerun",
