@@ -288,20 +288,22 @@ def stage_modules(shell: str) -> list[str]:
     return re.findall(r"python -m deepmath\.(\w+)", shell)
 
 
-def _module_files(module: str) -> list[Path]:
-    """The files of `deepmath.<module>` (dotted): a module file, or a package's __init__ and
-    __main__ (``python -m`` runs both); [] when it is not ours."""
+def _module_files(module: str, *, run: bool = False) -> list[Path]:
+    """The files of `deepmath.<module>` (dotted): a module file, or a package's __init__, and
+    its __main__ where the package is the one run (``python -m`` runs both; an import runs only
+    __init__); [] when it is not ours."""
     path = PACKAGE.joinpath(*module.split("."))
     if path.with_suffix(".py").is_file():
         return [path.with_suffix(".py")]
     if path.is_dir():
-        return [p for p in (path / "__init__.py", path / "__main__.py") if p.is_file()]
+        files = [path / "__init__.py"] + ([path / "__main__.py"] if run else [])
+        return [p for p in files if p.is_file()]
     return []
 
 
-def _imports(module: str) -> set[str]:
+def _imports(module: str, *, run: bool = False) -> set[str]:
     names: set[str] = set()
-    for file in _module_files(module):
+    for file in _module_files(module, run=run):
         tree = ast.parse(file.read_text())
         for node in ast.walk(tree):  # every level: lazy imports inside functions count too
             if isinstance(node, ast.Import):
@@ -323,7 +325,7 @@ def third_party_imports(module: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for name in _imports(current):
+        for name in _imports(current, run=current == module):
             top, _, rest = name.partition(".")
             if top == "deepmath":
                 parts = rest.split(".") if rest else []
