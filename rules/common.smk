@@ -17,6 +17,7 @@ from deepmath.workflow import (
     curation_config,
     data_spec,
     eval_job_spec,
+    eval_table_spec,
     export_runtime,
     llm_cli,
     model_spec,

@@ -84,7 +84,7 @@ rule results_table:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=as_json(EVAL),
+        spec=as_json(eval_table_spec(EVAL)),
     shell:
         "python -m deepmath.evaluate table --metrics {input:q} --spec {params.spec:q}"
         " --out-md {output.md:q} --out-csv {output.csv:q} 2> {log:q}"

@@ -232,6 +232,23 @@ def eval_job_spec(
     return {**spec, "model_name": model}
 
 
+# What the results table reads of `evaluation` (deepmath.evaluate.table): the engine, sampling
+# and scoring reach it through the metrics files, so editing them reruns the jobs that use
+# them and, through their outputs, the table; not the table by itself.
+EVAL_TABLE_KEYS = ("benchmarks", "average", "models", "families", "labels", "paper_results")
+
+
+def eval_table_spec(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The results table's params: the keys it reads, each model entry without its engine."""
+    spec = {k: evaluation[k] for k in EVAL_TABLE_KEYS if k in evaluation}
+    if isinstance(spec.get("models"), Mapping):
+        spec["models"] = {
+            name: {k: v for k, v in (entry or {}).items() if k != "engine"}
+            for name, entry in spec["models"].items()
+        }
+    return spec
+
+
 # Sections that shape the curated dataset (and so its card's "exact config"); evaluation,
 # training and report settings do not, and must not rerun the dataset (and with it training).
 CURATION_SECTIONS = (
