@@ -207,14 +207,24 @@ def test_a100_serves_deepseek_r1_over_two_nodes(dry_runs):
     solve = [j for j in dry_runs["slurm-a100"] if j["rule"] == "solve"]
     assert len(solve) == 64
     for job in solve:
+        assert job["res.nodes"] == "2", job
         spec = re.search(r"--role-spec '([^']*)'", job["shell"]).group(1)
-        assert '"nodes": 2' in spec and '"pipeline_parallel": 2' in spec, spec
-        assert '"tensor_parallel": 8' in spec and '"model": "deepseek_r1"' in spec, spec
+        # placement is a run-only key: it reaches the job through DEEPMATH_RUNTIME, so moving
+        # the solver to two nodes reruns no solve job
+        assert '"nodes"' not in spec and '"model": "deepseek_r1"' in spec, spec
+    from deepmath.config import load_config, validate_config
+    from deepmath.workflow import runtime_settings
+
+    a100 = load_config([REPO / "config/config.yaml", REPO / "profiles/slurm-a100/overrides.yaml"])
+    validate_config(a100)
+    serve = runtime_settings(a100)["llm"]["solver"]["serve"]
+    assert (serve["nodes"], serve["pipeline_parallel"], serve["tensor_parallel"]) == (2, 2, 8)
     # the overlay changes the solver only: the judge still serves on one node
     judge = next(j for j in dry_runs["slurm-a100"] if j["rule"] == "judge_contamination")
-    assert '"nodes"' not in re.search(r"--role-spec '([^']*)'", judge["shell"]).group(1)
+    assert judge.get("res.nodes", "1") == "1"
+    assert runtime_settings(a100)["llm"]["judge"].get("serve", {}).get("nodes", 1) == 1
     h20 = next(j for j in dry_runs["slurm-h20"] if j["rule"] == "solve")
-    assert '"nodes"' not in re.search(r"--role-spec '([^']*)'", h20["shell"]).group(1)
+    assert h20.get("res.nodes", "1") == "1"
 
 
 def _load_profile(profile: str, site: Path, monkeypatch) -> dict:
