@@ -124,9 +124,29 @@ def test_train_verl_done_from_a_real_checkpoint(checkpoint, venv_env, tmp_path):
         cmd += ["--reward", str(REWARD), "--work-dir", str(checkpoint), "--out", str(done)]
         return subprocess.run(cmd, capture_output=True, text=True, env=venv_env, timeout=TIMEOUT)
 
+    # the work dir was made under this run's spec, data, model and reward (the probe trained it
+    # outside a job, so record that as the job would have; otherwise it is set aside)
+    import argparse
+
+    from deepmath.backends import Job, training_fingerprint
+    from deepmath.fingerprint import write_record
+
+    job = Job(
+        spec={**PAPER_1_5B, "steps": 3, "nodes": 1},
+        model_dir=model_dir.resolve(),
+        train=data.resolve(),
+        val=data.resolve(),
+        work_dir=checkpoint.resolve(),
+        out=done,
+        name=checkpoint.name,
+        args=argparse.Namespace(reward=str(REWARD)),
+    )
+    write_record(checkpoint, training_fingerprint(job), folder=True)
     proc = run(3)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "moved it aside" not in proc.stderr
     record = json.loads(done.read_text())
+    assert record["state"]["work_dir"] == "match" and record["state"]["steps_this_attempt"] == 0
     assert record["step"] == 3 and record["steps"] == 3 and record["exit_code"] is None
     assert record["actor_checkpoint"].endswith("checkpoints/global_step_3/actor")
     assert "trainer.resume_mode=auto" in record["overrides"]
