@@ -217,6 +217,9 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+_MISSING = object()
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every dotted key whose value differs (absent: ``(none)``)."""
     a, b = flatten(old), flatten(new)
@@ -227,9 +230,6 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             after = _short(b[key]) if key in b else "(none)"
             out.append(f"{key}: {before} -> {after}")
     return out
-
-
-_MISSING = object()
 
 
 def record_path(state: Path, folder: bool) -> Path:
