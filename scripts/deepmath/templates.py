@@ -21,21 +21,37 @@ _PROBE = [
 ]
 
 
-def render(text: str, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """Render like transformers does (sandboxed jinja, trim_blocks + lstrip_blocks)."""
+def render(
+    text: str,
+    messages: list[dict[str, str]],
+    add_generation_prompt: bool = True,
+    *,
+    bos_token: str | None = None,
+    eos_token: str | None = None,
+) -> str:
+    """Render like transformers' ``apply_chat_template`` does: sandboxed jinja with
+    trim_blocks + lstrip_blocks, and a special token passed only where the tokenizer has one
+    (Qwen2.5's bos_token is null, so ``{{ bos_token }}`` renders nothing, as it did for the
+    authors)."""
     from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
     )
+    special = {
+        name: value
+        for name, value in (("bos_token", bos_token), ("eos_token", eos_token))
+        if value is not None
+    }
     return env.from_string(text).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, eos_token="", bos_token=""
+        messages=messages, add_generation_prompt=add_generation_prompt, **special
     )
 
 
 def read_chat_template(path: str | Path) -> str:
-    """The template's text, after checking that it renders a system + user conversation."""
+    """The template's text, after checking that it renders a system + user conversation and
+    keeps the user's message."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -45,10 +61,13 @@ def read_chat_template(path: str | Path) -> str:
         out = render(text, _PROBE)
     except Exception as e:  # jinja's syntax and runtime errors share no useful base class
         raise DeepmathError(f"chat template {path} does not render: {e}") from None
-    missing = [m["content"] for m in _PROBE if m["content"] not in out]
-    if missing:
+    # the user's message must reach the prompt; a system message may be left out (the authors'
+    # ORZ template shows none, and their Zero-7B data still carried one)
+    user = _PROBE[-1]["content"]
+    if user not in out:
         raise DeepmathError(
-            f"chat template {path} drops message content ({', '.join(missing)} not in the output)"
+            f"chat template {path} drops the user message ({user} not in the rendered prompt "
+            f"{out[:200]!r})"
         )
     return text
 
