@@ -39,6 +39,7 @@ rule train_grpo:
         val=res("rl/{model}/val.parquet"),
         model=init_model,
         template=lambda w: chat_template(w.model),
+        authors=lambda w: authors_record(w.model),
     output:
         done=res("checkpoints/{model}/verl.done.json"),
     log:
@@ -64,10 +65,11 @@ rule train_grpo:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
         reward=f"{SCRIPTS}/deepmath/reward.py",
+        authors=authors_flag,
     shell:
         "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model:q}"
         " --train {input.train:q} --val {input.val:q} --reward {params.reward:q}"
-        " --work-dir {params.work:q} --out {output.done:q} 2> {log:q}"
+        " {params.authors} --work-dir {params.work:q} --out {output.done:q} 2> {log:q}"
 
 
 rule merge_checkpoint:
@@ -105,6 +107,7 @@ rule train_trl:
         val=res("rl/{model}/val.parquet"),
         model=init_model,
         template=lambda w: chat_template(w.model),
+        authors=lambda w: authors_record(w.model),
     output:
         directory(res("checkpoints/{model}/hf")),
     log:
@@ -123,9 +126,10 @@ rule train_trl:
     params:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
+        authors=authors_flag,
     shell:
         "OMP_NUM_THREADS={threads} python -m deepmath.train_trl --spec {params.spec:q}"
-        " --model-dir {input.model:q}"
+        " --model-dir {input.model:q} {params.authors}"
         " --train {input.train:q} --val {input.val:q} --work-dir {params.work:q} --out {output:q}"
         " 2> {log:q}"
 

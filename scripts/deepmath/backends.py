@@ -22,6 +22,7 @@ its own flags with ``add_arguments``.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -29,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepmath.fingerprint import claim, file_digest, model_identity, source_digest
+from deepmath.fingerprint import claim, digest, file_digest, model_identity, source_digest
 from deepmath.io import DeepmathError, load_spec, setup_logging
+
+log = logging.getLogger("deepmath.backends")
 
 
 @dataclass
@@ -231,11 +234,68 @@ _PACKAGE = Path(__file__).resolve().parent
 
 def reward_code(job: Job) -> str | None:
     """Digest of the reward function's code and the checker it calls (None: a run with no
-    reward, i.e. SFT). verl loads the file the rule hands over; TRL imports deepmath.reward."""
+    reward, i.e. SFT). verl loads the file the rule hands over; TRL imports deepmath.reward.
+    With the authors' scorer, also the versions its interpreter runs (math-verify, antlr,
+    sympy, Python): another math-verify gives other rewards."""
     if job.spec.get("backend") == "sft":
         return None
     reward = getattr(job.args, "reward", None) or _PACKAGE / "reward.py"
-    return source_digest([reward, _PACKAGE / "answers"])
+    code = source_digest([reward, _PACKAGE / "answers"])
+    versions = reward_versions(job, reward_env(job))
+    return code if versions is None else digest({"code": code, "authors_env": versions})
+
+
+def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
+    """The GRPO backends' flags for the authors' scorer's interpreter."""
+    parser.add_argument(
+        "--authors-record",
+        help="the authors_python rule's record of the authors' interpreter (JSON)",
+    )
+    parser.add_argument(
+        "--authors-python",
+        help="the authors' interpreter (default: $DEEPMATH_AUTHORS_PYTHON, the record, "
+        ".venv-authors)",
+    )
+
+
+def reward_env(job: Job) -> dict[str, str]:
+    """The environment the run's reward needs (deepmath.reward.trainer_env)."""
+    from deepmath import reward
+
+    return reward.trainer_env(
+        job.spec,
+        getattr(job.args, "authors_python", None),
+        getattr(job.args, "authors_record", None),
+    )
+
+
+_VERSIONS: dict[str, dict[str, Any] | None] = {}
+
+
+def reward_versions(job: Job, env: dict[str, str]) -> dict[str, Any] | None:
+    """The authors' interpreter's versions (None for our checker), asked once per interpreter."""
+    from deepmath import reward
+
+    key = f"{reward.spec_scorer(job.spec)}:{sorted(env.items())}"
+    if key not in _VERSIONS:
+        _VERSIONS[key] = reward.scorer_versions(job.spec, env)
+    return _VERSIONS[key]
+
+
+def check_reward(job: Job, env: dict[str, str]) -> dict[str, Any]:
+    """What the run's reward is computed with, for its output record; a scorer that does not
+    start fails here, before training; a deviation from the paper is logged."""
+    from deepmath import reward
+
+    deviations = reward.deviations(job.spec)
+    for why in deviations.values():
+        log.warning("reward deviates from the paper: %s", why)
+    return {
+        "scorer": reward.spec_scorer(job.spec),
+        "interpreter": env.get(reward.AUTHORS_PYTHON_ENV),
+        "versions": reward_versions(job, env),
+        "deviations": deviations,
+    }
 
 
 def training_fingerprint(job: Job) -> dict[str, Any]:

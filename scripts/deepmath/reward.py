@@ -1,33 +1,122 @@
 """The DeepMath RL reward, one function for every training backend (verl, TRL).
 
-+1 when the response is correct, -1 otherwise. The response must close its reasoning with
-``</think>`` and only the text after the last one is scored (DeepMath-1.5B); the Zero-Math
-variant instead requires exactly one ``\\boxed`` in the response. Correctness is the shared
-checker's under its reward policy (deepmath.answers.policy): the normalising comparator on the
-extracted answer OR math-verify on the whole scored text, bounded in time.
++1 when the response is correct, -1 otherwise, as the authors computed it. First a format gate:
+``think`` (DeepMath-1.5B, -Zero-7B, -Omn) wants a ``</think>`` and scores only the text after
+the last one; ``one_box`` (DeepMath-Zero-Math) wants exactly one ``\\boxed`` in the whole
+response; ``none`` (our CPU demo, whose small model writes neither) scores the whole response.
+Then correctness, by the run's ``reward_scorer``:
+
+- ``authors`` (default): the authors' own check, (A) ``math_equal`` on the last box OR (C)
+  math-verify 0.7.0 against ``\\boxed{$gold$}``, run in the authors' interpreter by the worker
+  pool of :mod:`deepmath.answers.authors.pool` (one pool per process, started on first use,
+  closed at exit). A pair over its time bound or a worker that fails scores -1, as their
+  ``ray.get`` timeout did.
+- ``ours``: the project's checker under its reward policy (:mod:`deepmath.answers.policy`) in
+  a :class:`~deepmath.answers.CheckerPool`; a deviation from the paper (:data:`DEVIATIONS`).
+
+Neither runs a check in the caller's thread: verl's reward manager and TRL may call from any
+thread, and a signal timer belongs to the main thread only.
 
 verl imports this file by path (``reward.custom_reward_function.path``) and calls
-:func:`compute_score`; TRL gets :func:`trl_reward`. Both go through :func:`score`.
+:func:`compute_score`; TRL gets :func:`trl_reward`. Both go through :func:`score_many`. The
+scorer comes from ``$DEEPMATH_REWARD_SCORER`` and the authors' interpreter from
+``$DEEPMATH_AUTHORS_PYTHON``: the trainers set both from the run before Ray or TRL starts, so
+every Ray worker inherits them.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from deepmath.answers import REWARD, CheckerPool, Policy, Result, check_answer
 
 CORRECT = 1.0
 INCORRECT = -1.0
-THINK_GATE = "think"  # the DeepMath-1.5B rule
-ONE_BOX = "one_box"  # the Zero-Math rule
-GATES = (THINK_GATE, ONE_BOX, "none")
-TIMEOUT_S = float(os.environ.get("DEEPMATH_REWARD_TIMEOUT_S", "5"))
+THINK_GATE = "think"  # DeepMath-1.5B, -Zero-7B, -Omn (the authors' reward_func.py)
+ONE_BOX = "one_box"  # DeepMath-Zero-Math (the authors' reward_func_2.py)
+NO_GATE = "none"
+GATES = (THINK_GATE, ONE_BOX, NO_GATE)
 
-_pool: CheckerPool | None = None
-_pool_lock = threading.Lock()
+AUTHORS = "authors"
+OURS = "ours"
+SCORERS = (AUTHORS, OURS)
+DEFAULT_SCORER = AUTHORS
+SCORER_ENV = "DEEPMATH_REWARD_SCORER"
+AUTHORS_PYTHON_ENV = "DEEPMATH_AUTHORS_PYTHON"  # deepmath.answers.authors.pool.PYTHON_ENV
+TIMEOUT_ENV = "DEEPMATH_REWARD_TIMEOUT_S"
+WORKERS_ENV = "DEEPMATH_REWARD_WORKERS"
+# A pair's bound. The authors' check bounds each of its two branches at 10 s and answers
+# inside that; the pool's hard kill is the backstop above both. Our checker bounds the pair.
+DEFAULT_TIMEOUT_S = {AUTHORS: 30.0, OURS: 5.0}
+
+# Run keys whose values make a run score unlike the paper; the training output lists them.
+DEVIATIONS: dict[str, str] = {
+    OURS: "reward_scorer: ours scores with the project's checker (deepmath.answers, reward "
+    "policy) instead of the authors' math_equal OR math-verify 0.7.0: it accepts and rejects "
+    "some answers differently, so rewards, and the trained model, are not the paper's",
+}
+
+_pools: dict[str, Any] = {}
+_pools_pid = os.getpid()
+_pools_lock = threading.Lock()
+_ours_lock = threading.Lock()  # CheckerPool.map serves one call at a time
+
+
+def check_scorer(scorer: str) -> str:
+    if scorer not in SCORERS:
+        raise ValueError(f"reward_scorer {scorer!r}; allowed: {', '.join(SCORERS)}")
+    return scorer
+
+
+def run_scorer(env: Mapping[str, str] | None = None) -> str:
+    """The scorer of the run this process trains (``$DEEPMATH_REWARD_SCORER``, else authors)."""
+    env = os.environ if env is None else env
+    return check_scorer(env.get(SCORER_ENV) or DEFAULT_SCORER)
+
+
+def deviations(spec: Mapping[str, Any]) -> dict[str, str]:
+    """A run's reward settings that differ from the authors', with the reason (none: ``{}``)."""
+    scorer = spec.get("reward_scorer") or DEFAULT_SCORER
+    return {"reward_scorer": DEVIATIONS[scorer]} if scorer in DEVIATIONS else {}
+
+
+def spec_scorer(spec: Mapping[str, Any]) -> str:
+    """A run's ``reward_scorer`` (``rl.runs.<name>``), checked; authors when unset."""
+    return check_scorer(spec.get("reward_scorer") or DEFAULT_SCORER)
+
+
+def trainer_env(
+    spec: Mapping[str, Any],
+    authors_python: str | None = None,
+    record: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """What a trainer exports before its reward runs anywhere (Ray workers inherit it): the
+    run's scorer and, for the authors' one, its interpreter (flag, environment, record, venv)."""
+    scorer = spec_scorer(spec)
+    env = {SCORER_ENV: scorer}
+    if scorer == AUTHORS:
+        from deepmath.answers.authors import pool
+
+        env[pool.PYTHON_ENV] = pool.authors_python(authors_python, record=record)
+    return env
+
+
+def scorer_versions(spec: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The versions the run's reward is computed with (None for our checker, which runs in
+    the trainer's own env): started once, so a broken interpreter fails before training does."""
+    if spec_scorer(spec) != AUTHORS:
+        return None
+    from deepmath.answers.authors.pool import PYTHON_ENV, AuthorsPool
+
+    with AuthorsPool(env[PYTHON_ENV], workers=1) as pool:
+        return pool.environment()
+
+
+def timeout_s(scorer: str) -> float:
+    raw = os.environ.get(TIMEOUT_ENV)
+    return float(raw) if raw else DEFAULT_TIMEOUT_S[scorer]
 
 
 def passes_gate(response: str, gate: str) -> bool:
@@ -39,30 +128,78 @@ def passes_gate(response: str, gate: str) -> bool:
     return True
 
 
-def policy_for(gate: str) -> Policy:
-    """The reward's reading of a response (deepmath.answers.policy): after the last </think>
-    under the DeepMath gate, the whole response under the others."""
+def policy_for(gate: str) -> Any:
+    """Our checker's reading of a response (deepmath.answers.policy): after the last </think>
+    under the think gate, the whole response under the others."""
+    from deepmath.answers import REWARD
+
     return REWARD if gate == THINK_GATE else REWARD.but(think="whole")
 
 
-def _check(pairs: list[tuple[str, str]], policy: Policy) -> list[Result]:
-    """Bounded checks: in this thread with a signal timer where possible, else in workers."""
-    if threading.current_thread() is threading.main_thread() and len(pairs) == 1:
-        response, gold = pairs[0]
-        return [check_answer(response, gold, timeout_s=TIMEOUT_S, **policy.options())]
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = CheckerPool(timeout_s=TIMEOUT_S)
-        return _pool.map(pairs, policy=policy)
+def _pool(scorer: str) -> Any:
+    """This process's pool for ``scorer``: started on first use, one per process (a forked
+    child starts its own), closed at exit."""
+    global _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():  # inherited through fork: the workers are the parent's
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.get(scorer)
+        if pool is None:
+            workers = int(os.environ.get(WORKERS_ENV) or 0) or None
+            if scorer == AUTHORS:
+                from deepmath.answers.authors.pool import AuthorsPool
+
+                pool = AuthorsPool(workers=workers, timeout_s=timeout_s(AUTHORS))
+            else:
+                from deepmath.answers import CheckerPool
+
+                pool = CheckerPool(workers, timeout_s=timeout_s(OURS))
+            _pools[scorer] = pool
+        return pool
+
+
+@atexit.register
+def close_pools() -> None:
+    """Stop this process's checker workers (also at exit)."""
+    with _pools_lock:
+        pools = list(_pools.values()) if _pools_pid == os.getpid() else []
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _check(
+    responses: Sequence[str], truths: Sequence[str], gate: str, scorer: str
+) -> list[tuple[bool, Any, str]]:
+    """(correct, pred, reason) of gated responses, all through the scorer's worker pool."""
+    if not responses:
+        return []
+    pool = _pool(scorer)
+    if scorer == AUTHORS:
+        verdicts = pool.reward_verdicts(
+            [(r, t, gate) for r, t in zip(responses, truths, strict=True)]
+        )
+        return [(bool(v.correct), v.pred, v.via) for v in verdicts]
+    with _ours_lock:
+        results = pool.map(list(zip(responses, truths, strict=True)), policy=policy_for(gate))
+    return [(bool(r.equivalent), r.pred, r.reason) for r in results]
 
 
 def score_many(
-    responses: Sequence[str], truths: Sequence[str], gate: str = THINK_GATE
+    responses: Sequence[str],
+    truths: Sequence[str],
+    gate: str = THINK_GATE,
+    scorer: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Reward details for many responses: {score, acc, pred, reason}."""
+    """Reward details for many responses: {score, acc, pred, reason}.
+
+    ``acc`` is the correctness (what verl's dynamic sampling filters on), ``reason`` why:
+    ``format`` (the gate failed), the branch that accepted, or ``timeout`` / ``error``.
+    """
     if gate not in GATES:
         raise ValueError(f"reward gate {gate!r}; allowed: {', '.join(GATES)}")
+    scorer = check_scorer(scorer) if scorer else run_scorer()
     out: list[dict[str, Any] | None] = [None] * len(responses)
     todo: list[int] = []
     for i, (resp, _) in enumerate(zip(responses, truths, strict=True)):
@@ -70,19 +207,21 @@ def score_many(
             out[i] = {"score": INCORRECT, "acc": False, "pred": None, "reason": "format"}
         else:
             todo.append(i)
-    results = _check([(responses[i], str(truths[i])) for i in todo], policy_for(gate))
-    for i, res in zip(todo, results, strict=True):
+    checked = _check([responses[i] for i in todo], [str(truths[i]) for i in todo], gate, scorer)
+    for i, (correct, pred, reason) in zip(todo, checked, strict=True):
         out[i] = {
-            "score": CORRECT if res.equivalent else INCORRECT,
-            "acc": bool(res.equivalent),
-            "pred": res.pred,
-            "reason": res.reason,
+            "score": CORRECT if correct else INCORRECT,
+            "acc": correct,
+            "pred": pred,
+            "reason": reason,
         }
     return [o for o in out if o is not None]
 
 
-def score(response: str, ground_truth: str, gate: str = THINK_GATE) -> dict[str, Any]:
-    return score_many([response], [ground_truth], gate)[0]
+def score(
+    response: str, ground_truth: str, gate: str = THINK_GATE, scorer: str | None = None
+) -> dict[str, Any]:
+    return score_many([response], [ground_truth], gate, scorer)[0]
 
 
 def compute_score(
@@ -95,7 +234,7 @@ def compute_score(
     """verl's custom reward function (``reward.custom_reward_function.name: compute_score``).
 
     The gate comes from ``extra_info["reward_gate"]`` (set by prepare_rl_data per model), so
-    one file serves DeepMath-1.5B and DeepMath-Zero-7B.
+    one file serves DeepMath-1.5B and DeepMath-Zero-7B; the scorer from the environment.
     """
     gate = (extra_info or {}).get("reward_gate", THINK_GATE)
     return score(solution_str, ground_truth, gate)

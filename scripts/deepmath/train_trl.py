@@ -30,10 +30,13 @@ from deepmath import dtypes
 from deepmath.backends import (
     Backend,
     Job,
+    add_reward_arguments,
+    check_reward,
     cli,
     execute,
     record,
     require_last_step,
+    reward_env,
     trainer_kwargs,
 )
 from deepmath.io import DeepmathError, atomic_path, run_cli, write_json
@@ -332,6 +335,9 @@ class TrlGRPO(TrlBackend):
     backend = "trl"
     description = __doc__.splitlines()[0]
 
+    def add_arguments(self, parser: Any) -> None:
+        add_reward_arguments(parser)
+
     def prepare(self, job: Job) -> dict[str, Any]:
         from transformers import AutoTokenizer
 
@@ -373,9 +379,12 @@ class TrlGRPO(TrlBackend):
             "val_ds": val_ds,
             "too_long": too_long,
             "command": ["GRPOTrainer", str(job.model_dir)],
+            "reward_env": reward_env(job),
         }
 
     def run(self, job: Job, plan: dict[str, Any]) -> int | None:
+        os.environ.update(plan["reward_env"])  # the reward's scorer and interpreter
+        plan["reward"] = check_reward(job, plan["reward_env"])
         return self.train_or_export(
             job,
             plan,
@@ -415,6 +424,7 @@ class TrlGRPO(TrlBackend):
             resumed_at_step=done,
             reward_mean_per_step={str(k): v for k, v in sorted(rewards.items())},
             reward_function="deepmath.reward.trl_reward",
+            reward=plan.get("reward") or check_reward(job, plan["reward_env"]),
             train_prompts=len(plan["train_ds"]),
             train_prompts_too_long=plan["too_long"],
             val_prompts=len(plan["val_ds"]) if plan["val_ds"] is not None else 0,

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from deepmath import verl_recipe
-from deepmath.backends import Backend, Job, cli, record, require_last_step
+from deepmath.backends import (
+    Backend,
+    Job,
+    add_reward_arguments,
+    check_reward,
+    cli,
+    record,
+    require_last_step,
+    reward_env,
+)
 from deepmath.io import DeepmathError, run_cli
 from deepmath.io import load_spec as read_spec
 from deepmath.procs import end_group, signals_raise
@@ -266,6 +275,7 @@ class VerlGRPO(Backend):
         parser.add_argument("--nodes", help="nodes, head first (default: the Slurm job's nodes)")
         parser.add_argument("--port", type=int, default=6379, help="Ray head port")
         parser.add_argument("--ray-timeout", type=float, default=300.0, help="s to wait for Ray")
+        add_reward_arguments(parser)
 
     def prepare(self, job: Job) -> dict[str, Any]:
         reward = str(Path(job.args.reward).resolve())
@@ -280,6 +290,7 @@ class VerlGRPO(Backend):
         )
         python = verl_python(job.args.python)
         return {
+            "reward_env": reward_env(job),
             "overrides": overrides,
             "python": python,
             "command": verl_recipe.command(overrides, python),
@@ -299,6 +310,7 @@ class VerlGRPO(Backend):
         if not (job.model_dir / "config.json").is_file():
             raise DeepmathError(f"--model-dir: {job.model_dir} has no config.json")
         check_reward_gate(job.train, job.spec.get("reward_gate", "think"))
+        plan["reward"] = check_reward(job, plan["reward_env"])
         steps = int(job.spec["steps"])
         before = start_attempt(plan["ckpt_dir"], steps)
         plan["nodes"] = []
@@ -309,6 +321,7 @@ class VerlGRPO(Backend):
         log.info("training %s: %s", job.name, how)
         report = job.work_dir / verl_recipe.SAMPLING_REPORT
         report.unlink(missing_ok=True)  # a report from an earlier attempt is not this one's
+        os.environ.update(plan["reward_env"])  # Ray's workers inherit it with the raylets
         code, plan["nodes"] = run_on_nodes(
             job.args, plan["command"], job.spec, plan["python"], job.work_dir
         )
@@ -330,6 +343,7 @@ class VerlGRPO(Backend):
             nodes=plan.get("nodes", []),
             paths=plan["paths"],
         )
+        out["reward"] = plan.get("reward") or check_reward(job, plan["reward_env"])
         log.info("training complete at step %d; writing %s", out["step"], job.out)
         return out
 
