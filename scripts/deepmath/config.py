@@ -162,7 +162,7 @@ def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
     ev = config.get("evaluation") or {}
     if not ev.get("models"):
         return []
-    from deepmath.evaluate.spec import eval_spec
+    from deepmath.evaluate.spec import eval_spec, length_problem
 
     problems: list[str] = []
     benches = set(config.get("benchmarks", {}))
@@ -197,10 +197,24 @@ def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
                 f"values: {', '.join(sorted(runs)) or '(no runs defined)'}"
             )
         try:
-            eval_spec({**ev, **entry, "model_name": name})
+            checked = eval_spec({**ev, **entry, "model_name": name})
         except DeepmathError as err:
             problems.append(f"{where}: {err}")
+            continue
+        folder = _eval_model_folder(config, entry)
+        problem = length_problem(checked, folder) if folder else None
+        if problem:
+            problems.append(f"{where}: {problem}")
     return problems
+
+
+def _eval_model_folder(config: Mapping[str, Any], entry: Mapping[str, Any]) -> str | None:
+    """The folder an evaluated model is read from (the Snakefile's eval_model_dir)."""
+    if "checkpoint" in entry:
+        return f"results/{config.get('run')}/checkpoints/{entry['checkpoint']}/hf"
+    if "model" in entry and config.get("models_dir"):
+        return f"{config['models_dir']}/{entry['model']}"
+    return None
 
 
 def _reference_problems(config: Mapping[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ import argparse
 import gc
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import shutil
@@ -427,6 +428,100 @@ def _move_aside(out: Path) -> Path | None:
 def folder_size(path: Path) -> int:
     """Total bytes of the files under ``path``."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# --------------------------------------------------------------------------- context length
+
+# How vLLM reads a checkpoint's context length when it is not told one (vllm.config's
+# _get_and_verify_max_len in 0.7.3, the engine the authors evaluated with; later versions read
+# the same keys): the smallest of these config.json keys, or `model_max_length` where a
+# config has it (Command-R), else 2048; times the RoPE scaling factor except for the rope
+# types that already count it (su/longrope, llama3); YaRN scales its
+# original_max_position_embeddings.
+CONTEXT_LENGTH_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
+DEFAULT_CONTEXT_LENGTH = 2048
+_ROPE_PRESCALED = ("su", "longrope", "llama3")
+
+
+def context_length(
+    folder: str | os.PathLike[str], *, disable_sliding_window: bool = False
+) -> tuple[int, str]:
+    """The context length vLLM derives for the model in ``folder``, and what it came from.
+
+    Why here and not by loading vLLM: the workflow checks an evaluation's engine length when
+    it starts (no GPU, no vLLM in that environment) and every evaluation job needs it before
+    its engine loads. ``disable_sliding_window`` mirrors vLLM's flag of that name: the window
+    then bounds the length (only where the config uses its window).
+    """
+    config = _text_config(Path(folder) / "config.json")
+    length: float = float("inf")
+    source = ""
+    for key in CONTEXT_LENGTH_KEYS:
+        value = config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < length:
+            length, source = value, key
+    if isinstance(config.get("model_max_length"), int | float) and config["model_max_length"]:
+        length, source = config["model_max_length"], "model_max_length"
+    window = _sliding_window(config) if disable_sliding_window else None
+    if window is not None and window < length:
+        length, source = window, "sliding_window (disable_sliding_window)"
+    if length == float("inf"):
+        length, source = DEFAULT_CONTEXT_LENGTH, "vLLM's default (config.json names no length)"
+    length, source = _rope_scaled(config, length, source)
+    return int(length), source
+
+
+def _text_config(path: Path) -> dict[str, Any]:
+    """config.json, or the ``text_config`` it nests for the language model (as vLLM reads it)."""
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DeepmathError(
+            f"{path} is missing: the model's context length is read from its config.json"
+        ) from None
+    except ValueError as err:
+        raise DeepmathError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise DeepmathError(f"{path} is not a JSON object")
+    text = config.get("text_config")
+    return text if isinstance(text, dict) and "num_attention_heads" in text else config
+
+
+def _sliding_window(config: Mapping[str, Any]) -> int | None:
+    """The attention window vLLM would honour: none where ``use_sliding_window`` is false."""
+    if config.get("use_sliding_window") is False:
+        return None
+    window = config.get("sliding_window")
+    if isinstance(window, list):
+        window = min((w for w in window if isinstance(w, int)), default=None)
+    return window if isinstance(window, int) and not isinstance(window, bool) else None
+
+
+def _rope_scaled(config: Mapping[str, Any], length: float, source: str) -> tuple[float, str]:
+    """``length`` scaled by the config's RoPE factor, as vLLM scales it."""
+    rope = config.get("rope_scaling") or config.get("rope_parameters")
+    if not isinstance(rope, Mapping):
+        return length, source
+    kind = rope.get("rope_type", rope.get("type"))
+    if kind in _ROPE_PRESCALED:
+        return length, source
+    factor = rope.get("factor")
+    if factor is None:  # vLLM: "default" rope defines no factor (1.0)
+        return length, source
+    original = rope.get("original_max_position_embeddings")
+    if kind == "yarn" and original:
+        length, source = original, "original_max_position_embeddings"
+    return length * float(factor), f"{source} x rope_scaling.factor {factor:g} ({kind})"
 
 
 # --------------------------------------------------------------------------- CLI

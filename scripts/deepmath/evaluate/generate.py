@@ -44,6 +44,9 @@ from deepmath.evaluate.spec import (
     BENCH_OPTIONAL,
     ROLE,
     EvalSpec,
+    engine_length,
+    token_budget,
+    with_length,
 )
 from deepmath.io import DeepmathError, write_parquet
 
@@ -126,15 +129,60 @@ def prompt_shapes(spec: EvalSpec) -> dict[str, Any]:
     }
 
 
-def build_requests(table: pd.DataFrame, spec: EvalSpec, model_dir: str | None = None) -> list[Any]:
-    """One request per (problem, sample), problem-major; sample i carries seed + i."""
+def build_requests(
+    table: pd.DataFrame,
+    spec: EvalSpec,
+    model_dir: str | None = None,
+    budgets: Sequence[int] | None = None,
+) -> list[Any]:
+    """One request per (problem, sample), problem-major; sample i carries seed + i.
+
+    ``budgets``: the max_tokens of each problem (:func:`token_budgets`); None sends the
+    configured one.
+    """
     from deepmath.llm import make_request
 
     role = eval_role(spec, model_dir)
+    key = max_tokens_key(spec.params)
     return [
-        make_request(role, messages_for(problem, spec), sample=i, meta=(row, i))
+        make_request(
+            role,
+            messages_for(problem, spec),
+            sample=i,
+            params=None if budgets is None else {key: int(budgets[row])},
+            meta=(row, i),
+        )
         for row, problem in enumerate(table["problem"])
         for i in range(spec.n)
+    ]
+
+
+def max_tokens_key(params: Mapping[str, Any]) -> str:
+    """The sampling key that bounds a sample's length (max_tokens, or its OpenAI alias)."""
+    return "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+
+
+def token_budgets(table: pd.DataFrame, spec: EvalSpec, model_dir: str) -> list[int]:
+    """Per problem, the max_tokens that fits the engine (see ``spec.token_budget``).
+
+    The prompt is counted as the engines see it: the model's chat template rendered and
+    tokenized without special tokens (:func:`prompt_tokens`).
+    """
+    from transformers import AutoTokenizer
+
+    if spec.max_model_len is None:
+        raise DeepmathError("the engine length is not resolved (deepmath.evaluate.with_length)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    asked = spec.params.get(max_tokens_key(spec.params))
+    bench = str(table["bench"].iloc[0]) if len(table) else "benchmark"
+    return [
+        token_budget(
+            asked,
+            len(prompt_tokens(tokenizer, messages_for(problem, spec))["prompt_token_ids"]),
+            spec.max_model_len,
+            f"{bench} problem {pid!r} on model {spec.model_name!r}",
+        )
+        for pid, problem in zip(table["id"], table["problem"], strict=True)
     ]
 
 
@@ -386,7 +434,10 @@ def generation_rows(
                 "temperature": params.get("temperature"),
                 "top_p": params.get("top_p"),
                 "top_k": params.get("top_k"),
-                "max_tokens": params.get("max_tokens"),
+                # what this sample was sent (what fits the engine) and what the config asked
+                "max_tokens": params.get(max_tokens_key(params)),
+                "max_tokens_config": spec.params.get(max_tokens_key(spec.params)),
+                "max_model_len": spec.max_model_len,
                 "seed": params.get("seed"),
                 "sampling_params": json.dumps({"n": 1, **params}, sort_keys=True),
                 "system_prompt": spec.system_prompt,
@@ -413,7 +464,19 @@ def generate(
     table = load_benchmark(bench, spec.limit)
     if table.empty:
         raise DeepmathError(f"benchmark {bench} has no problems")
-    requests = build_requests(table, spec, model_dir)
+    budgets = None
+    if model_dir:  # the engine length and what fits it, before any engine starts
+        length = engine_length(spec, model_dir)
+        spec = with_length(spec, length)
+        budgets = token_budgets(table, spec, model_dir)
+        log.info(
+            "engine length %d (%s; the model's own: %d); max_tokens %s, at most what fits",
+            length.max_model_len,
+            length.source,
+            length.model_len,
+            spec.params.get(max_tokens_key(spec.params)),
+        )
+    requests = build_requests(table, spec, model_dir, budgets)
     usage = usage or f"{out}.usage.json"
     log.info(
         "%s on %s: %d problems x %d samples, engine %s",

@@ -8,13 +8,18 @@ every key; the README's evaluation section explains the choices.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from deepmath import dtypes, schema
 from deepmath.io import DeepmathError, load_spec
 from deepmath.metrics import PASS_K
+
+log = logging.getLogger("deepmath.evaluate")
 
 ROLE = "eval"  # the llm role name in journals and usage files
 ENGINES = ("server", "offline")
@@ -94,6 +99,8 @@ class EvalSpec:
     limit: int | None = None
     scoring: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # the engine's context length once known (:func:`with_length`); None: not resolved
+    max_model_len: int | None = None
 
 
 def load_spec_arg(text: str) -> dict[str, Any]:
@@ -204,3 +211,119 @@ def _engine(
     except DeepmathError as err:
         problems.append(str(err).replace(f"llm.{ROLE}", where))
     return kind, role, {}
+
+
+# --------------------------------------------------------------------------- engine length
+
+# vLLM refuses a max_model_len above the model's own unless this variable is set (then it warns:
+# positions past the trained ones give garbage); we follow the same rule.
+LONG_LENGTH_ENV = "VLLM_ALLOW_LONG_MAX_MODEL_LEN"
+
+
+@dataclass(frozen=True)
+class EngineLength:
+    """The context length an evaluation engine runs a model with.
+
+    ``max_model_len``: what the engine uses; ``model_len``: the model's own (vLLM's reading of
+    its config.json); ``source``: where ``max_model_len`` came from (a config key or the model).
+    """
+
+    max_model_len: int
+    model_len: int
+    source: str
+
+
+def engine_length(spec: EvalSpec, model_dir: str | os.PathLike[str]) -> EngineLength:
+    """The engine length of ``spec``'s model: the model's own context length, as the authors'
+    engine (vLLM started without ``max_model_len``) used it, unless the engine block sets one.
+
+    A set length above the model's own stops here, naming the model and both numbers, before
+    any engine starts (vLLM would refuse it, or with ``VLLM_ALLOW_LONG_MAX_MODEL_LEN`` run
+    positions the model was never trained on).
+    """
+    from deepmath.models import context_length
+
+    asked, key = _asked_length(spec)
+    own, source = context_length(model_dir, disable_sliding_window=_no_window(spec))
+    if asked is None:
+        return EngineLength(own, own, f"the model's config.json ({source})")
+    if asked > own:
+        where = f"{model_dir}/config.json {source}"
+        if not _long_allowed(spec):
+            raise DeepmathError(
+                f"{key} = {asked} is above model {spec.model_name!r}'s context length {own} "
+                f"({where}); allowed: at most {own}, or null for the model's own length "
+                f"(or set {LONG_LENGTH_ENV}=1 in the engine's env to run past it, as vLLM allows)"
+            )
+        log.warning(
+            "%s = %d is above model %r's context length %d (%s); running it because %s is set",
+            key, asked, spec.model_name, own, where, LONG_LENGTH_ENV,
+        )  # fmt: skip
+    return EngineLength(int(asked), own, key)
+
+
+def with_length(spec: EvalSpec, length: EngineLength) -> EvalSpec:
+    """``spec`` with its engine length resolved: the offline engine starts with it, and the
+    evaluated checkpoint's identity (journal, request keys) carries it."""
+    offline = dict(spec.offline)
+    if spec.engine == "offline":
+        offline["max_model_len"] = length.max_model_len
+    return replace(spec, offline=offline, max_model_len=length.max_model_len)
+
+
+def token_budget(max_tokens: int | None, prompt_tokens: int, max_model_len: int, where: str) -> int:
+    """The max_tokens sent with a prompt: the configured one where prompt + it fits the engine,
+    else what is left of the engine length (None: all of it).
+
+    The authors' offline engine took max_tokens 32768 with every prompt and stopped a sample at
+    the engine length (finish reason "length"); a vLLM server refuses such a request instead
+    (400), so both engines are sent what fits, which is the same generation.
+    """
+    room = max_model_len - prompt_tokens
+    if room < 1:
+        raise DeepmathError(
+            f"{where}: the prompt has {prompt_tokens} tokens, the engine length is "
+            f"{max_model_len}: no room for an answer (vLLM refuses such a prompt); raise the "
+            f"engine's max_model_len (at most the model's own) or shorten the prompt"
+        )
+    return room if max_tokens is None else min(int(max_tokens), room)
+
+
+def length_problem(spec: EvalSpec, model_dir: str | os.PathLike[str]) -> str | None:
+    """What :func:`engine_length` would stop on, for a model folder that exists already (the
+    workflow's start-up check; a folder a job has yet to build is checked by that job)."""
+    if not (Path(model_dir) / "config.json").is_file():
+        return None
+    try:
+        engine_length(spec, model_dir)
+    except DeepmathError as err:
+        return str(err)
+    return None
+
+
+def _asked_length(spec: EvalSpec) -> tuple[int | None, str]:
+    """The engine length the config sets, and its key (None: the model's own)."""
+    if spec.engine == "offline":
+        return spec.offline.get("max_model_len"), "evaluation.engine.offline.max_model_len"
+    serve = spec.role_spec.get("serve") or {}
+    return serve.get("max_model_len"), "evaluation.engine.serve.max_model_len"
+
+
+def _engine_env(spec: EvalSpec) -> Mapping[str, Any]:
+    if spec.engine == "offline":
+        return spec.offline.get("env") or {}
+    return (spec.role_spec.get("serve") or {}).get("env") or {}
+
+
+def _long_allowed(spec: EvalSpec) -> bool:
+    """vLLM's reading of VLLM_ALLOW_LONG_MAX_MODEL_LEN, in the engine's env or the job's."""
+    value = _engine_env(spec).get(LONG_LENGTH_ENV, os.environ.get(LONG_LENGTH_ENV, "0"))
+    return str(value).strip().lower() in ("1", "true")
+
+
+def _no_window(spec: EvalSpec) -> bool:
+    """Whether the engine runs with vLLM's disable_sliding_window."""
+    if spec.engine == "offline":
+        return bool((spec.offline.get("llm_kwargs") or {}).get("disable_sliding_window"))
+    args = (spec.role_spec.get("serve") or {}).get("extra_args") or []
+    return "--disable-sliding-window" in [str(a) for a in args]
