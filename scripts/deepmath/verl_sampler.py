@@ -19,8 +19,9 @@ selection and materialisation) and replaces only the dispatch with the authors' 
   at once, so the round is the ``gen_batch`` prompts the fork generated together;
 - nothing more is dispatched while a round is generating; when it is done and fewer than
   ``prompts_per_step`` groups are kept, one more round of ``gen_batch`` goes out;
-- when enough are kept, ``prompts_per_step`` of them form the batch and the rest are cleared
-  (nothing carries over to the next step);
+- when enough are kept, the first ``prompts_per_step`` of them in data order form the batch
+  (verl's own choice among groups of one step is arbitrary) and the rest are cleared (nothing
+  carries over to the next step);
 - the :class:`deepmath.sampling.GenerationBudget` counts the prompts: a step may dispatch
   ``max_gen_rounds x gen_batch``; asking for a round beyond that fails the run with a message
   (and the report file the launcher reads).
@@ -83,6 +84,23 @@ class BudgetedReplayBuffer(ReplayBuffer):
         if granted <= 0:
             return 0
         return self._verl_refill(granted)
+
+    def _select_prompt_uids(
+        self, partition_id: str, sampleable_keys: set[str], batch_size: int
+    ) -> tuple[list[str], dict[str, dict], dict[str, int]]:
+        """The first ``batch_size`` groups in the order their prompts were submitted (the
+        data order), as the fork cuts its kept groups; verl orders by step only.
+
+        verl's metadata sync fills ``prompt_global_steps`` in TransferQueue's listing order,
+        which is the order the prompts were put in."""
+        if partition_id == "val":
+            return super()._select_prompt_uids(partition_id, sampleable_keys, batch_size)
+        steps = dict(self.prompt_global_steps[partition_id])
+        position = {uid: i for i, uid in enumerate(steps)}
+        ordered = sorted(
+            sampleable_keys, key=lambda uid: (steps.get(uid, 0), position.get(uid, len(position)))
+        )
+        return ordered[:batch_size], dict(self.partitions[partition_id]), steps
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int) -> Any:
         """A training step's batch, filled in rounds; validation is verl's own sampling."""

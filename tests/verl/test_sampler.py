@@ -30,6 +30,8 @@ CASES = {
     "never-fills": {**SHAPE, "kept": [], "steps": 1},
     # 3 of 4 in the only round allowed: fails after one round
     "one-round-limit": {**SHAPE, "max_gen_rounds": 1, "kept": [0, 1, 2], "steps": 1},
+    # more kept than needed, out of order: the first 4 in data order train
+    "first-in-data-order": {**SHAPE, "kept": [11, 1, 9, 3, 7, 10], "steps": 1},
     # gen_batch == prompts_per_step: the trainer's own batch is the whole round
     "gen-equals-step": {**SHAPE, "gen_batch": 4, "kept": ALL, "steps": 2},
 }
@@ -61,9 +63,8 @@ def test_a_round_is_gen_batch_prompts_and_the_surplus_is_discarded(rounds):
     for step in (1, 2):
         # the trainer's 4, then the rest of the round at once: 12 prompts generated together
         assert _dispatches(got, step) == [(4, 0), (8, 4)]
-    first, second = got["batches"]
-    assert len(first) == len(second) == 4
-    assert set(first) <= set(range(12)) and set(second) <= set(range(12, 24))
+    # the first prompts_per_step kept groups in data order, as the fork cuts its batch
+    assert got["batches"] == [[0, 1, 2, 3], [12, 13, 14, 15]]
     assert [m["training/filter_groups/gen_rounds"] for m in got["metrics"]] == [1, 1]
     surplus = "training/filter_groups/discarded_surplus_samples"
     assert [m[surplus] for m in got["metrics"]] == [8, 8]
@@ -99,3 +100,10 @@ def test_gen_batch_equal_to_the_step_needs_no_top_up(rounds):
     assert got["error"] is None
     assert _dispatches(got, 1) == [(4, 0)] and _dispatches(got, 2) == [(4, 0)]
     assert got["batches"] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_the_batch_is_the_first_kept_groups_in_data_order(rounds):
+    got = rounds["first-in-data-order"]
+    assert _dispatches(got) == [(4, 0), (8, 4)]
+    assert got["batches"] == [[1, 3, 7, 9]]
+    assert got["metrics"][0]["training/filter_groups/discarded_surplus_samples"] == 2
