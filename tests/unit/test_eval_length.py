@@ -23,6 +23,7 @@ from deepmath.config import _evaluation_problems
 from deepmath.evaluate.generate import (
     build_requests,
     generate,
+    length_record,
     load_benchmark,
     messages_for,
     model_identity_of,
@@ -366,6 +367,12 @@ def test_generate_sends_what_fits_and_records_the_length_per_row(tmp_path):
         )
         assert {r["body"]["max_tokens"] for r in server.received} == {32}
     assert plain["max_model_len"].isna().all() and (plain["max_tokens"] == 32).all()
+    # what metrics.json says of it
+    record = length_record(frame)
+    assert record["max_model_len"] == 96 and record["max_tokens"] == 32
+    assert record["max_tokens_sent"] == {"min": sent[0], "max": 32}
+    assert record["samples_sent_less"] == 2 and 0 <= record["samples_stopped_at_length"] <= 2
+    assert length_record(plain) == {"max_model_len": None}
 
 
 def test_generate_stops_before_any_request_on_a_too_long_engine(tmp_path):

