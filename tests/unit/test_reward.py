@@ -1,12 +1,72 @@
+"""The RL reward: the authors' gates and check by default (in .venv-authors workers), our
+checker as the `ours` option, bounded in time without touching the caller's thread."""
+
+from __future__ import annotations
+
+import copy
+import json
 import threading
 import time
 
 import pytest
+import yaml
 
+from deepmath import reward
+from deepmath.answers.authors.pool import PYTHON_ENV, VENV_PYTHON
 from deepmath.reward import compute_score, score, score_many, trl_reward
 
+needs_authors_env = pytest.mark.skipif(
+    not VENV_PYTHON.exists(), reason=f"{VENV_PYTHON} is missing: run `make venv-authors`"
+)
+HOSTILE = "<think>x</think>\\boxed{10^{10^{10^{10}}}}"
 R1_RIGHT = "<think>2+2 is 4, so \\boxed{5}? no.</think>\nThe answer is $\\boxed{4}$."
 R1_WRONG = "<think>hmm</think>\nSo $\\boxed{5}$."
+
+
+@pytest.fixture
+def fresh_pools(monkeypatch):
+    """This process's reward pools started anew (so a changed bound or scorer applies)."""
+    monkeypatch.delenv(reward.SCORER_ENV, raising=False)
+    reward.close_pools()
+    yield monkeypatch
+    reward.close_pools()
+
+
+@needs_authors_env
+@pytest.mark.parametrize(
+    ("response", "truth", "gate", "expected"),
+    [
+        # think gate: needs </think>, scores only the text after the LAST one
+        (R1_RIGHT, "4", "think", 1.0),
+        (R1_WRONG, "4", "think", -1.0),
+        ("<think>a</think>\\boxed{4}</think> so \\boxed{5}", "4", "think", -1.0),
+        ("<think>a</think>\\boxed{5}</think> so \\boxed{4}", "4", "think", 1.0),
+        ("The answer is \\boxed{4}", "4", "think", -1.0),  # no </think>
+        ("<think>\\boxed{4}</think> I am not sure.", "4", "think", -1.0),  # box in thinking only
+        ("<think>x</think> so $x = \\frac{1}{2}$", "0.5", "think", 1.0),  # (C) on the text
+        ("<think>x</think> \\boxed{\\frac12}", "0.5", "think", 1.0),  # (A) math_equal
+        ("<think>x</think> \\boxed{50\\%}", "0.5", "think", 1.0),  # x100 / 100 accepted
+        ("", "1", "think", -1.0),
+        # one_box gate: exactly one \boxed in the WHOLE response, thinking included
+        ("So \\boxed{\\dfrac{1}{2}}.", "0.5", "one_box", 1.0),
+        ("\\boxed{1} or \\boxed{0.5}", "0.5", "one_box", -1.0),
+        ("<think>\\boxed{1}</think> \\boxed{0.5}", "0.5", "one_box", -1.0),
+        ("so 0.5", "0.5", "one_box", -1.0),  # no box
+        ("So \\boxed{0.4}.", "0.5", "one_box", -1.0),
+    ],
+)
+def test_authors_reward_table(response, truth, gate, expected):
+    got = score(response, truth, gate)
+    assert got["score"] == expected
+    assert got["acc"] is (expected == 1.0)
+
+
+@needs_authors_env
+def test_a_failed_gate_is_a_format_reason_without_a_check():
+    assert score("it is \\boxed{4}", "4", "think")["reason"] == "format"
+    assert score("\\boxed{4}\\boxed{4}", "4", "one_box")["reason"] == "format"
+    ok = score("<think>x</think> \\boxed{4}", "4", "think")
+    assert ok == {"score": 1.0, "acc": True, "pred": "4", "reason": "boxed"}
 
 
 @pytest.mark.parametrize(
@@ -19,39 +79,151 @@ R1_WRONG = "<think>hmm</think>\nSo $\\boxed{5}$."
         ("<think>x</think> it is \\frac{1}{2}", "0.5", "think", 1.0),  # math-verify on the text
         ("So \\boxed{\\dfrac{1}{2}}.", "0.5", "one_box", 1.0),
         ("\\boxed{1} or \\boxed{0.5}", "0.5", "one_box", -1.0),  # Zero-Math: exactly one box
+        ("last \\boxed{7}", "7", "none", 1.0),
         ("", "1", "think", -1.0),
     ],
 )
-def test_score_table(response, truth, gate, expected):
-    assert score(response, truth, gate)["score"] == expected
+def test_ours_score_table(response, truth, gate, expected):
+    assert score(response, truth, gate, scorer="ours")["score"] == expected
 
 
+# The authors' math_equal accepts gold x 100 (50 for 0.5), our checker does not: the same
+# response tells the scorers apart.
+APART = "<think>x</think> so \\boxed{50}"
+
+
+def test_the_scorer_comes_from_the_environment(fresh_pools):
+    fresh_pools.setenv(reward.SCORER_ENV, "ours")
+    assert compute_score("deepmath", APART, "0.5", {"reward_gate": "think"})["score"] == -1.0
+    fresh_pools.setenv(reward.SCORER_ENV, "nope")
+    with pytest.raises(ValueError, match="allowed: authors, ours"):
+        compute_score("deepmath", APART, "0.5", {})
+
+
+@needs_authors_env
+def test_authors_is_the_default_scorer(fresh_pools):
+    assert reward.run_scorer({}) == "authors"
+    assert score(APART, "0.5")["score"] == 1.0
+    assert compute_score("deepmath", APART, "0.5", {"reward_gate": "think"})["score"] == 1.0
+    assert score(APART, "0.5", scorer="ours")["score"] == -1.0
+
+
+@needs_authors_env
 def test_compute_score_reads_gate_from_extra_info():
     assert compute_score("deepmath", "\\boxed{3}", "3", {"reward_gate": "one_box"})["score"] == 1
     assert compute_score("deepmath", "\\boxed{3}", "3", {})["score"] == -1  # think gate default
 
 
+@needs_authors_env
 def test_trl_reward_batch_and_chat_completions():
     completions = [[{"role": "assistant", "content": R1_RIGHT}], [{"content": R1_WRONG}]]
     assert trl_reward(["p", "p"], completions, ground_truth=["4", "4"]) == [1.0, -1.0]
+    mixed = trl_reward(
+        ["p"] * 3,
+        ["\\boxed{2}", "\\boxed{2}", "<think></think>\\boxed{2}"],
+        ground_truth=["2", "2", "2"],
+        reward_gate=["one_box", "think", "think"],
+    )
+    assert mixed == [1.0, -1.0, 1.0]
 
 
-def test_hostile_answer_is_bounded_in_worker_threads():
-    # off the main thread the checks go to the worker pool, which kills overrunning checks
-    out = {}
+@needs_authors_env
+@pytest.mark.parametrize("scorer", ["authors", "ours"])
+def test_hostile_answer_is_minus_one_in_bounded_time_from_any_thread(fresh_pools, scorer):
+    fresh_pools.setenv(reward.TIMEOUT_ENV, "2")
+    out: dict[str, object] = {}
 
-    def run():
+    def run() -> None:
         start = time.perf_counter()
-        out["r"] = score_many(["<think>x</think>\\boxed{10^{10^{10^{10}}}}"], ["1"])[0]
+        out["r"] = score_many([HOSTILE, "<think>x</think>\\boxed{1}"], ["1", "1"], scorer=scorer)
         out["s"] = time.perf_counter() - start
 
     t = threading.Thread(target=run)
     t.start()
     t.join(120)
-    assert out["r"]["score"] == -1.0
+    hostile, fine = out["r"]
+    assert hostile["score"] == -1.0 and fine["score"] == 1.0
     assert out["s"] < 60
+    # the main thread too, and it keeps no alarm behind
+    start = time.perf_counter()
+    assert score(HOSTILE, "1", scorer=scorer)["score"] == -1.0
+    assert time.perf_counter() - start < 60
+    import signal
+
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
-def test_unknown_gate():
+@needs_authors_env
+def test_a_timeout_is_minus_one_with_its_reason(fresh_pools):
+    fresh_pools.setenv(reward.TIMEOUT_ENV, "1")
+    got = score(HOSTILE, "1")
+    assert got == {"score": -1.0, "acc": False, "pred": None, "reason": "timeout"}
+
+
+@needs_authors_env
+def test_calls_from_threads_at_once(fresh_pools):
+    results: dict[int, list[float]] = {}
+
+    def call(k: int) -> None:
+        texts = [f"<think>x</think>\\boxed{{{k + i}}}" for i in range(5)]
+        results[k] = [r["score"] for r in score_many(texts, [str(k)] * 5)]
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert results == {k: [1.0, -1.0, -1.0, -1.0, -1.0] for k in range(4)}
+
+
+def test_unknown_gate_and_scorer():
     with pytest.raises(ValueError, match="allowed"):
         score_many(["x"], ["1"], "nope")
+    with pytest.raises(ValueError, match="reward_scorer 'mine'; allowed: authors, ours"):
+        score_many(["x"], ["1"], "think", "mine")
+
+
+def test_ours_is_listed_as_a_deviation_and_authors_is_not():
+    assert reward.deviations({"reward_scorer": "authors"}) == {}
+    assert reward.deviations({}) == {}
+    why = reward.deviations({"reward_scorer": "ours"})["reward_scorer"]
+    assert "not the paper's" in why and "math-verify 0.7.0" in why
+
+
+def test_trainer_env_names_the_scorer_and_the_interpreter(tmp_path, monkeypatch):
+    monkeypatch.delenv(PYTHON_ENV, raising=False)
+    record = tmp_path / "python.json"
+    record.write_text(json.dumps({"python": "/envs/authors/bin/python", "environment": {}}))
+    assert reward.trainer_env({"reward_scorer": "ours"}, None, record) == {
+        reward.SCORER_ENV: "ours"
+    }
+    assert reward.trainer_env({}, None, record) == {
+        reward.SCORER_ENV: "authors",
+        PYTHON_ENV: "/envs/authors/bin/python",
+    }
+    assert reward.trainer_env({}, "/flag/python", record)[PYTHON_ENV] == "/flag/python"
+
+
+@needs_authors_env
+def test_scorer_versions_start_the_interpreter_once_and_refuse_a_broken_one(tmp_path):
+    from deepmath.io import DeepmathError
+
+    env = reward.trainer_env({}, str(VENV_PYTHON))
+    assert reward.scorer_versions({}, env)["math-verify"] == "0.7.0"
+    assert reward.scorer_versions({"reward_scorer": "ours"}, {}) is None
+    with pytest.raises(DeepmathError, match="/usr/bin/python3|No such file"):
+        reward.scorer_versions({}, {PYTHON_ENV: str(tmp_path / "missing-python")})
+
+
+def test_config_refuses_a_bad_reward_scorer(repo, monkeypatch):
+    from deepmath.config import ConfigError, validate_config
+
+    monkeypatch.chdir(repo)
+    base = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    good = copy.deepcopy(base)
+    validate_config(good)
+    assert good["rl"]["runs"]["smollm2-grpo"]["reward_scorer"] == "authors"  # the default
+    bad = copy.deepcopy(base)
+    bad["rl"]["runs"]["smollm2-grpo"]["reward_scorer"] = "mine"
+    with pytest.raises(ConfigError, match=r"rl\.runs\.smollm2-grpo\.reward_scorer = 'mine'"):
+        validate_config(bad)
