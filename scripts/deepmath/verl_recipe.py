@@ -10,12 +10,15 @@ each recipe item:
 - dynamic sampling: ``algorithm.filter_groups.{enable,metric}``. ``main_ppo`` runs the *V1*
   trainer (``trainer.use_v1: true``), which streams prompts and drops groups whose metric is
   constant, but ignores ``data.gen_batch_size`` and ``filter_groups.max_num_gen_batches``, has
-  no limit on generation rounds and bounds prompts in flight only in whole train batches. Our
+  no limit on generation rounds and refills dropped groups while others still generate. Our
   sampler (``trainer.v1.sampler.custom_sampler`` = deepmath/verl_sampler.py, verl's documented
-  extension point) keeps verl's filtering and adds the authors' two bounds: at most
-  ``gen_batch`` prompts in flight (any size >= prompts_per_step: 480 for 128 works) and at most
-  ``max_gen_rounds`` x ``gen_batch`` prompts per step, after which the run fails with a message
-  (deepmath.sampling).
+  extension point) keeps verl's filtering and fills each step in the fork's rounds: a round is
+  ``gen_batch`` prompts (any size >= prompts_per_step: 480 for 128 works) generated and scored
+  whole, the next round only when fewer than ``prompts_per_step`` groups are kept, the first
+  ``prompts_per_step`` kept groups in data order train and the rest are discarded, and after
+  ``max_gen_rounds`` rounds without a full batch the run fails with a message
+  (deepmath.sampling). ``data.seed`` is the fork's 1 (its RandomSampler seed), so the first
+  epoch's prompt order is the fork's.
 - filter metric ``acc``: our reward returns ``{"score", "acc", ...}``; the ``dapo`` reward manager
   puts every key into ``reward_extra_info``, where the V1 replay buffer reads ``acc``. (The
   alternative ``reward`` would include the overlong penalty, so groups that are all correct but
@@ -29,8 +32,12 @@ each recipe item:
   reads it: the run would silently train on verl's default math scorer.
 - KL: as a loss (``actor.use_kl_loss``, ``kl_loss_type``, ``kl_loss_coef``) or off (no reference
   model is built then); never in the reward (``algorithm.use_kl_in_reward=False``).
-- constant LR with warmup: ``optim.lr_scheduler_type=constant`` and ``optim.lr_warmup_steps``
-  (<= 0 falls back to ``lr_warmup_steps_ratio``, which we pin to 0).
+- constant LR with warmup, stepped once per training step as in the fork:
+  ``optim.lr_scheduler_type=constant`` and ``optim.lr_warmup_steps`` (<= 0 falls back to
+  ``lr_warmup_steps_ratio``, which we pin to 0). The fork's schedule is lr x min(1, s / max(1, W))
+  at the s-th scheduler step (from 0), so its first update runs at lr x 0 even with W = 0; verl
+  0.9's gives lr x 1 at s = 0 when W = 0 and is the same as the fork's for W >= 1. The recipe's
+  warmup_steps is the authors' W; verl gets ``max(1, W)`` (:func:`verl_warmup_steps`).
 - steps: ``trainer.total_training_steps``; ``trainer.total_epochs`` is the authors' 999999, so
   an epoch count never cuts a run short. Checkpoints every ``save_every`` steps and at the
   last step under ``trainer.default_local_dir`` (``global_step_N/actor`` +
@@ -129,6 +136,7 @@ SAMPLER_NAME = "BudgetedReplayBuffer"
 SKIP_UPDATE_MODULE = "deepmath.verl_skip_update"
 SKIP_UPDATE_ENV = "DEEPMATH_SKIP_GRAD_NORM"
 SAMPLING_REPORT = "dynamic_sampling.failed.json"
+DATA_SEED = 1  # the fork's data-order seed (its trainer reads data.seed, default 1)
 
 # The verl 0.9 keys each recipe item sets (tests perturb every item and check that exactly these
 # keys move, so an item that never reaches verl fails).
@@ -236,6 +244,20 @@ DEVIATIONS: dict[str, Deviation] = {
         ours="loss_agg_mode token-mean: token mean over the whole mini-batch",
         reason="upstream verl's token-level loss (the DAPO definition); the fork's variant is "
         "not available. Equal when micro-batches hold equal token counts",
+    ),
+    "data.epoch_order": Deviation(
+        authors="each epoch a new shuffle (RandomSampler, seed 1) cut into whole rounds of "
+        "gen_batch prompts; the last partial round of every epoch is dropped (drop_last)",
+        ours="the same first-epoch permutation (data.seed 1); later epochs are shuffled by "
+        "torchdata's stateful RandomSampler, which draws another permutation from the same "
+        "generator, and verl fetches one prompt at a time, so no row is dropped at an epoch's "
+        "end and a round may span two epochs",
+        reason="verl 0.9 forces its dataloader batch to 1 with dynamic sampling and uses the "
+        "resumable torchdata sampler. Effect: from the second epoch on (after at most 67 steps "
+        "of Zero-7B, 33 of Zero-Math-7B, 268 of DeepMath-1.5B, 214 of Omn-1.5B, fewer when "
+        "steps take several rounds) the steps see the prompts in another random order; every "
+        "prompt is still seen once per epoch, including the 198 to 1,734 rows the fork left "
+        "out of each epoch",
     ),
     "trainer.logger": Deviation(
         authors="console and wandb",
@@ -493,6 +515,10 @@ def override_items(
         "data.train_batch_size": r["prompts_per_step"],
         "data.filter_overlong_prompts": False,
         "data.truncation": r["truncation"],
+        # the fork's shuffle: RandomSampler seeded with data.seed, 1 unless set (verl 0.9's
+        # default null leaves the generator unseeded)
+        "data.shuffle": True,
+        "data.seed": DATA_SEED,
         # GRPO, KL never in the reward; DAPO dynamic sampling (filtering by verl, the budget of
         # gen_batch prompts in flight and max_gen_rounds rounds per step by our sampler)
         "algorithm.adv_estimator": "grpo",
@@ -518,7 +544,7 @@ def override_items(
         f"{actor}.strategy": r["strategy"],
         f"{actor}.optim.lr": float(r["lr"]),
         f"{actor}.optim.lr_scheduler_type": "constant",
-        f"{actor}.optim.lr_warmup_steps": r["warmup_steps"],
+        f"{actor}.optim.lr_warmup_steps": verl_warmup_steps(r["warmup_steps"]),
         f"{actor}.optim.lr_warmup_steps_ratio": 0.0,
         f"{actor}.optim.weight_decay": float(r["weight_decay"]),
         f"{actor}.optim.clip_grad": float(r["grad_clip"]),
@@ -616,6 +642,17 @@ def worker_env(spec: Mapping[str, Any]) -> dict[str, str]:
     skip-update limit of deepmath.verl_skip_update, when the recipe has one."""
     limit = recipe(spec)["skip_grad_norm"]
     return {SKIP_UPDATE_ENV: repr(float(limit))} if limit is not None else {}
+
+
+def verl_warmup_steps(warmup: int) -> int:
+    """verl 0.9's ``lr_warmup_steps`` that gives the authors' schedule for their warm-up ``W``.
+
+    The fork multiplies the lr by ``min(1, s / max(1, W))`` at scheduler step ``s`` (0 for the
+    first update), verl 0.9 by ``s / W`` while ``s < W``, else 1. For ``W >= 1`` they agree; for
+    ``W = 0`` (the 1.5B runs) the fork's first update runs at lr x 0 and verl's at the full lr,
+    and verl's ``W = 1`` is exactly the fork's ``W = 0``: 0 for the first update, 1 after.
+    """
+    return max(1, int(warmup))
 
 
 def override_key(override: str) -> str:

@@ -75,6 +75,19 @@ FORK_DEFAULTS: dict[str, Any] = {
     f"{A}.ppo_epochs": 1,
     f"{A}.kl_loss_type": "low_var_kl",
     f"{A}.optim.lr_scheduler": "constant",  # the fork builds a constant schedule with warmup
+    f"{A}.optim.lr_warmup_steps_ratio": 0.0,  # used when lr_warmup_steps < 0: 0 x steps
+    # the train dataloader: shuffled by torch's RandomSampler, generator seeded data.seed
+    # (ray_trainer reads data.get("seed", 1)), batches of gen_batch_size with drop_last
+    "data.shuffle": True,
+    "data.seed": 1,
+    "data.epoch_order": "a new shuffle each epoch, cut into whole rounds of gen_batch_size; "
+    "the last partial round of every epoch dropped",
+    # dynamic sampling (ray_trainer.fit): rounds of gen_batch_size prompts, each generated and
+    # scored whole; another round only while fewer than train_batch_size groups are kept; the
+    # first train_batch_size kept groups (data order) train, the rest are discarded
+    # (keep_all_batches False); the run fails after max_num_gen_batches rounds
+    "algorithm.filter_groups.rounds": "whole rounds, first kept groups in data order",
+    "algorithm.filter_groups.keep_all_batches": False,
     f"{R}.top_k": -1,
     "data.filter_overlong_prompts": False,
     "algorithm.use_kl_in_reward": False,  # the fork's in-reward KL never gets ref log-probs
@@ -199,12 +212,16 @@ AUTHORS: dict[str, dict[str, Any]] = {
 #   ("verl", key[, convert])  the composed verl 0.9 config (convert: authors' value -> verl's)
 #   ("verl_all", (keys...), convert)  several verl keys that must all hold the value
 #   ("run", getter)           our run config (getter(run_spec, config) -> value)
+#   ("sampler",)              behaviour of deepmath.verl_sampler: the fact holds when the
+#                             composed config loads it with the run's settings
 # An authors' key missing here and from DEVIATIONS fails the test.
 
 
 def _warmup(value: int) -> int:
-    """The fork's -1 means 'ratio x steps' with ratio 0.0: no warmup, verl's 0."""
-    return 0 if value < 0 else value
+    """verl 0.9's lr_warmup_steps for the fork's: -1 means 'ratio x steps' with ratio 0.0, so
+    W = 0; the fork's schedule min(1, s / max(1, W)) gives lr x 0 to the first update even
+    then, which verl 0.9 gives with W = 1 (test_lr_schedule.py steps both)."""
+    return max(1, 0 if value < 0 else value)
 
 
 def _hub(run: dict, config: dict) -> str:
@@ -244,6 +261,13 @@ MAPPING: dict[str, tuple] = {
     f"{A}.optim.lr": ("verl", f"{A}.optim.lr"),
     f"{A}.optim.lr_scheduler": ("verl", f"{A}.optim.lr_scheduler_type"),
     f"{A}.optim.lr_warmup_steps": ("verl", f"{A}.optim.lr_warmup_steps", _warmup),
+    f"{A}.optim.lr_warmup_steps_ratio": ("verl", f"{A}.optim.lr_warmup_steps_ratio"),
+    "data.shuffle": ("verl", "data.shuffle"),
+    "data.seed": ("verl", "data.seed"),
+    # our sampler does what the fork's loop did (tests/verl/test_sampler.py pins it): the
+    # composed config must load it
+    "algorithm.filter_groups.rounds": ("sampler",),
+    "algorithm.filter_groups.keep_all_batches": ("sampler",),
     f"{A}.optim.weight_decay": ("verl", f"{A}.optim.weight_decay"),
     f"{A}.ppo_mini_batch_size": ("verl", f"{A}.ppo_mini_batch_size"),
     f"{A}.ppo_epochs": ("verl", f"{A}.ppo_epochs"),

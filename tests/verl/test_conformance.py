@@ -57,6 +57,15 @@ def _ours(key: str, fact: Any, run: str, resolved: dict, config: dict) -> tuple[
         if (lib == verl_recipe.SKIP_UPDATE_MODULE) != (got is not None):
             return ("external_lib", lib, "env", env), fact
         return got, fact
+    if kind == "sampler":
+        sampler = _get(resolved, "trainer.v1.sampler")
+        kwargs = sampler["sampler_kwargs"]
+        ours = (
+            sampler["custom_sampler"]["path"] == str(verl_recipe.sampler_file())
+            and sampler["custom_sampler"]["name"] == verl_recipe.SAMPLER_NAME
+            and kwargs["prompts_per_step"] == resolved["data"]["train_batch_size"]
+        )
+        return (fact if ours else ("sampler", sampler["custom_sampler"])), fact
     if kind == "max_model_len":
         data = resolved["data"]
         got = _get(resolved, "actor_rollout_ref.rollout.max_model_len")
@@ -137,6 +146,8 @@ SPECIAL = {
     "prompts_per_step": 256,
     "gen_batch": 1000,
     "clip_low": 0.1,
+    # 0 and 1 both give verl lr_warmup_steps 1 (the fork's first update at lr x 0)
+    "warmup_steps": 5,
 }
 
 

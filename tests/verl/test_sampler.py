@@ -4,7 +4,7 @@ The authors' trainer fills a step in rounds of ``gen_batch`` prompts: a round is
 and scored whole, the groups whose ``acc`` varies are kept, another round follows only when
 fewer than ``prompts_per_step`` are kept, the first ``prompts_per_step`` kept groups train and
 the rest are thrown away, and the run fails after ``max_gen_rounds`` rounds without a full
-batch. sampler_rounds.py runs deepmath.verl_sampler inside .venv-verl on a scripted queue
+batch. runtime_probe.py runs deepmath.verl_sampler inside .venv-verl on a scripted queue
 whose kept groups the test chooses, and records every dispatch.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-HELPER = Path(__file__).with_name("sampler_rounds.py")
+HELPER = Path(__file__).with_name("runtime_probe.py")
 ALL = list(range(1000))
 SHAPE = {"prompts_per_step": 4, "gen_batch": 12, "max_gen_rounds": 3, "n": 4}
 CASES = {
@@ -37,12 +37,11 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def rounds(verl_python, verl_env, tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("sampler-rounds")
-    (tmp / "request.json").write_text(json.dumps(CASES))
+def run_runtime_probe(mode: str, cases: dict, verl_python, verl_env, tmp: Path) -> dict:
+    """runtime_probe.py's result for ``cases`` in one .venv-verl process."""
+    (tmp / "request.json").write_text(json.dumps(cases))
     proc = subprocess.run(
-        [str(verl_python), str(HELPER), str(tmp / "request.json"), str(tmp / "out.json")],
+        [str(verl_python), str(HELPER), mode, str(tmp / "request.json"), str(tmp / "out.json")],
         capture_output=True,
         text=True,
         env=verl_env,
@@ -50,6 +49,12 @@ def rounds(verl_python, verl_env, tmp_path_factory) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def rounds(verl_python, verl_env, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("sampler-rounds")
+    return run_runtime_probe("rounds", CASES, verl_python, verl_env, tmp)
 
 
 def _dispatches(got: dict, step: int = 1) -> list[tuple[int, int]]:
@@ -107,3 +112,18 @@ def test_the_batch_is_the_first_kept_groups_in_data_order(rounds):
     assert _dispatches(got) == [(4, 0), (8, 4)]
     assert got["batches"] == [[1, 3, 7, 9]]
     assert got["metrics"][0]["training/filter_groups/discarded_surplus_samples"] == 2
+
+
+def test_the_first_epoch_is_in_the_forks_order(verl_python, verl_env, tmp_path):
+    """verl's train sampler from our config (data.seed 1) draws the fork's permutation for the
+    first epoch; later epochs differ (the DEVIATIONS entry data.epoch_order)."""
+    from deepmath import verl_recipe
+    from tests.verl.conftest import PAPER_1_5B, overrides_of
+
+    case = {"overrides": overrides_of(PAPER_1_5B), "rows": 1000, "epochs": 2}
+    got = run_runtime_probe("data-order", {"1.5b": case}, verl_python, verl_env, tmp_path)["1.5b"]
+    assert got["seed"] == 1
+    assert got["ours"][0] == got["fork"][0] != list(range(1000))
+    assert sorted(got["ours"][1]) == list(range(1000))
+    assert got["ours"][1] != got["fork"][1]
+    assert "data.epoch_order" in verl_recipe.DEVIATIONS
