@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parents[2]
 ENVS = REPO / "envs"
 PACKAGE = REPO / "scripts" / "deepmath"
 
-# One env per stage family, each used by at least one rule.
-RULE_ENVS = {"data", "embed", "llm", "eval", "train"}
-# The env Snakemake itself runs in (login node, Slurm job steps), and the authors' scorer's env
-# (its workers are started by the eval stage, not by a rule): no rule names them.
-OTHER_ENVS = {"base", "authors"}
+# One env per stage family, each used by at least one rule (authors: the authors_python job
+# that records the interpreter the authors' scorer's workers run under).
+RULE_ENVS = {"data", "embed", "llm", "eval", "train", "authors"}
+# The env Snakemake itself runs in (login node, Slurm job steps): no rule names it.
+OTHER_ENVS = {"base"}
 # Rules that need no software: `all` only gathers the final targets (no shell, no job).
 NO_SOFTWARE = {"all"}
 # Which lock each env's pins must agree with (where the package is in it).
@@ -61,6 +61,10 @@ NOT_ON_RULE_PATH = {
     # `evaluate table` only reads metrics.json files: no generation, no server, no checker,
     # so no dtype probe (torch) either.
     "results_table": {"openai", "vllm", "torch"},
+    # `python -m deepmath.answers.authors.pool where` imports the standard library and the
+    # authors' package only: deepmath.io (pandas) is tried for its error class, tqdm is a
+    # progress bar of scoring calls (the walk sees all of deepmath.answers).
+    "authors_python": {"pandas", "tqdm"},
 }
 # A served role runs `python -m vllm.entrypoints.openai.api_server` and, over several nodes,
 # `ray start` as subprocesses in the job's env (deepmath.serve, deepmath.raycluster): no import
