@@ -25,6 +25,143 @@ def ok(response: str, gold: str, policy=EVAL) -> bool:
     return check_answer(response, gold, timeout_s=None, **policy.options()).equivalent
 
 
+# A label on one side names the value the other side gives bare: the label is dropped, and
+# several labelled values are compared in order (against a bare list) or label by label.
+LABELS_EQUAL = [
+    ("\\boxed{(3,2)}", "(p,q)=(3,2)"),
+    ("\\boxed{1}", "|AB|=1"),
+    ("\\boxed{11:21}", "V_1:V_2=11:21"),
+    ("\\boxed{4, 5}", "AB=4, CD=5"),
+    ("\\boxed{7:32}", "S_{MBCN}:S=7:32"),
+    ("\\boxed{V_1:V_2=11:21}", "11:21"),
+    ("\\boxed{AB=4, CD=5}", "4, 5"),
+    ("\\boxed{a_{37} = 19, a_3 = 2}", "a_3 = 2, a_{37} = 19"),
+    ("\\boxed{p=3, q=2}", "(p,q)=(3,2)"),
+    ("\\boxed{x = 1, x = 2}", "2, 1"),
+]
+LABELS_UNEQUAL = [
+    ("\\boxed{(2,3)}", "(p,q)=(3,2)"),
+    ("\\boxed{(3,3)}", "(p,q)=(3,2)"),
+    ("\\boxed{2}", "|AB|=1"),
+    ("\\boxed{21:11}", "V_1:V_2=11:21"),
+    ("\\boxed{5, 4}", "AB=4, CD=5"),
+    ("\\boxed{4, 6}", "AB=4, CD=5"),
+    ("\\boxed{4, 5, 6}", "AB=4, CD=5"),
+    ("\\boxed{y=3}", "x=3"),
+    ("\\boxed{CD=4, AB=5}", "AB=4, CD=5"),
+    ("\\boxed{(q,p)=(3,2)}", "(p,q)=(3,2)"),
+    ("\\boxed{AB=4, EF=5}", "AB=4, CD=5"),
+]
+# "Final Answer:" followed by a sentence that names the variable before its value.
+PROSE_EQUAL = [
+    ("Final Answer: The largest $n$ is 34.", "34"),
+    ("Final Answer: The value of $k$ is $\\frac{1}{2}$.", "\\frac12"),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120"),
+    ("Final Answer: The maximum number of points in the domain of $f(x)$ is 19.", "19"),
+    ("Final Answer: There are 5 ways.", "5"),
+    ("Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.", "3"),
+]
+PROSE_UNEQUAL = [
+    ("Final Answer: The largest $n$ is 34.", "35"),
+    ("Final Answer: The value of $k$ is $\\frac{1}{2}$.", "\\frac13"),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "12"),
+    ("Final Answer: The number of solutions is not 3.", "3"),
+    ("Final Answer: Between 3 and 5 hours ago.", "3"),
+]
+# Interval membership against an inequality chain, both ways round.
+INTERVALS_EQUAL = [
+    ("\\boxed{x \\in [-2,7]}", "-2 \\le x \\le 7"),
+    ("\\boxed{-2 \\le x \\le 7}", "x \\in [-2,7]"),
+    ("\\boxed{x \\in (-2,7]}", "-2 < x \\le 7"),
+    ("\\boxed{x \\in [3, \\infty)}", "x \\ge 3"),
+    ("\\boxed{x \\geq 3}", "x \\in [3, +\\infty)"),
+    ("\\boxed{x \\in (-\\infty, 2) \\cup (3, \\infty)}", "x < 2 \\text{ or } x > 3"),
+    ("\\boxed{7 \\ge x \\ge -2}", "x \\in [-2,7]"),
+    ("\\boxed{x \\in [-2,7]}", "7 \\geq x \\geq -2"),
+    ("\\boxed{7 > x \\geq -2}", "[-2, 7)"),
+    ("\\boxed{-2 \\leqslant x \\leqslant 7}", "[-2,7]"),
+    ("Therefore $x \\gt 5$ is the solution.", "x > 5"),
+    ("\\boxed{x \\lt 5}", "(-\\infty, 5)"),
+]
+INTERVALS_UNEQUAL = [
+    ("\\boxed{x \\in [-2,7)}", "-2 \\le x \\le 7"),
+    ("\\boxed{-2 < x \\le 7}", "x \\in [-2,7]"),
+    ("\\boxed{x \\in (3, \\infty)}", "x \\ge 3"),
+    ("\\boxed{x \\in (-\\infty, 2] \\cup (3, \\infty)}", "x < 2 \\text{ or } x > 3"),
+    ("\\boxed{x \\in [-2,8]}", "-2 \\le x \\le 7"),
+    ("\\boxed{x \\le 3}", "x \\in [3, \\infty)"),
+    ("\\boxed{7 \\ge x > -2}", "x \\in [-2,7]"),
+    ("\\boxed{x \\gt 5}", "x \\geq 5"),
+]
+# Percent as a word or abbreviation: the same as "%" (the value, or a hundredth of it).
+PERCENT_EQUAL = [
+    ("\\boxed{25 \\text{ percent}}", "25\\%"),
+    ("\\boxed{25 percent}", "0.25"),
+    ("\\boxed{25 pct}", "25"),
+    ("\\boxed{25 per cent}", "25\\%"),
+    ("The answer is 25 percent.", "25"),
+    ("\\boxed{12.5 percent}", "12.5\\%"),
+    ("\\boxed{25\\%}", "25 \\text{ percent}"),
+]
+PERCENT_UNEQUAL = [
+    ("\\boxed{25 percent}", "2.5"),
+    ("\\boxed{25 pct}", "26\\%"),
+    ("\\boxed{2.5 per cent}", "25"),
+    ("\\boxed{25 percent}", "0.025"),
+]
+# Choice letters A-E are one answer in either case; other lone letters are case-sensitive.
+LETTERS_EQUAL = [
+    ("\\boxed{e}", "\\text{E}"),
+    ("\\boxed{(c)}", "C"),
+    ("\\boxed{\\text{(b)}}", "B"),
+    ("\\boxed{B}", "b"),
+    ("\\boxed{\\textbf{D}}", "d"),
+    ("\\boxed{\\mathrm{a}}", "(A)"),
+]
+LETTERS_UNEQUAL = [
+    ("\\boxed{b}", "\\text{C}"),
+    ("\\boxed{x}", "X"),
+    ("\\boxed{2e}", "2E"),
+    ("\\boxed{(c)}", "D"),
+    ("\\boxed{e}", "2.718"),
+    ("\\boxed{n}", "N"),
+]
+# An unbraced \sqrt takes a whole digit run (what the writer means), or one letter.
+RADICALS_EQUAL = [
+    ("\\boxed{\\sqrt12}", "\\sqrt{12}"),
+    ("\\boxed{2\\sqrt 3}", "2\\sqrt{3}"),
+    ("\\boxed{\\sqrt[3]8}", "2"),
+    ("\\boxed{\\sqrt12}", "2\\sqrt3"),
+    ("\\boxed{3\\sqrt 27}", "9\\sqrt{3}"),
+    ("\\boxed{\\frac{\\sqrt 15}{3}}", "\\frac{\\sqrt{15}}{3}"),
+    ("\\boxed{\\sqrt[3] 16}", "2\\sqrt[3]{2}"),
+]
+RADICALS_UNEQUAL = [
+    ("\\boxed{\\sqrt 13}", "\\sqrt{12}"),
+    ("\\boxed{\\sqrt[3]8}", "\\sqrt{8}"),
+    ("\\boxed{2\\sqrt 3}", "3\\sqrt 2"),
+    ("\\boxed{\\sqrt12}", "2"),
+    ("\\boxed{\\sqrt12}", "\\sqrt{1}2"),
+]
+# The whole answer in display math, with no box, as the last thing in the response.
+DISPLAY_EQUAL = [
+    ("So we get\n$$x = 5$$", "5"),
+    ("Solving, the value is\n\\[ 5 \\]", "5"),
+    ("Hence\n\\[ \\frac{3}{4} \\]\n", "0.75"),
+    ("Putting it together:\n$$(1, 2)$$.", "(1,2)"),
+    ("Collecting terms we find\n$$y = 3+4 = 7$$", "7"),
+    ("The solution set is\n\\[ x \\in [-2, 7] \\]", "-2 \\le x \\le 7"),
+    ("The side lengths are\n$$AB = 4, CD = 5$$", "4, 5"),
+    ("The total is\n$$12{,}345 \\text{ dollars}$$", "12345"),
+]
+DISPLAY_UNEQUAL = [
+    ("So we get\n$$x = 5$$", "6"),
+    ("So we get\n\\[ x^2 = 25 \\]", "5"),
+    ("We first find\n\\[ 5 \\]\nbut that is not all, the result is 7", "5"),
+    ("Collecting terms we find\n$$y = 3+4 = 7$$", "3"),
+    ("The side lengths are\n$$AB = 4, CD = 5$$", "5, 4"),
+]
+
 EQUAL = {
     "multi_box": [
         ("so $x = \\boxed{3}$, \\boxed{5}", "{3, 5}"),
@@ -147,6 +284,26 @@ UNEQUAL = {
 }
 
 
+EQUAL |= {
+    "labels": LABELS_EQUAL,
+    "prose_statement": PROSE_EQUAL,
+    "interval_membership": INTERVALS_EQUAL,
+    "percent_words": PERCENT_EQUAL,
+    "choice_letter_case": LETTERS_EQUAL,
+    "unbraced_radicals": RADICALS_EQUAL,
+    "display_math_answer": DISPLAY_EQUAL,
+}
+UNEQUAL |= {
+    "labels": LABELS_UNEQUAL,
+    "prose_statement": PROSE_UNEQUAL,
+    "interval_membership": INTERVALS_UNEQUAL,
+    "percent_words": PERCENT_UNEQUAL,
+    "choice_letter_case": LETTERS_UNEQUAL,
+    "unbraced_radicals": RADICALS_UNEQUAL,
+    "display_math_answer": DISPLAY_UNEQUAL,
+}
+
+
 @pytest.mark.parametrize(
     "response,gold", [c for cases in EQUAL.values() for c in cases], ids=lambda x: x[:40]
 )
@@ -165,6 +322,9 @@ def test_boxes_listed_together_are_one_answer_but_an_earlier_result_is_not() -> 
     assert extract_final_boxes("\\boxed{3}, \\boxed{5}") == "3, 5"
     assert extract_final_boxes("so \\boxed{4} cm. Then \\boxed{8}") == "8"
     assert extract_final_boxes("\\boxed{\\boxed{3}}") == "\\boxed{3}"
+    parts = "\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}"
+    assert extract_final_boxes(parts) == "(3, 3), (1, 1)"
+    assert extract_final_boxes("\\boxed{4} \\text{ for part (a); so } \\boxed{8}") == "8"
     assert extract_final_boxes("\\boxed{3") is None  # the final box was cut off
     assert extract_answer("\\boxed{2} then \\boxed{3") is None
 
@@ -240,3 +400,52 @@ def test_pathological_text_is_answered_not_timed_out() -> None:
     pairs = [(f"\\boxed{{{s}}}", "5") for s in bad] + [(s, "5") for s in bad]
     results = check_pairs(pairs, timeout_s=3, workers=2, policy=EVAL)
     assert [r.reason for r in results if r.reason == "timeout"] == []
+
+
+def test_display_math_at_the_end_is_the_stated_answer() -> None:
+    """A response that ends on a display block with no box states that block's content."""
+    assert extract_stated("So we get\n$$x = 5$$") == "x = 5"
+    assert extract_stated("Solving, the value is\n\\[ 5 \\]\n") == "5"
+    assert extract_stated("Hence\n$$\\frac{3}{4}$$.") == "\\frac{3}{4}"
+    assert extract_stated("First $$a$$ then $$b$$") == "b"  # only the last block
+    assert extract_stated("We find\n\\[ 5 \\]\nbut then more.") is None  # not the last thing
+    assert extract_stated("Answer: 7\n$$7 = 3 + 4$$") == "7"  # an explicit answer wins
+
+
+def test_prose_after_final_answer_states_the_value_after_is() -> None:
+    assert extract_stated("Final Answer: The largest $n$ is 34.") == "34"
+    assert extract_stated("Final Answer: The value of $k$ is $\\frac{1}{2}$.") == "\\frac{1}{2}"
+    assert extract_stated("Final Answer: $5$") == "5"
+    assert extract_stated("The answer is $x = 3$.") == "x = 3"
+
+
+def test_an_approximation_after_the_exact_value_keeps_the_exact_value() -> None:
+    assert ok("\\boxed{\\frac{\\sqrt{3}}{3} \\approx 0.577}", "\\frac{\\sqrt{3}}{3}")
+    assert ok("\\boxed{\\frac{\\sqrt{3}}{3} \\approx 0.57735}", "\\frac{\\sqrt{3}}{3}")
+    assert not ok("\\boxed{\\frac{\\sqrt{3}}{3} \\approx 0.577}", "\\frac{\\sqrt{2}}{3}")
+    assert not ok("\\boxed{x \\approx 0.577}", "\\frac{\\sqrt{3}}{3}")
+
+
+def test_an_expression_of_matrices_is_not_one_matrix() -> None:
+    pair = (
+        "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}"
+        " + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}"
+    )
+    assert ok(f"The sum is ${pair}$", "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}")
+    assert not ok(f"The sum is ${pair}$", "\\begin{pmatrix}6 & 8 \\\\ 10 & 13\\end{pmatrix}")
+
+
+def test_a_gold_that_is_a_whole_solution_states_its_final_answer() -> None:
+    gold = (
+        "The stock keeps $90 \\%$ of its value on Monday and $80 \\%$ of that on Tuesday, "
+        "so it keeps $72 \\%$ of its value and loses the rest. "
+        "Final Answer: The final answer is $28 \\%$. I hope it is correct."
+    )
+    assert ok("a total loss of $\\boxed{28\\%}$.", gold)
+    assert not ok("a total loss of $\\boxed{72\\%}$.", gold)
+
+
+def test_gold_boxes_joined_by_a_few_words_are_one_answer() -> None:
+    assert ok("$\\boxed{1,2}$", "\\boxed{1} papers and \\boxed{2} bins")
+    assert not ok("$\\boxed{2}$", "\\boxed{1} papers and \\boxed{2} bins")
+    assert ok("\\boxed{2}", "first \\boxed{1}. After checking every case again, \\boxed{2}")

@@ -29,10 +29,12 @@ from deepmath.answers.equivalence import (
 from deepmath.answers.extract import (
     _stated_math,
     after_think,
+    boxes,
     extract_answer,
     extract_answer_is,
     extract_boxed,
     extract_final_boxes,
+    extract_stated,
     strip_math_delimiters,
 )
 from deepmath.answers.judges import (
@@ -149,9 +151,28 @@ def scored_text(response: str | None, think: bool | str = False) -> str | None:
     return tail
 
 
+# Words that may stand between a gold's boxes that together state one answer: "\boxed{1}
+# papers and \boxed{2} bins". A reference answer does not box intermediate results.
+_GOLD_GLUE = re.compile(r"[\s,;.$]*(?:[A-Za-z]+[\s,;.$]*){0,3}")
+# A gold with no box that says "the answer is" / "Answer:" is a whole solution, not an answer.
+_SAYS_ANSWER = re.compile(r"(?i)\banswer\s*(?:is\b|:)")
+
+
 def gold_answer(gold: str) -> str:
-    """The answer a gold string states: its boxes when it has some (several are listed)."""
-    boxed = extract_final_boxes(gold) if "\\boxed" in gold or "\\fbox" in gold else None
+    """The answer a gold string states: its boxes when it has some (several are listed, also
+    when a few words name each: "\\boxed{1} papers and \\boxed{2} bins"), the answer a whole
+    written-out solution states ("Final Answer: The final answer is $28\\%$"), else itself.
+    """
+    found = boxes(gold) if "\\boxed" in gold or "\\fbox" in gold else []
+    if len(found) >= 2 and all(b[2] for b in found):
+        between = [gold[a[1] : b[0]] for a, b in zip(found, found[1:], strict=False)]
+        if all(_GOLD_GLUE.fullmatch(t) for t in between):
+            return ", ".join(b[2] for b in found if b[2])
+    boxed = extract_final_boxes(gold) if found else None
+    if not boxed and _SAYS_ANSWER.search(gold):
+        stated = extract_stated(gold)
+        if stated:
+            return strip_math_delimiters(stated)
     return strip_math_delimiters(boxed if boxed else gold.strip())
 
 

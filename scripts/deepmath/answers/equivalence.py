@@ -167,6 +167,8 @@ def _parse_structure(s: str) -> _Structure | None:
     if s.count("\\pm") == 1 and "," not in s:  # 1 \pm \sqrt{5}: two answers
         return _Structure("list", (s.replace("\\pm", "+"), s.replace("\\pm", "-")))
     m = _MATRIX.match(s)
+    if m and "\\begin{" in m.group(2):
+        return None  # A + B: an expression of matrices, not one matrix
     if m:
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
         cells = tuple(tuple(c.strip() for c in r.split("&")) for r in rows)
@@ -373,6 +375,7 @@ DECISIVE = frozenset(
         "variables",
         "units",
         "equation",
+        "labels",
     }
 )
 
@@ -392,6 +395,7 @@ _ZERO_DENOMINATOR = re.compile(r"\\frac\{[^{}]*\}\{\s*0\s*\}|/\s*0(?![\d.])")
 _INEQUALITY = r"<|>|\\leq|\\geq"
 _ONE_SIDED = re.compile(r"([a-zA-Z])\s*(" + _INEQUALITY + r")\s*([^<>=]+)")
 _TWO_SIDED = re.compile(r"([^<>=]+?)\s*(<|\\leq)\s*([a-zA-Z])\s*(<|\\leq)\s*([^<>=]+)")
+_TWO_SIDED_DOWN = re.compile(r"([^<>=]+?)\s*(>|\\geq)\s*([a-zA-Z])\s*(>|\\geq)\s*([^<>=]+)")
 
 
 def _as_interval(s: str) -> str | None:
@@ -405,6 +409,12 @@ def _as_interval(s: str) -> str | None:
         if m:
             lo, op1, _var, op2, hi = m.groups()
             left, right = "[" if op1 == "\\leq" else "(", "]" if op2 == "\\leq" else ")"
+            out.append(f"{left}{lo.strip()}, {hi.strip()}{right}")
+            continue
+        m = _TWO_SIDED_DOWN.fullmatch(part)  # 7 \geq x > -2 is (-2, 7]
+        if m:
+            hi, op1, _var, op2, lo = m.groups()
+            left, right = "[" if op2 == "\\geq" else "(", "]" if op1 == "\\geq" else ")"
             out.append(f"{left}{lo.strip()}, {hi.strip()}{right}")
             continue
         m = _ONE_SIDED.fullmatch(part)
@@ -514,6 +524,108 @@ def _equation_sides(s: str) -> tuple[str, str] | None:
     return sides[0], sides[1]
 
 
+_TUPLE_LABEL = re.compile(r"\(\s*([a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+)\s*\)")
+
+
+def _is_label(head: str) -> bool:
+    """Whether ``head`` names a value: ``x``, ``|AB|``, ``(p,q)``, or a ratio ``V_1:V_2``."""
+    return all(_LABEL.fullmatch(part) for part in head.split(":"))
+
+
+def _label_key(head: str) -> str:
+    """A label without typography: ``|AB|``, ``\\overline{AB}`` and ``AB`` name one segment."""
+    k = re.sub(r"\\(?:overline|widehat|overarc|vec)|[|{}\s]", "", head)
+    return k.replace("m\\angle", "\\angle")
+
+
+def _labelled(s: str) -> list[tuple[str, str]] | None:
+    """(label, value) pairs of an answer that names every value it gives, else None.
+
+    ``AB=4, CD=5``, ``V_1:V_2=11:21`` and ``(p,q)=(3,2)`` (a tuple of names names each
+    component: p=3, q=2). The values must be constants: ``y = 2x + 3`` is an equation.
+    """
+    if "=" not in s or len(s) > _HEURISTIC_MAX:
+        return None
+    out: list[tuple[str, str]] = []
+    for item in _split_top(s):
+        sides = _split_top(item, "=")
+        if len(sides) != 2 or not all(sides) or not _is_label(sides[0]):
+            return None
+        head, value = sides
+        if _free_letters(value) != frozenset() or _RELATION.search(value):
+            return None
+        names = _TUPLE_LABEL.fullmatch(head)
+        if names is None:
+            out.append((_label_key(head), value))
+            continue
+        shape = _parse_structure(value)
+        keys = [_label_key(n) for n in names.group(1).split(",")]
+        if shape is None or shape.kind != "()" or len(shape.items) != len(keys):
+            return None
+        out += list(zip(keys, shape.items, strict=True))
+    return out
+
+
+def _bare_items(s: str) -> tuple[str, ...] | None:
+    """The items of a bare list or a parenthesised tuple (``4, 5``, ``(3, 2)``), else None."""
+    shape = _parse_structure(s)
+    if shape is None or shape.kind not in ("list", "()"):
+        return None
+    return shape.items
+
+
+def _compare_labelled(fp: str, fg: str) -> bool | None:
+    """Answers that label their values, against labels or bare values; None: not labelled.
+
+    Both labelled: the labels must be the same (``x=3`` is not ``y=3``) and each label's value
+    equal, in any order. One side labelled: its values against the other's in order
+    (``AB=4, CD=5`` is ``4, 5``, not ``5, 4``); one label repeated (``x=1, x=2``) lists
+    solutions, in any order.
+    """
+    lp, lg = _labelled(fp), _labelled(fg)
+    if lp is None and lg is None:
+        return None
+    if lp is not None and lg is not None:
+        keys_p, keys_g = sorted(k for k, _ in lp), sorted(k for k, _ in lg)
+        if keys_p != keys_g:
+            return False
+        if len(set(keys_g)) < len(keys_g):
+            return _unordered_equal([v for _, v in lp], [v for _, v in lg])
+        values_p = dict(lp)
+        return all(_compare(values_p[k], v)[0] for k, v in lg)
+    named, bare = (lp, fg) if lp is not None else (lg, fp)
+    assert named is not None
+    if _RELATION.search(bare):
+        return None  # an equation or inequality on the other side: not a list of values
+    values = [v for _, v in named]
+    pairs: list[tuple[str, str]]
+    if len(values) == 1:
+        pairs = [(values[0], bare)]
+    else:
+        items = _bare_items(bare)
+        if items is None or len(items) != len(values):
+            return False
+        if len({k for k, _ in named}) == 1:  # x = 1, x = 2: the solutions, in any order
+            return _unordered_equal(values, items)
+        pairs = list(zip(values, items, strict=True))
+    if lg is not None:  # the labelled side is the gold: the prediction goes first
+        pairs = [(b, a) for a, b in pairs]
+    return all(_compare(a, b)[0] for a, b in pairs)
+
+
+def _exact_before_approx(p: str) -> str | None:
+    """The exact value an answer gives before approximating it: ``\\frac{\\sqrt3}{3}
+    \\approx 0.577`` gives ``\\frac{\\sqrt3}{3}``; None when there is no such value."""
+    parts = _APPROX.split(p)
+    if len(parts) < 2:
+        return None
+    approx = _parse_number(parts[-1])
+    exact = _split_top(parts[-2], "=")[-1]
+    if approx is None or approx.exact or not exact or _free_letters(exact) != frozenset():
+        return None
+    return exact
+
+
 _GROUPED = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+\s*")
 
 
@@ -549,6 +661,9 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     kp, kg = _key(p), _key(g)
     if kp == kg:
         return True, "string"
+    labelled = _compare_labelled(fp, fg)
+    if labelled is not None:
+        return labelled, "labels"
     if _primes(kp) != _primes(kg):
         return False, "prime"  # F vs F', f'(x) vs f(x)
     if _ZERO_DENOMINATOR.search(kp) or _ZERO_DENOMINATOR.search(kg):
@@ -559,6 +674,10 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     choice = _choice(p, g)
     if choice is not None:
         return choice, "choice"
+    if len(kp) == 1 == len(kg) and kp.isalpha() and kg.isalpha():
+        if kp.upper() == kg.upper() and kp.upper() in "ABCDE":
+            return True, "choice"  # choice letters in either case: e vs \text{E}, (c) vs C
+        return False, "string"  # other lone letters are variables: x is not X
     if kp.isalpha() and kp.lower() == kg.lower() and len(kp) > 1:
         return True, "string"  # names: Evelyn vs evelyn (ab vs ba still goes to sympy)
     np_, ng = _parse_number(p), _parse_number(g)
@@ -569,7 +688,9 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     if not _RELATION.search(fg):  # the gold is a value: a chain ending on a value states it
         last = _chain_value(p)
         if last is not None:
-            return _compare(last, g)
+            verdict = _compare(last, g)
+            exact = None if verdict[0] else _exact_before_approx(p)
+            return _compare(exact, g) if exact is not None else verdict
     eq_p, eq_g = _equation_sides(fp), _equation_sides(fg)
     if eq_p is not None and eq_g is not None and _free_letters(fp) and _free_letters(fg):
         # Two equations: the same curve when their sides are proportional. math-verify is not

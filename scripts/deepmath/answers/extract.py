@@ -61,10 +61,12 @@ def extract_boxed(text: str | None) -> str | None:
 
 
 # What may stand between boxes that together state one answer: "\boxed{3}, \boxed{5}",
-# "$\boxed{(1,4)}$ \text{ and } $\boxed{(7,3)}$", "\boxed{2} or \boxed{-2}".
+# "$\boxed{(1,4)}$ \text{ and } $\boxed{(7,3)}$", "\boxed{2} or \boxed{-2}",
+# "\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}".
 _BOX_GLUE = re.compile(
     r"(?:\s|[,;&$]|\\\\|\\[,;:! ]|\\q?quad|\\[()\[\]]"
-    r"|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*"
+    r"|\\text\{\s*(?:for\s+part\s*\(?[a-z\d]\)?\s*)?(?:and|or|,)?\s*\}"
+    r"|\b(?:and|or)\b|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*"
 )
 
 
@@ -172,12 +174,44 @@ def _stated_math(segment: str) -> str | None:
     return ", ".join(run) if run else None
 
 
+# A sentence that opens with a word names what it states: "The largest $n$ is 34."
+_PROSE = re.compile(r"[ \t*_]*[A-Za-z][a-z]+\b")
+_IS_VALUE = re.compile(r"\b(?:is|are|equals|was|were)\s+(?:equal\s+to\s+)?:?\s*(?=[$\d+-]|\\\()")
+_NUMBER_WORD = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.]|\.\d)")
+_NEGATION = re.compile(r"(?i)\b(?:not|no|none|never|neither|nor|between)\b")
+
+
+def _prose_value(sentence: str) -> str | None:
+    """The value a prose sentence states: what follows its first "is" ("The value of $k$ is
+    $\\frac12$" states \\frac12), else its one number ("Jane started 3 hours ago"), else None.
+
+    A sentence opening with math or a number is not prose, and one that negates or gives a
+    range ("not 3", "between 3 and 5") states no single value.
+    """
+    if not _PROSE.match(sentence) or _NEGATION.search(sentence):
+        return None
+    # an "is" inside math is not the sentence's: blank each math run but its opening "$"
+    outside = _INLINE_MATH.sub(lambda m: "$" + " " * (len(m.group(0)) - 1), sentence)
+    m = _IS_VALUE.search(outside)
+    if m:
+        rest = sentence[m.end() :]
+        math = _stated_math(rest) if re.match(r"\$|\\\(", rest) else None
+        return math or re.sub(r"[.\s]+$", "", rest).strip() or None
+    if _INLINE_MATH.search(sentence):
+        return None
+    numbers = _NUMBER_WORD.findall(sentence)
+    return numbers[0] if len(numbers) == 1 else None
+
+
 def _statement(text: str, at: int) -> str:
     """The rest of the line from ``at``, cut at the end of its sentence."""
     line = text[at:].split("\n", 1)[0][:500]
     inner = extract_final_boxes(line)
     if inner is not None:
         return inner
+    prose = _prose_value(re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0])
+    if prose is not None:
+        return prose
     math = _stated_math(line)
     if math is not None:
         return math
@@ -220,6 +254,9 @@ def extract_stated(text: str | None) -> str | None:
         found = _statement(text, at)
         if found:
             return found
+    display = _display_at_end(text)
+    if display:
+        return display
     last = None
     for m in _CONCLUSION.finditer(text):
         last = m
@@ -231,6 +268,21 @@ def extract_stated(text: str | None) -> str | None:
             return found
     m = _ENDS_ON_VALUE.search(text)  # "..., the quotient is $x^5 - 1$." as the last words
     return m.group(1).strip() if m else None
+
+
+def _display_at_end(text: str) -> str | None:
+    """The content of a display block (``$$...$$``, ``\\[...\\]``) that ends the text, else None.
+
+    A response whose last thing is displayed math, with no box and no "Answer:", states it.
+    """
+    tail = text.rstrip().rstrip(".").rstrip()
+    for left, right in (("$$", "$$"), ("\\[", "\\]")):
+        if tail.endswith(right):
+            start = tail.rfind(left, 0, len(tail) - len(right))
+            if start != -1:
+                content = tail[start + len(left) : len(tail) - len(right)].strip()
+                return content.rstrip(".,; ") or None
+    return None
 
 
 def extract_answer(text: str | None, *, think: bool = False, stated: bool = False) -> str | None:

@@ -69,6 +69,14 @@ _ASSIGN = re.compile(
 )
 
 
+# Percent as a word after a number, bare or in \text{}: "25 percent", "25\text{ per cent}".
+_PERCENT_WORD = re.compile(
+    r"(\d)\s*(?:\\(?:text|mbox|textrm|mathrm)\{\s*(?:percent|per\s*cent|pct)\.?\s*\}"
+    r"|(?:percent|per\s*cent|pct)(?![a-zA-Z])\.?)",
+    re.I,
+)
+
+
 # A mixed number: "5 2/3", "1207 1/4", "12 1/2\\%" (a proper fraction after a whole number).
 _MIXED = re.compile(r"([+-]?\d+)\s+(\d+)\s*/\s*(\d+)\s*(\\?%)?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:\\?%)?")
@@ -96,7 +104,9 @@ def _fix_shorthand(s: str) -> str:
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", s)
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)
-    s = re.sub(r"\\sqrt\s*(\d|[a-zA-Z])", r"\\sqrt{\1}", s)  # one token, as in TeX
+    # An unbraced \sqrt takes a whole digit run: \sqrt12 is written for \sqrt{12} (TeX would
+    # typeset \sqrt{1}2, which nobody means); a letter stays one token (\sqrt x y).
+    s = re.sub(r"\\sqrt\s*(\[[^\[\]{}]*\])?\s*(\d+|[a-zA-Z])", r"\\sqrt\1{\2}", s)
     return s
 
 
@@ -173,7 +183,10 @@ def normal_form(ans: str) -> str:
     s = re.sub(r"\\(?:le|leqslant)(?![a-zA-Z])", r"\\leq", s)
     s = re.sub(r"\\(?:ge|geqslant)(?![a-zA-Z])", r"\\geq", s)
     s = re.sub(r"\\(?:ne)(?![a-zA-Z])", r"\\neq", s)
+    s = re.sub(r"\\gt(?![a-zA-Z])", ">", s)
+    s = re.sub(r"\\lt(?![a-zA-Z])", "<", s)
     s = re.sub(r"\\infinity|(?<![a-zA-Z\\])inf(?:inity)?(?![a-zA-Z])", r"\\infty", s)
+    s = _PERCENT_WORD.sub(r"\1\\%", s)  # 25 percent, 25 pct, 25 per cent -> 25\%
     s = _DEGREES.sub("", s)
     s = re.sub(r"\bdegrees?\b", "", s)
     s = _drop_text(s)
