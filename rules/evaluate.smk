@@ -1,5 +1,6 @@
-# Evaluation: n samples per problem (vLLM), scored with the shared checker under each
-# benchmark's rule, and the results tables (one per model family) beside the paper's numbers.
+# Evaluation: n samples per problem (vLLM), each scored by the authors' scorer and by our
+# checker under each benchmark's rule; the results tables (one per model family) beside the
+# paper's numbers, and the scorer-sensitivity table comparing the two scorers.
 
 
 rule generate_eval:
@@ -37,10 +38,13 @@ rule generate_eval:
 
 rule score_eval:
     input:
-        res("eval/{model}/{bench}/responses.parquet"),
+        responses=res("eval/{model}/{bench}/responses.parquet"),
+        # the authors' interpreter (their pinned scorer environment), recorded by its own rule
+        authors=AUTHORS_PYTHON_RECORD,
     output:
         metrics=res("eval/{model}/{bench}/metrics.json"),
-        # per sample: the response, the extracted answer, the verdict, its reason and method
+        # per sample: the response, both scorers' extracted answers and verdicts, which branch
+        # or comparator decided
         scored=res("eval/{model}/{bench}/generations.parquet"),
     log:
         logs("score_eval/{model}/{bench}.log"),
@@ -51,11 +55,12 @@ rule score_eval:
     threads: 8
     resources:
         mem_mb=16000,
-        runtime=60,
+        runtime=120,
     params:
         spec=lambda w: eval_spec(w.model, "score", w.bench),
     shell:
-        "python -m deepmath.evaluate score --in {input:q} --spec {params.spec:q}"
+        "python -m deepmath.evaluate score --in {input.responses:q} --spec {params.spec:q}"
+        " --authors-record {input.authors:q}"
         " --out {output.metrics:q} --scored {output.scored:q} 2> {log:q}"
 
 
@@ -74,6 +79,20 @@ rule results_table:
             category="Evaluation",
             labels={"content": "results table, CSV (download)"},
         ),
+        # the same samples judged by the authors' scorer and by our checker
+        sensitivity_md=res("tables/scorer_sensitivity.md"),
+        sensitivity_csv=report(
+            res("tables/scorer_sensitivity.csv"),
+            caption="../report/scorer_sensitivity.rst",
+            category="Evaluation",
+            labels={"content": "scorer sensitivity, CSV (download)"},
+        ),
+        examples=report(
+            res("tables/scorer_disagreements.md"),
+            caption="../report/scorer_sensitivity.rst",
+            category="Evaluation",
+            labels={"content": "samples the scorers judge differently (download)"},
+        ),
     log:
         logs("results_table.log"),
     benchmark:
@@ -87,4 +106,7 @@ rule results_table:
         spec=as_json(eval_table_spec(EVAL)),
     shell:
         "python -m deepmath.evaluate table --metrics {input:q} --spec {params.spec:q}"
-        " --out-md {output.md:q} --out-csv {output.csv:q} 2> {log:q}"
+        " --out-md {output.md:q} --out-csv {output.csv:q}"
+        " --out-sensitivity-md {output.sensitivity_md:q}"
+        " --out-sensitivity-csv {output.sensitivity_csv:q}"
+        " --out-examples {output.examples:q} 2> {log:q}"

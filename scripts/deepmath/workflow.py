@@ -226,6 +226,7 @@ def eval_job_spec(
         scoring = dict(entry.get("scoring") or {})
         rules = scoring.get("rules") or {}
         scoring["rules"] = {bench: rules[bench]} if bench in rules else {}
+        scoring.pop("scorer", None)  # both scorers always run: the table picks whose to print
         spec = {"scoring": scoring}
     else:
         raise ValueError(f"stage {stage!r}: generate or score")
@@ -239,8 +240,12 @@ EVAL_TABLE_KEYS = ("benchmarks", "average", "models", "families", "labels", "pap
 
 
 def eval_table_spec(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The results table's params: the keys it reads, each model entry without its engine."""
+    """The results table's params: the keys it reads, each model entry without its engine, and
+    ``scoring.scorer`` (whose verdicts it prints)."""
     spec = {k: evaluation[k] for k in EVAL_TABLE_KEYS if k in evaluation}
+    scoring = evaluation.get("scoring")
+    if isinstance(scoring, Mapping) and scoring.get("scorer") is not None:
+        spec["scoring"] = {"scorer": scoring["scorer"]}
     if isinstance(spec.get("models"), Mapping):
         spec["models"] = {
             name: {k: v for k, v in (entry or {}).items() if k != "engine"}

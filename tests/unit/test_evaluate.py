@@ -344,25 +344,39 @@ def test_eval_policy_scores_the_whole_response_as_the_authors_do():
 def test_score_handmade_generations():
     spec = eval_spec(spec_for(), need_engine=False)
     scored, links = score_samples(generations(HANDMADE), spec.scoring)
-    assert scored["correct"].tolist() == [True, True, True, False, True, False, False, False]
+    assert scored["correct_ours"].tolist() == [True, True, True, False, True, False, False, False]
     assert scored["method"].iloc[2] == "answer_is" and scored["pred"].iloc[2] == "7"
     assert scored["reason"].iloc[3] == "no_answer"  # cut off before any answer
     assert scored["pred"].iloc[0] == "4" and scored["pred"].iloc[7] == "9"
+    # the authors' scorer agrees on these; "The answer is: 7" after a wrong box is its (B)
+    assert scored["correct_authors"].tolist() == scored["correct_ours"].tolist()
+    assert scored["authors_via"].tolist()[:3] == ["boxed", "answer_is", "answer_is"]
+    assert scored["authors_pred"].iloc[2] == "5"  # (A) extracts the last box, wrong here
 
     metrics = metrics_from_scored(scored, links, spec)
     assert (metrics["n"], metrics["problems"], metrics["samples"]) == (2, 4, 8)
-    assert metrics["pass@1"] == 50.0  # (1 + 0.5 + 0.5 + 0) / 4
-    assert metrics["pass@1_per_sample"] == [75.0, 25.0] and metrics["pass@1_std"] == 25.0
-    assert metrics["pass@k"] == {"1": 50.0, "2": 75.0}
-    # maj@2: a -> 4 (right), b -> 7 (only voter, right), c -> 1/2 (tie, first), d -> 9
-    assert metrics["maj@n"] == 75.0
-    assert metrics["per_category"] == {
-        "Algebra": {"problems": 2, "pass@1": 75.0},
-        "Geometry": {"problems": 2, "pass@1": 25.0},
-    }
-    counts = metrics["counts"]
-    assert counts["correct"] == 4 and counts["no_answer"] == 1 and counts["truncated"] == 1
-    assert counts["answer_is_rescued"] == 1 and counts["timeout"] == 0
+    assert set(metrics["scorers"]) == {"authors", "ours"}
+    for name in ("authors", "ours"):
+        m = metrics["scorers"][name]
+        assert m["pass@1"] == 50.0  # (1 + 0.5 + 0.5 + 0) / 4
+        assert m["pass@1_per_sample"] == [75.0, 25.0] and m["pass@1_std"] == 25.0
+        assert m["pass@k"] == {"1": 50.0, "2": 75.0}
+        # maj@2: a -> 4 (right), b -> 7 (only voter, right), c -> 1/2 (tie, first), d -> 9
+        assert m["maj@n"] == 75.0
+        assert m["per_category"] == {
+            "Algebra": {"problems": 2, "pass@1": 75.0},
+            "Geometry": {"problems": 2, "pass@1": 25.0},
+        }
+        assert m["counts"]["correct"] == 4
+    counts = metrics["scorers"]["ours"]["counts"]
+    assert counts["no_answer"] == 1 and counts["answer_is_rescued"] == 1 and counts["timeout"] == 0
+    authors = metrics["scorers"]["authors"]["counts"]
+    assert authors["accepted_by"] == {"answer_is": 2, "boxed": 2} and authors["timeout"] == 0
+    assert metrics["truncated"] == 1
+    assert metrics["scorer_disagreement"]["authors_only"] == 0
+    assert metrics["scorer_disagreement"]["ours_only"] == 0
+    env = metrics["authors_env"]
+    assert env["versions"]["math-verify"] and isinstance(env["is_exact"], bool)
     assert metrics["sampling"]["n"] == 2 and metrics["sampling"]["seed"] == 42
     assert metrics["generated_at"].startswith("2023-11-14")
     assert (metrics["model_name"], metrics["bench"], metrics["maj_grouping"]) == (
@@ -383,12 +397,13 @@ def test_maj_groups_equivalent_answers_only_with_equivalence_on():
     scored, links = score_samples(generations(rows), on.scoring)
     assert links == {"e": [("\\frac{1}{2}", "0.5")]}
     # 1/2 and 0.5 are one answer with 2 votes; apart, the 4-way tie goes to the first: 3
-    assert metrics_from_scored(scored, links, on)["maj@n"] == 100.0
+    assert metrics_from_scored(scored, links, on)["scorers"]["ours"]["maj@n"] == 100.0
     off = eval_spec(spec_for(scoring={"maj_equivalence": False}), need_engine=False)
     scored, links = score_samples(generations(rows), off.scoring)
     metrics = metrics_from_scored(scored, links, off)
-    assert links == {} and metrics["maj@n"] == 0.0 and metrics["maj_grouping"] == "normalised"
-    assert metrics["per_category"] is None
+    ours = metrics["scorers"]["ours"]
+    assert links == {} and ours["maj@n"] == 0.0 and metrics["maj_grouping"] == "normalised"
+    assert ours["per_category"] is None
 
 
 def test_score_rejects_ragged_samples():
@@ -412,8 +427,9 @@ def test_score_and_table_clis(tmp_path, venv_env):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(out.read_text())
-    assert metrics["pass@1"] == 50.0 and metrics["label"] == "Model M"
-    assert pd.read_parquet(tmp_path / "scored.parquet")["correct"].sum() == 4
+    assert metrics["scorers"]["authors"]["pass@1"] == 50.0 and metrics["label"] == "Model M"
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert scored["correct_ours"].sum() == scored["correct_authors"].sum() == 4
     table_spec = tmp_path / "evaluation.json"
     table_spec.write_text(json.dumps({"benchmarks": ["toy"], "paper_results": {"m": {"toy": 42}}}))
     proc = subprocess.run(
@@ -438,14 +454,12 @@ def test_score_and_table_clis(tmp_path, venv_env):
 
 
 def fake_metrics(model, bench, p1, std=1.0, n=16, day="2025-05-01", label=None):
+    scored = {"pass@1": p1, "pass@1_std": std, "pass@k": {"1": p1, "2": p1 + 5}, "maj@n": p1 + 2}
     return {
         "model_name": model,
         "label": label,
         "bench": bench,
-        "pass@1": p1,
-        "pass@1_std": std,
-        "pass@k": {"1": p1, "2": p1 + 5},
-        "maj@n": p1 + 2,
+        "scorers": {"authors": scored, "ours": scored},
         "n": n,
         "problems": 500,
         "generated_at": f"{day}T10:00:00+00:00",
@@ -574,10 +588,11 @@ def test_generate_score_resume_with_real_vllm_server(tmp_path, venv_env):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("pass@1", "pass@1_std", "pass@k", "maj@n", "counts", "per_category", "n"):
-        assert key in metrics
-    assert metrics["n"] == 2 and metrics["problems"] == 3 and set(metrics["pass@k"]) == {"1", "2"}
-    assert 0.0 <= metrics["pass@1"] <= 100.0
+    assert metrics["n"] == 2 and metrics["problems"] == 3
+    for scored in metrics["scorers"].values():
+        for key in ("pass@1", "pass@1_std", "pass@k", "maj@n", "counts", "per_category"):
+            assert key in scored
+        assert set(scored["pass@k"]) == {"1", "2"} and 0.0 <= scored["pass@1"] <= 100.0
 
     started = sorted(p.name for p in servers.iterdir())
     again = gen(tmp_path / "generations-again.parquet")

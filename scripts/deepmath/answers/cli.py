@@ -1,7 +1,12 @@
-"""``python -m deepmath.answers score``: score anyone's generations with the project's checker.
+"""``python -m deepmath.answers score``: score anyone's generations with the project's checker,
+or with the DeepMath authors' scorer.
 
 For users, and for anyone auditing the published numbers: the same checker and the same
-consumer policies as the pipeline, on a file of (response, gold) pairs.
+consumer policies as the pipeline, on a file of (response, gold) pairs. ``--policy authors``
+runs the authors' own evaluation rule instead (``--rule general | olympiad | polymath``, one
+per benchmark as their ``uni_eval`` chose it), in their pinned environment through
+:class:`~deepmath.answers.authors.pool.AuthorsPool`: the verdict the evaluation records as
+``correct_authors``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from deepmath.answers.policy import POLICIES, Policy
 from deepmath.answers.pool import CheckerPool, default_workers
 
 FIELDS = ("response", "gold")
+AUTHORS = "authors"  # --policy authors: the authors' scorer, not a policy of our checker
+AUTHORS_RULES = ("general", "olympiad", "polymath")
+AUTHORS_TIMEOUT_S = 30.0  # the authors' own checks run up to 10 s per parse
 OUT_FIELDS = ("equivalent", "reason", "method", "pred", "detail")
 PROGRESS_FROM = 200  # pairs: shorter inputs finish before a bar would help
 
@@ -125,6 +133,57 @@ def score_rows(
     return out
 
 
+def score_rows_authors(
+    rows: list[dict[str, Any]],
+    rule: str = "general",
+    *,
+    precision: float | None = None,
+    python: str | None = None,
+    timeout_s: float = AUTHORS_TIMEOUT_S,
+    workers: int | None = None,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each row with the authors' verdict added (``method``: the branch that accepted), and the
+    hello of their environment (versions, ``exact``); bad rows as in :func:`score_rows`."""
+    from deepmath.answers.authors.pool import AuthorsPool, authors_python
+
+    items: list[tuple[str, str, str, float | None]] = []
+    where: list[int] = []
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        pair, problem = pair_of(row)
+        base = {k: v for k, v in row.items() if k != "_bad"}
+        if pair is None:
+            out.append({**base, **_verdict(Result(False, ERROR, detail=f"bad row: {problem}"))})
+            continue
+        items.append((pair[0], pair[1], rule, precision))
+        where.append(i)
+        out.append(base)
+    with AuthorsPool(authors_python(python), workers=workers, timeout_s=timeout_s) as pool:
+        hello = pool.hello()
+        verdicts = pool.eval_verdicts(items, progress=progress) if items else []
+    for i, v in zip(where, verdicts, strict=True):
+        out[i] = {**out[i], **_authors_verdict(v)}
+    return out, hello
+
+
+def _authors_verdict(verdict: Any) -> dict[str, Any]:
+    """The authors' Verdict in this command's output fields."""
+    if verdict.via in ("timeout", "error"):
+        reason = verdict.via
+    elif verdict.correct:
+        reason = "match"
+    else:
+        reason = "mismatch" if verdict.pred is not None else "no_answer"
+    return {
+        "equivalent": bool(verdict.correct),
+        "reason": reason,
+        "method": verdict.via or None,
+        "pred": verdict.pred,
+        "detail": None,
+    }
+
+
 def _verdict(res: Result) -> dict[str, Any]:
     return {
         "equivalent": bool(res.equivalent),
@@ -158,14 +217,20 @@ def _is_bad(row: dict[str, Any]) -> bool:
     return str(row.get("detail") or "").startswith("bad row:")
 
 
-def summary(rows: list[dict[str, Any]], seconds: float, policy: Policy) -> str:
-    """Counts per reason, pairs per second and the bad rows, for stderr."""
+def summary(rows: list[dict[str, Any]], seconds: float, policy: Policy | str) -> str:
+    """Counts per reason, pairs per second and the bad rows, for stderr. ``policy``: ours, or a
+    line that says which scorer ran (the authors')."""
     reasons = Counter(r["reason"] for r in rows)
     bad = [i for i, r in enumerate(rows) if _is_bad(r)]
     scored = len(rows) - len(bad)
+    what = (
+        policy
+        if isinstance(policy, str)
+        else f"{policy.name} policy: think={policy.think}, extract={policy.extract},"
+        f" stated={policy.stated}, math-verify on the text={policy.math_verify_text}"
+    )
     lines = [
-        f"{len(rows)} rows ({policy.name} policy: think={policy.think}, extract={policy.extract},"
-        f" stated={policy.stated}, math-verify on the text={policy.math_verify_text})",
+        f"{len(rows)} rows ({what})",
         "reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())),
     ]
     if scored:
@@ -204,8 +269,28 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--policy",
         default="eval",
-        choices=sorted(POLICIES),
-        help="a consumer's reading of a response (default eval: see deepmath.answers.policy)",
+        choices=[*sorted(POLICIES), AUTHORS],
+        help="a consumer's reading of a response (default eval: see deepmath.answers.policy); "
+        "authors: the DeepMath authors' scorer, in their environment (see --rule)",
+    )
+    sc.add_argument(
+        "--rule",
+        choices=AUTHORS_RULES,
+        default=None,
+        help="--policy authors: the benchmark's rule (general; olympiad: OlympiadBench, "
+        "polymath: PolyMath)",
+    )
+    sc.add_argument(
+        "--precision",
+        type=float,
+        default=None,
+        help="--policy authors --rule olympiad: the judge's tolerance (default 1e-8)",
+    )
+    sc.add_argument(
+        "--authors-python",
+        default=None,
+        help="--policy authors: the interpreter of the authors' environment (default "
+        "$DEEPMATH_AUTHORS_PYTHON, else .venv-authors)",
     )
     sc.add_argument("--no-extract", action="store_true", help="responses are bare answers")
     sc.add_argument(
@@ -213,7 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("--think", choices=THINK_MODES, default=None, help="scored part, explicitly")
     sc.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per pair (default 5)"
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"seconds per pair (default {DEFAULT_TIMEOUT_S:g}; --policy authors: "
+        f"{AUTHORS_TIMEOUT_S:g}, their own checks allowing 10 s per parse)",
     )
     sc.add_argument(
         "--workers", type=int, default=None, help=f"checker processes (default {default_workers()})"
@@ -227,13 +316,46 @@ def main(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     setup_logging()
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         raise DeepmathError(f"--timeout {args.timeout}: must be positive")
-    policy = choose_policy(args)
+    authors = args.policy == AUTHORS
+    ours_only = [f for f, on in (("--no-extract", args.no_extract),
+                                  ("--after-think", args.after_think),
+                                  ("--think", args.think)) if on]  # fmt: skip
+    if authors and ours_only:
+        raise DeepmathError(
+            f"{', '.join(ours_only)}: options of our checker's policies; the authors' scorer "
+            "reads a response only as its --rule says"
+        )
+    if not authors and (args.rule or args.precision is not None or args.authors_python):
+        raise DeepmathError("--rule, --precision and --authors-python need --policy authors")
+    if args.precision is not None and (args.precision <= 0 or args.rule != "olympiad"):
+        raise DeepmathError(
+            f"--precision {args.precision}: a positive number, with --rule olympiad"
+        )
     rows = read_rows(args.inp)
     t0 = time.perf_counter()
     progress = not args.no_progress and len(rows) >= PROGRESS_FROM
-    out = score_rows(rows, policy, timeout_s=args.timeout, workers=args.workers, progress=progress)
+    if authors:
+        rule = args.rule or "general"
+        out, hello = score_rows_authors(
+            rows,
+            rule,
+            precision=args.precision,
+            python=args.authors_python,
+            timeout_s=args.timeout or AUTHORS_TIMEOUT_S,
+            workers=args.workers,
+            progress=progress,
+        )
+        versions = ", ".join(
+            f"{k} {v}" for k, v in sorted((hello.get("environment") or {}).items())
+        )
+        exact = "their pinned versions" if hello.get("exact") else "NOT their pinned versions"
+        what = f"the authors' scorer, rule {rule}: {versions}, {exact}"
+    else:
+        policy = choose_policy(args)
+        timeout = args.timeout or DEFAULT_TIMEOUT_S
+        out = score_rows(rows, policy, timeout_s=timeout, workers=args.workers, progress=progress)
     seconds = time.perf_counter() - t0
     write_rows(out, args.out)
-    print(summary(out, seconds, policy), file=sys.stderr)
+    print(summary(out, seconds, what if authors else policy), file=sys.stderr)

@@ -5,9 +5,10 @@ One command per rule (``python -m deepmath.evaluate``, see :mod:`deepmath.evalua
     python -m deepmath.evaluate generate --bench B.parquet --model-dir DIR --spec JSON \\
         --journal J.jsonl --server-dir DIR [--server-registry DIR] --out responses.parquet
     python -m deepmath.evaluate score --in responses.parquet --spec JSON --out metrics.json \\
-        [--scored generations.parquet]
+        [--scored generations.parquet] [--authors-record python.json | --authors-python PY]
     python -m deepmath.evaluate table --metrics M1.json M2.json ... --spec JSON \\
-        --out-md main_results.md --out-csv main_results.csv
+        --out-md main_results.md --out-csv main_results.csv \\
+        [--out-sensitivity-md S.md --out-sensitivity-csv S.csv --out-examples E.md]
 
 ``--spec`` is the config's ``evaluation`` section merged with the evaluated model's entry (JSON
 text, or the path of a JSON file). The modules, in the order a sample passes through them:
@@ -15,9 +16,11 @@ text, or the path of a JSON file). The modules, in the order a sample passes thr
 - :mod:`~deepmath.evaluate.spec`: every key, validated once (:data:`EVAL_KEYS`);
 - :mod:`~deepmath.evaluate.generate`: prompts as the authors' ``uni_eval.py`` builds them, a
   vLLM server or vLLM's offline engine, one resumable journal;
-- :mod:`~deepmath.evaluate.score`: the shared answer checker with each benchmark's rule, the
-  metrics, and the per-sample records;
-- :mod:`~deepmath.evaluate.table`: the results tables, one per model family.
+- :mod:`~deepmath.evaluate.score`: every sample judged by the authors' scorer (in their pinned
+  environment) and by our checker, each with the benchmark's rule; both metric sets, where
+  they differ, and the per-sample records;
+- :mod:`~deepmath.evaluate.table`: the results tables, one per model family, with the verdicts
+  of ``scoring.scorer``; the scorer-sensitivity table and its examples page.
 """
 
 from deepmath.evaluate.generate import (
@@ -37,9 +40,14 @@ from deepmath.evaluate.generate import (
     vllm_version,
 )
 from deepmath.evaluate.score import (
+    AUTHORS_RULES,
+    SCORERS,
+    authors_rule,
+    authors_verdicts,
     metrics_from_scored,
     score,
     score_samples,
+    scorer_disagreement,
     scoring_policy,
     text_rules,
     vote_key,
@@ -58,9 +66,17 @@ from deepmath.evaluate.spec import (
     load_spec_arg,
     scoring_rule,
 )
-from deepmath.evaluate.table import published, results_table, write_table
+from deepmath.evaluate.table import (
+    examples_page,
+    published,
+    results_table,
+    sensitivity_table,
+    table_scorer,
+    write_table,
+)
 
 __all__ = [
+    "AUTHORS_RULES",
     "BENCH_COLUMNS",
     "DEFAULT_SYSTEM_TEXT",
     "ENGINE_KEYS",
@@ -69,10 +85,14 @@ __all__ = [
     "OFFLINE_KEYS",
     "ROLE",
     "RULE_KEYS",
+    "SCORERS",
     "SCORING_KEYS",
+    "authors_rule",
+    "authors_verdicts",
     "build_requests",
     "eval_role",
     "eval_spec",
+    "examples_page",
     "generate",
     "generate_offline",
     "generate_server",
@@ -90,8 +110,11 @@ __all__ = [
     "results_table",
     "score",
     "score_samples",
+    "scorer_disagreement",
     "scoring_policy",
     "scoring_rule",
+    "sensitivity_table",
+    "table_scorer",
     "text_rules",
     "vllm_version",
     "vote_key",

@@ -1,7 +1,8 @@
 """``python -m deepmath.evaluate {generate,score,table}``: one command per evaluation rule.
 
 Each subcommand imports only what it runs, so ``table`` (which reads metrics files) needs no
-vLLM, no LLM client and no checker.
+vLLM, no LLM client and no checker; ``score`` runs both scorers, the authors' in their own
+environment (``--authors-record`` / ``--authors-python``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spec", required=True, help="config evaluation + model entry, JSON or file")
     p.add_argument("--out", required=True, help="output metrics JSON")
     p.add_argument(
-        "--scored", help="also write the scored samples: answer, verdict, reason, method (parquet)"
+        "--scored", help="also write the scored samples: answers and both scorers' verdicts"
+    )
+    p.add_argument(
+        "--authors-record",
+        help="the authors' interpreter as the authors_python rule recorded it (JSON)",
+    )
+    p.add_argument(
+        "--authors-python",
+        help="the authors' interpreter (default: $DEEPMATH_AUTHORS_PYTHON, else .venv-authors)",
     )
     p = sub.add_parser("table", help="models x benchmarks, ours next to the paper's")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
     p.add_argument("--spec", required=True, help="config evaluation section, JSON or file")
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-sensitivity-md", help="the scorer-sensitivity table (Markdown)")
+    p.add_argument("--out-sensitivity-csv", help="the scorer-sensitivity table (CSV)")
+    p.add_argument("--out-examples", help="examples the two scorers judge differently (Markdown)")
     for p in sub.choices.values():
         p.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -69,13 +81,24 @@ def main(argv: list[str] | None = None) -> None:
             server_registry=args.server_registry,
         )
     elif args.cmd == "score":
+        from deepmath.answers.authors.pool import authors_python
         from deepmath.evaluate.score import score
 
-        score(args.inp, eval_spec(raw, need_engine=False), out=args.out, scored_out=args.scored)
+        spec = eval_spec(raw, need_engine=False)
+        python = authors_python(args.authors_python, record=args.authors_record)
+        score(args.inp, spec, out=args.out, scored_out=args.scored, authors_python=python)
     else:
         from deepmath.evaluate.table import write_table
 
-        write_table(args.metrics, raw, out_md=args.out_md, out_csv=args.out_csv)
+        write_table(
+            args.metrics,
+            raw,
+            out_md=args.out_md,
+            out_csv=args.out_csv,
+            out_sensitivity_md=args.out_sensitivity_md,
+            out_sensitivity_csv=args.out_sensitivity_csv,
+            out_examples=args.out_examples,
+        )
 
 
 if __name__ == "__main__":
