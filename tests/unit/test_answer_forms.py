@@ -38,6 +38,11 @@ LABELS_EQUAL = [
     ("\\boxed{a_{37} = 19, a_3 = 2}", "a_3 = 2, a_{37} = 19"),
     ("\\boxed{p=3, q=2}", "(p,q)=(3,2)"),
     ("\\boxed{x = 1, x = 2}", "2, 1"),
+    ("\\boxed{\\frac{3}{4}}", "\\frac{a}{b} = \\frac{3}{4}"),
+    ("\\boxed{CD = 5, AB = 4}", "AB = 4, CD = 5"),
+    ("\\boxed{2:3}", "AB : BC = 2 : 3"),
+    ("\\boxed{45}", "m\\angle ABC = 45^\\circ"),
+    ("\\boxed{a=1,\\ b=-2,\\ c=3}", "(1,-2,3)"),
 ]
 LABELS_UNEQUAL = [
     ("\\boxed{(2,3)}", "(p,q)=(3,2)"),
@@ -51,6 +56,10 @@ LABELS_UNEQUAL = [
     ("\\boxed{CD=4, AB=5}", "AB=4, CD=5"),
     ("\\boxed{(q,p)=(3,2)}", "(p,q)=(3,2)"),
     ("\\boxed{AB=4, EF=5}", "AB=4, CD=5"),
+    ("\\boxed{x = 3}", "(x, y) = (3, 4)"),
+    ("\\boxed{k = 2, m = 3}", "k = 2"),
+    ("\\boxed{a=1, b=2}", "b=1, a=2"),
+    ("\\boxed{3:2}", "AB : BC = 2 : 3"),
 ]
 # "Final Answer:" followed by a sentence that names the variable before its value.
 PROSE_EQUAL = [
@@ -60,6 +69,10 @@ PROSE_EQUAL = [
     ("Final Answer: The maximum number of points in the domain of $f(x)$ is 19.", "19"),
     ("Final Answer: There are 5 ways.", "5"),
     ("Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.", "3"),
+    ("Final Answer: $k$ is $\\frac12$.", "\\frac12"),
+    ("Final Answer: There are 5 ways, since 5 is prime.", "5"),
+    ("Final Answer: The sum of the first $10$ terms is 55.", "55"),
+    ("**Final Answer:** The minimum value of $f$ is $-3$.", "-3"),
 ]
 PROSE_UNEQUAL = [
     ("Final Answer: The largest $n$ is 34.", "35"),
@@ -67,6 +80,9 @@ PROSE_UNEQUAL = [
     ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "12"),
     ("Final Answer: The number of solutions is not 3.", "3"),
     ("Final Answer: Between 3 and 5 hours ago.", "3"),
+    ("Final Answer: $5$ and the remainder is $2$.", "2"),
+    ("Final Answer: The sum of the first $10$ terms is 55.", "10"),
+    ("Final Answer: The probability is $\\frac{1}{6}$, which is about 0.167.", "0.167"),
 ]
 # Interval membership against an inequality chain, both ways round.
 INTERVALS_EQUAL = [
@@ -82,6 +98,9 @@ INTERVALS_EQUAL = [
     ("\\boxed{-2 \\leqslant x \\leqslant 7}", "[-2,7]"),
     ("Therefore $x \\gt 5$ is the solution.", "x > 5"),
     ("\\boxed{x \\lt 5}", "(-\\infty, 5)"),
+    ("\\boxed{x \\le -1 \\lor x \\ge 3}", "(-\\infty,-1]\\cup[3,\\infty)"),
+    ("\\boxed{\\{x \\mid -2 \\le x \\le 7\\}}", "[-2, 7]"),
+    ("\\boxed{t \\in [0, 5]}", "0 \\le t \\le 5"),
 ]
 INTERVALS_UNEQUAL = [
     ("\\boxed{x \\in [-2,7)}", "-2 \\le x \\le 7"),
@@ -92,6 +111,8 @@ INTERVALS_UNEQUAL = [
     ("\\boxed{x \\le 3}", "x \\in [3, \\infty)"),
     ("\\boxed{7 \\ge x > -2}", "x \\in [-2,7]"),
     ("\\boxed{x \\gt 5}", "x \\geq 5"),
+    ("\\boxed{\\{x \\mid -2 < x \\le 7\\}}", "[-2, 7]"),
+    ("\\boxed{x \\le -1 \\vee x > 3}", "(-\\infty,-1]\\cup[3,\\infty)"),
 ]
 # Percent as a word or abbreviation: the same as "%" (the value, or a hundredth of it).
 PERCENT_EQUAL = [
@@ -117,6 +138,8 @@ LETTERS_EQUAL = [
     ("\\boxed{B}", "b"),
     ("\\boxed{\\textbf{D}}", "d"),
     ("\\boxed{\\mathrm{a}}", "(A)"),
+    ("\\boxed{C)}", "c"),
+    ("The answer is (d).", "D"),
 ]
 LETTERS_UNEQUAL = [
     ("\\boxed{b}", "\\text{C}"),
@@ -125,6 +148,8 @@ LETTERS_UNEQUAL = [
     ("\\boxed{(c)}", "D"),
     ("\\boxed{e}", "2.718"),
     ("\\boxed{n}", "N"),
+    ("\\boxed{(c)}", "(d)"),
+    ("\\boxed{C)}", "d"),
 ]
 # An unbraced \sqrt takes a whole digit run (what the writer means), or one letter.
 RADICALS_EQUAL = [

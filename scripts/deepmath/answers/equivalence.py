@@ -528,8 +528,11 @@ _TUPLE_LABEL = re.compile(r"\(\s*([a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+)\
 
 
 def _is_label(head: str) -> bool:
-    """Whether ``head`` names a value: ``x``, ``|AB|``, ``(p,q)``, or a ratio ``V_1:V_2``."""
-    return all(_LABEL.fullmatch(part) for part in head.split(":"))
+    """Whether ``head`` names a value: ``x``, ``|AB|``, ``(p,q)``, or a ratio of names
+    (``V_1:V_2``, ``a/b``, ``\\frac{a}{b}``)."""
+    m = re.fullmatch(r"\s*\\frac\{([^{}]+)\}\{([^{}]+)\}\s*", head)
+    parts = m.groups() if m else re.split(r"[:/]", head)
+    return all(_LABEL.fullmatch(part) for part in parts)
 
 
 def _label_key(head: str) -> str:

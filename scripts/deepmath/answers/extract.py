@@ -178,6 +178,10 @@ def _stated_math(segment: str) -> str | None:
 _PROSE = re.compile(r"[ \t*_]*[A-Za-z][a-z]+\b")
 _IS_VALUE = re.compile(r"\b(?:is|are|equals|was|were)\s+(?:equal\s+to\s+)?:?\s*(?=[$\d+-]|\\\()")
 _NUMBER_WORD = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.]|\.\d)")
+# "$k$ is ...": a math run with a letter and no value in it names what follows.
+_NAMED_BY_MATH = re.compile(r"[ \t*_]*\$[^$=\d]*[a-zA-Z][^$=\d]*\$\s*$")
+# Where a stated value ends and its justification begins: "5 ways, since 5 is prime".
+_REASON = re.compile(r",?\s+(?:since|because|as|which|so|for|when|where)\b")
 _NEGATION = re.compile(r"(?i)\b(?:not|no|none|never|neither|nor|between)\b")
 
 
@@ -188,16 +192,17 @@ def _prose_value(sentence: str) -> str | None:
     A sentence opening with math or a number is not prose, and one that negates or gives a
     range ("not 3", "between 3 and 5") states no single value.
     """
-    if not _PROSE.match(sentence) or _NEGATION.search(sentence):
+    if _NEGATION.search(sentence):
         return None
     # an "is" inside math is not the sentence's: blank each math run but its opening "$"
     outside = _INLINE_MATH.sub(lambda m: "$" + " " * (len(m.group(0)) - 1), sentence)
     m = _IS_VALUE.search(outside)
-    if m:
-        rest = sentence[m.end() :]
+    prose = _PROSE.match(sentence) is not None
+    if m and (prose or _NAMED_BY_MATH.match(sentence[: m.start()])):
+        rest = _REASON.split(sentence[m.end() :], maxsplit=1)[0]
         math = _stated_math(rest) if re.match(r"\$|\\\(", rest) else None
         return math or re.sub(r"[.\s]+$", "", rest).strip() or None
-    if _INLINE_MATH.search(sentence):
+    if not prose or _INLINE_MATH.search(sentence):
         return None
     numbers = _NUMBER_WORD.findall(sentence)
     return numbers[0] if len(numbers) == 1 else None

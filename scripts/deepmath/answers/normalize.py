@@ -77,6 +77,12 @@ _PERCENT_WORD = re.compile(
 )
 
 
+# A set given by its condition: \{x \mid x > 3\}, \{x : x > 3\}, \{x \in \mathbb{R} | x > 3\}.
+_SET_BUILDER = re.compile(
+    r"\\\{\s*[a-zA-Z]\s*(?:\\in\s*\\mathbb\{?R\}?\s*)?(?:\\mid|\||:)\s*(.+?)\s*\\\}"
+)
+
+
 # A mixed number: "5 2/3", "1207 1/4", "12 1/2\\%" (a proper fraction after a whole number).
 _MIXED = re.compile(r"([+-]?\d+)\s+(\d+)\s*/\s*(\d+)\s*(\\?%)?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:\\?%)?")
@@ -147,13 +153,16 @@ def _value_form(s: str) -> str:
     m = re.fullmatch(r"[a-zA-Z]\s*\\in\s*(.+)", s)  # x \in [-2, 7] -> [-2, 7]
     if m:
         return m.group(1).strip()
+    m = _SET_BUILDER.fullmatch(s)  # \{x \mid -2 \leq x \leq 7\} -> -2 \leq x \leq 7
+    if m:
+        return m.group(1).strip()
     m = _ASSIGN.match(s) if len(s) <= _HEURISTIC_MAX else None
     if m and not re.search(r"[=<>]|\\[lg]eq", m.group(1)):
         s = m.group(1).strip()
-    # "(C)" -> "C": a lone parenthesised choice letter.
-    m = re.fullmatch(r"\(\s*([A-Ea-e])\s*\)", s)
+    # "(C)" or "C)" -> "C": a lone parenthesised choice letter.
+    m = re.fullmatch(r"\(\s*([A-Ea-e])\s*\)|([A-E])\)", s)
     if m:
-        s = m.group(1).upper()
+        s = (m.group(1) or m.group(2)).upper()
     return s
 
 
@@ -198,6 +207,7 @@ def normal_form(ans: str) -> str:
     )
     s = re.sub(r"([\^_])\{\s*([A-Za-z0-9])\s*\}", r"\1\2", s)  # x^{2} -> x^2, a_{n} -> a_n
     s = re.sub(r"(\d)\{,\}(\d)", r"\1,\2", s)  # 1{,}000
+    s = re.sub(r"\\(?:lor|vee)(?![a-zA-Z])", " or ", s)  # x < 2 \lor x > 3
     s = re.sub(r"\s*,?\s+(?:and|or)\s+", ", ", s)  # 12, 30, and 77
     m = _UNIT_WORDS.match(s) if len(s) <= _HEURISTIC_MAX else None  # quadratic regex
     if m and not set(re.findall(r"[a-z]+", m.group(2).lower())) & _NOT_UNITS:
