@@ -112,3 +112,68 @@ def test_pair_of_and_score_rows_in_process():
     assert rows[0]["equivalent"] and rows[0]["pred"] == "4"
     rows = score_rows([{"response": None, "gold": "4"}], EVAL, workers=1)
     assert rows[0]["reason"] == "error"
+
+
+# --------------------------------------------------------------------------- --policy authors
+
+AUTHORS_ROWS = [
+    # the authors' math_equal takes the gold times 100; ours does not
+    {"id": "pct", "response": "The rate is \\boxed{50}", "gold": "0.5"},
+    # a stated letter: ours reads it, the authors need a box or "The answer is: "
+    {"id": "stated", "response": "So the answer is (A).", "gold": "A"},
+    {"id": "answer-is", "response": "We add.\nThe answer is: 12", "gold": "12"},
+    {"id": "wrong", "response": "\\boxed{7}", "gold": "8"},
+    {"id": "none", "response": "no idea", "gold": "8"},
+    # PolyMath's judge takes the first box: only the polymath rule accepts this
+    {"id": "first-box", "response": "\\boxed{42} Check: \\boxed{41}", "gold": "42"},
+    {"id": "bad", "response": "\\boxed{1}"},
+]
+
+
+def test_policy_authors_is_the_authors_scorer_with_a_rule_per_benchmark(tmp_path, venv_env):
+    from deepmath.answers.authors.pool import AuthorsPool
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in AUTHORS_ROWS))
+    got = {}
+    for rule in ("general", "polymath"):
+        out = tmp_path / f"{rule}.jsonl"
+        args = ["score", "--in", str(pairs), "--out", str(out), "--policy", "authors"]
+        proc = run([*args, "--rule", rule, "--workers", "2"], venv_env)
+        assert proc.returncode == 0, proc.stderr
+        got[rule] = [json.loads(line) for line in out.read_text().splitlines()]
+        assert f"the authors' scorer, rule {rule}: " in proc.stderr and "math-verify" in proc.stderr
+    general = got["general"]
+    assert [g["equivalent"] for g in general] == [True, False, True, False, False, False, False]
+    assert [g["reason"] for g in general] == [
+        "match", "no_answer", "match", "mismatch", "no_answer", "mismatch", "error",
+    ]  # fmt: skip
+    assert [g["method"] for g in general[:3]] == ["boxed", None, "answer_is"]
+    assert general[0]["pred"] == "50" and general[0]["id"] == "pct"
+    assert "missing field(s): gold" in general[-1]["detail"]
+    assert [g["equivalent"] for g in got["polymath"]][5] is True
+    assert got["polymath"][5]["method"] == "polymath"
+    # the same verdicts as the pool run directly, and our checker differs on the first two
+    good = AUTHORS_ROWS[:-1]
+    with AuthorsPool(workers=1) as pool:
+        direct = pool.eval_verdicts([(r["response"], r["gold"], "general", None) for r in good])
+    assert [g["equivalent"] for g in general[:-1]] == [v.correct for v in direct]
+    ours = score_rows(good, EVAL, workers=1)
+    assert [r["equivalent"] for r in ours[:2]] == [False, True]
+
+
+def test_policy_authors_usage_errors(tmp_path, venv_env):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(AUTHORS_ROWS[0]) + "\n")
+    base = ["score", "--in", str(pairs), "--out", "-"]
+    proc = run([*base, "--rule", "olympiad"], venv_env)
+    assert proc.returncode == 2 and "need --policy authors" in proc.stderr
+    proc = run([*base, "--policy", "authors", "--rule", "olympic"], venv_env)
+    assert proc.returncode == 2 and "invalid choice: 'olympic'" in proc.stderr
+    proc = run([*base, "--policy", "authors", "--after-think"], venv_env)
+    assert proc.returncode == 2 and "--after-think: options of our checker" in proc.stderr
+    proc = run([*base, "--policy", "authors", "--precision", "0.01"], venv_env)
+    assert proc.returncode == 2 and "with --rule olympiad" in proc.stderr
+    missing = tmp_path / "no-python"
+    proc = run([*base, "--policy", "authors", "--authors-python", str(missing)], venv_env)
+    assert proc.returncode != 0 and str(missing) in proc.stderr

@@ -261,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(match / mismatch / timeout / no_answer / error), method, pred (the extracted "
             "answer) and detail. Bad rows (missing fields, values that are not strings, lines "
             "that are not JSON) are kept with reason 'error' and counted; a gold given as a JSON "
-            "number is read as its decimal spelling. A summary goes to stderr."
+            "number is read as its decimal spelling. A summary goes to stderr. --policy authors "
+            "scores with the DeepMath authors' own rule (--rule) in their environment; method "
+            "is then the branch that accepted (boxed, answer_is, math_verify, olympiad, "
+            "polymath)."
         ),
     )
     sc.add_argument("--in", dest="inp", required=True, metavar="PAIRS", help="input, '-': stdin")
