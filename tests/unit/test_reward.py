@@ -227,3 +227,35 @@ def test_config_refuses_a_bad_reward_scorer(repo, monkeypatch):
     bad["rl"]["runs"]["smollm2-grpo"]["reward_scorer"] = "mine"
     with pytest.raises(ConfigError, match=r"rl\.runs\.smollm2-grpo\.reward_scorer = 'mine'"):
         validate_config(bad)
+
+
+@needs_authors_env
+def test_the_reward_digest_covers_the_authors_interpreter(tmp_path, monkeypatch):
+    import argparse
+    from pathlib import Path
+
+    from deepmath.backends import Job, reward_code, reward_versions
+
+    monkeypatch.delenv(PYTHON_ENV, raising=False)
+
+    def job(spec: dict, **args: str) -> Job:
+        p = Path(tmp_path)
+        return Job(spec, p, p / "t", p / "v", p / "w", p / "o", "x", argparse.Namespace(**args))
+
+    authors, ours = job({"backend": "trl"}), job({"backend": "trl", "reward_scorer": "ours"})
+    assert reward_versions(authors, {PYTHON_ENV: str(VENV_PYTHON)})["sympy"] == "1.13.1"
+    assert reward_code(authors) != reward_code(ours)
+    assert reward_code(job({"backend": "sft"})) is None
+    # another interpreter with other versions is another reward
+    verl = Path(__file__).resolve().parents[2] / ".venv-verl" / "bin" / "python"
+    if verl.exists():
+        assert reward_code(job({"backend": "trl"}, authors_python=str(verl))) != reward_code(
+            authors
+        )
+
+
+@needs_authors_env
+@pytest.mark.xfail(reason="the authors' rules have no 'none' gate yet (the CPU demo's)")
+def test_no_gate_scores_the_whole_response_with_the_authors_check():
+    assert score("\\boxed{1} and then \\boxed{7}", "7", "none")["score"] == 1.0
+    assert score("<think>\\boxed{7}</think> so 8", "7", "none")["reason"] != "error"
