@@ -157,6 +157,7 @@ def test_grpo_checkpoint_and_results_table(demo_run):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == "2"  # n
         assert all("±" in c for c in cells[3:7]), row  # MATH-500, GSM8K, Minerva, GPQA
+    assert "Verdicts: the authors' scorer (evaluation.scoring.scorer: authors)" in table
     for model in ("smollm2", "smollm2-grpo"):
         for bench in ("math500", "gsm8k", "minerva", "gpqa_diamond"):
             metrics = json.loads((RESULTS / "eval" / model / bench / "metrics.json").read_text())
@@ -164,6 +165,32 @@ def test_grpo_checkpoint_and_results_table(demo_run):
             rules = metrics["text_rules"]  # the disagreement report of the two readings
             assert rules["samples"] == metrics["samples"]
             assert rules["samples_differ"] == rules["only_whole"] + rules["only_after_think"]
+            # both scorers, the authors' in their pinned environment; where they differ
+            assert set(metrics["scorers"]) == {"authors", "ours"}
+            assert metrics["authors_env"]["is_exact"] is True
+            differ = metrics["scorer_disagreement"]
+            parts = ("both", "neither", "authors_only", "ours_only")
+            assert sum(differ[k] for k in parts) == differ["samples"] == metrics["samples"]
+
+
+def test_scorer_sensitivity_table_and_examples(demo_run):
+    """Every (model, benchmark) judged by both scorers, the counts from the per-sample columns,
+    and the examples page linked from the table."""
+    tables = RESULTS / "tables"
+    sens = pd.read_csv(tables / "scorer_sensitivity.csv")
+    assert len(sens) == 2 * 4 and set(sens["model"]) == {"smollm2", "smollm2-grpo"}
+    for row in sens.itertuples(index=False):
+        rows = pd.read_parquet(RESULTS / "eval" / row.model / row.bench / "generations.parquet")
+        authors, ours = rows["correct_authors"], rows["correct_ours"]
+        assert row.authors_only == int((authors & ~ours).sum())
+        assert row.ours_only == int((ours & ~authors).sum())
+        assert row.samples == len(rows)
+    md = (tables / "scorer_sensitivity.md").read_text()
+    assert "(scorer_disagreements.md)" in md and "the authors' pinned versions" in md
+    examples = (tables / "scorer_disagreements.md").read_text()
+    assert "(scorer_sensitivity.md)" in examples
+    for label in ("MATH-500", "GSM8K", "Minerva", "GPQA-Diamond"):
+        assert f"## {label}" in examples
 
 
 def test_multiple_choice_eval_and_per_sample_records(demo_run):
@@ -177,14 +204,21 @@ def test_multiple_choice_eval_and_per_sample_records(demo_run):
         assert metrics["scoring"]["choice"] is True and metrics["problems"] == 3
         rows = pd.read_parquet(RESULTS / "eval" / model / "gpqa_diamond" / "generations.parquet")
         assert len(rows) == 6
-        for column in ("response", "pred", "correct", "reason", "method", "correct_whole"):
+        for column in ("response", "pred", "correct_ours", "reason", "method", "correct_whole",
+                       "correct_authors", "authors_pred", "authors_via"):  # fmt: skip
             assert column in rows, column
-        # a committed answer is a letter; the verdict is that letter against the key
+        # a committed answer is a letter; our verdict is that letter against the key
         letters = rows[rows["method"] == "choice"]
         assert all(p in "ABCDEFGHIJ" for p in letters["pred"])
-        assert (letters["correct"] == (letters["pred"] == letters["answer"])).all()
+        assert (letters["correct_ours"] == (letters["pred"] == letters["answer"])).all()
+        # the authors' general rule: a last box holding the key's letter is right
+        boxed = rows[rows["authors_pred"].isin(list("ABCD"))]
+        assert (boxed["correct_authors"] | (boxed["authors_pred"] != boxed["answer"])).all()
     wrong = pd.read_parquet(RESULTS / "eval" / "smollm2" / "math500" / "generations.parquet")
-    assert set(wrong.loc[~wrong["correct"], "reason"]) <= {"mismatch", "no_answer", "timeout"}
+    assert set(wrong.loc[~wrong["correct_ours"], "reason"]) <= {"mismatch", "no_answer", "timeout"}
+    assert set(wrong.loc[wrong["correct_authors"], "authors_via"]) <= {
+        "boxed", "answer_is", "math_verify",
+    }  # fmt: skip
 
 
 def test_sft_baseline_trained_on_the_datasets_solutions(demo_run):
@@ -236,6 +270,11 @@ def test_rerun_has_nothing_to_do(demo_run, venv_env):
             {"evaluation": {"scoring": {"rules": {"minerva": {"text": "after_think"}}}}},
             {"score_eval": 2, "results_table": 1, "report_results": 1},
         ),
+        # whose verdicts the table prints: both are scored already, only the tables change
+        (
+            {"evaluation": {"scoring": {"scorer": "ours"}}},
+            {"results_table": 1, "report_results": 1},
+        ),
         # how jobs run, not what they answer: concurrency, timeouts, retries, logging, server
         # placement, the evaluation engine's concurrency: nothing reruns
         (
@@ -276,7 +315,7 @@ def test_rerun_has_nothing_to_do(demo_run, venv_env):
             },
         ),
     ],
-    ids=["label", "paper-number", "new-model", "one-rule", "run-only", "prices", "lr"],
+    ids=["label", "paper-number", "new-model", "one-rule", "scorer", "run-only", "prices", "lr"],
 )
 def test_config_edits_rerun_only_what_they_touch(demo_run, venv_env, tmp_path, overlay, expected):
     path = tmp_path / "edit.yaml"

@@ -40,7 +40,11 @@ EXPECTED = [
     ("Cost", None, "cost.html"),
     ("Evaluation", None, "main_results.html"),
     ("Evaluation", None, "main_results.csv"),
+    ("Evaluation", None, "scorer_sensitivity.csv"),
+    ("Evaluation", None, "scorer_disagreements.md"),
 ]
+# results_table's outputs (under tables/, upstream of report_results)
+TABLES = ("main_results.csv", "scorer_sensitivity.csv", "scorer_disagreements.md")
 # The analyses and the audit of the release: (category, subcategory, path under the run).
 ANALYSES = [
     ("Analyses", "Answer types", "analysis/answer_types.png"),
@@ -57,8 +61,8 @@ EXPECTED += [(c, s, path.rsplit("/", 1)[1]) for c, s, path in ANALYSES]
 TARGETS = [
     f"results/pytest-demo/report/{name}"
     for category, _, name in EXPECTED
-    # results_table's output, upstream of report_results; the analyses lie elsewhere
-    if name != "main_results.csv" and category not in ("Analyses", "Audits")
+    # results_table's outputs, upstream of report_results; the analyses lie elsewhere
+    if name not in TABLES and category not in ("Analyses", "Audits")
 ] + [f"results/pytest-demo/{path}" for *_, path in ANALYSES]
 
 
