@@ -45,6 +45,7 @@ LABELS_EQUAL = [
     ("\\boxed{a=1,\\ b=-2,\\ c=3}", "(1,-2,3)"),
 ]
 LABELS_UNEQUAL = [
+    ("\\boxed{b = -2, a = 1}", "(-2, 1)"),  # labels out of order: which is first is unknown
     ("\\boxed{(2,3)}", "(p,q)=(3,2)"),
     ("\\boxed{(3,3)}", "(p,q)=(3,2)"),
     ("\\boxed{2}", "|AB|=1"),

@@ -582,8 +582,8 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
 
     Both labelled: the labels must be the same (``x=3`` is not ``y=3``) and each label's value
     equal, in any order. One side labelled: its values against the other's in order
-    (``AB=4, CD=5`` is ``4, 5``, not ``5, 4``); one label repeated (``x=1, x=2``) lists
-    solutions, in any order.
+    (``AB=4, CD=5`` is ``4, 5``, not ``5, 4``), both as written and in the labels' order; one
+    label repeated (``x=1, x=2``) lists solutions, in any order.
     """
     lp, lg = _labelled(fp), _labelled(fg)
     if lp is None and lg is None:
@@ -601,19 +601,21 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
     if _RELATION.search(bare):
         return None  # an equation or inequality on the other side: not a list of values
     values = [v for _, v in named]
-    pairs: list[tuple[str, str]]
     if len(values) == 1:
-        pairs = [(values[0], bare)]
-    else:
-        items = _bare_items(bare)
-        if items is None or len(items) != len(values):
+        return _compare(values[0], bare)[0] if lp is not None else _compare(bare, values[0])[0]
+    items = _bare_items(bare)
+    if items is None or len(items) != len(values):
+        return False
+    if len({k for k, _ in named}) == 1:  # x = 1, x = 2: the solutions, in any order
+        return _unordered_equal(values, items)
+    # In the order written, and in the labels' order: "b = -2, a = 1" may answer (a, b) as
+    # well as (b, a), so it equals a bare pair only when both readings agree.
+    orders = [values, [v for _, v in sorted(named)]]
+    for order in orders:
+        pairs = zip(order, items, strict=True) if lp is not None else zip(items, order, strict=True)
+        if not all(_compare(a, b)[0] for a, b in pairs):
             return False
-        if len({k for k, _ in named}) == 1:  # x = 1, x = 2: the solutions, in any order
-            return _unordered_equal(values, items)
-        pairs = list(zip(values, items, strict=True))
-    if lg is not None:  # the labelled side is the gold: the prediction goes first
-        pairs = [(b, a) for a, b in pairs]
-    return all(_compare(a, b)[0] for a, b in pairs)
+    return True
 
 
 def _exact_before_approx(p: str) -> str | None:
