@@ -216,6 +216,9 @@ def test_engine_runs_each_model_at_its_own_length(tmp_path):
     short = with_length(spec, engine_length(offline_spec(max_model_len=2048), math7b))
     full = with_length(spec, engine_length(spec, math7b))
     assert model_identity_of(short, str(math7b), "m") != model_identity_of(full, str(math7b), "m")
+    # the model's own length set explicitly is the same engine: its journal replays
+    same = with_length(spec, engine_length(offline_spec(max_model_len=4096), math7b))
+    assert model_identity_of(same, str(math7b), "m") == model_identity_of(full, str(math7b), "m")
 
 
 @pytest.mark.parametrize("asked", [34816, 4097])
