@@ -95,7 +95,7 @@ def test_merge_gives_the_trained_weights(checkpoint, verl_python, venv_env):
         [{"role": "user", "content": "What is 2+2?"}], tokenize=False, add_generation_prompt=True
     )
     assert prompt.startswith("A conversation between User and Assistant.")
-    assert prompt.endswith("\nUser: What is 2+2?\nAssistant: <think>")
+    assert prompt.endswith("This is the problem:\nWhat is 2+2?\nAssistant: <think>")
 
 
 def test_merge_errors(checkpoint, verl_python, venv_env, tmp_path):
