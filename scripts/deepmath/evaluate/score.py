@@ -388,6 +388,11 @@ def metrics_from_scored(
     first = groups[problems[0]].iloc[0]  # a sample 0: its seed is the base seed
     sampling = json.loads(first["sampling_params"]) if "sampling_params" in first else {}
     sampling.update({"n": n, "seed_rule": "sample i uses seed + i"})
+    from deepmath.evaluate.generate import length_record
+
+    length = length_record(scored)  # max_tokens: the configured one; each sample got what fit
+    if length.get("max_tokens") is not None:
+        sampling["max_tokens"] = length["max_tokens"]
     return {
         "model_name": str(first.get("model_name", spec.model_name)),
         "label": spec.label,
@@ -407,6 +412,7 @@ def metrics_from_scored(
         "engine": first.get("engine"),
         "model_identity": first.get("model_identity"),
         "vllm_version": first.get("vllm_version"),
+        "engine_length": length,
         "sampling": sampling,
         "system_prompt": bool(first.get("system_prompt", False)),
         "generated_at": (
