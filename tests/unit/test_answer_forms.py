@@ -28,6 +28,8 @@ def ok(response: str, gold: str, policy=EVAL) -> bool:
 # A label on one side names the value the other side gives bare: the label is dropped, and
 # several labelled values are compared in order (against a bare list) or label by label.
 LABELS_EQUAL = [
+    ("\\boxed{y = 2, x = 1}", "(1, 2)"),
+    ("\\boxed{x = -5,\\ p = \\frac{14}{3}}", "-5, \\frac{14}{3}"),  # not consecutive: as written
     ("\\boxed{(3,2)}", "(p,q)=(3,2)"),
     ("\\boxed{1}", "|AB|=1"),
     ("\\boxed{11:21}", "V_1:V_2=11:21"),
@@ -45,7 +47,7 @@ LABELS_EQUAL = [
     ("\\boxed{a=1,\\ b=-2,\\ c=3}", "(1,-2,3)"),
 ]
 LABELS_UNEQUAL = [
-    ("\\boxed{b = -2, a = 1}", "(-2, 1)"),  # labels out of order: which is first is unknown
+    ("\\boxed{b = -2, a = 1}", "(-2, 1)"),  # consecutive letters name (a, b) in their order
     ("\\boxed{(2,3)}", "(p,q)=(3,2)"),
     ("\\boxed{(3,3)}", "(p,q)=(3,2)"),
     ("\\boxed{2}", "|AB|=1"),

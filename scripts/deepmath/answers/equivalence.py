@@ -569,6 +569,9 @@ def _labelled(s: str) -> list[tuple[str, str]] | None:
     return out
 
 
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def _bare_items(s: str) -> tuple[str, ...] | None:
     """The items of a bare list or a parenthesised tuple (``4, 5``, ``(3, 2)``), else None."""
     shape = _parse_structure(s)
@@ -582,8 +585,8 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
 
     Both labelled: the labels must be the same (``x=3`` is not ``y=3``) and each label's value
     equal, in any order. One side labelled: its values against the other's in order
-    (``AB=4, CD=5`` is ``4, 5``, not ``5, 4``), both as written and in the labels' order; one
-    label repeated (``x=1, x=2``) lists solutions, in any order.
+    (``AB=4, CD=5`` is ``4, 5``, not ``5, 4``), where consecutive letters (a, b; x, y, z) name
+    a tuple in alphabetical order; one label repeated (``x=1, x=2``) lists solutions.
     """
     lp, lg = _labelled(fp), _labelled(fg)
     if lp is None and lg is None:
@@ -608,14 +611,12 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
         return False
     if len({k for k, _ in named}) == 1:  # x = 1, x = 2: the solutions, in any order
         return _unordered_equal(values, items)
-    # In the order written, and in the labels' order: "b = -2, a = 1" may answer (a, b) as
-    # well as (b, a), so it equals a bare pair only when both readings agree.
-    orders = [values, [v for _, v in sorted(named)]]
-    for order in orders:
-        pairs = zip(order, items, strict=True) if lp is not None else zip(items, order, strict=True)
-        if not all(_compare(a, b)[0] for a, b in pairs):
-            return False
-    return True
+    keys = sorted(k for k, _ in named)
+    if all(len(k) == 1 for k in keys) and "".join(keys) in _ALPHABET:
+        # consecutive letters name a tuple in their order: "b = -2, a = 1" is (a, b) = (1, -2)
+        values = [v for _, v in sorted(named)]
+    pairs = zip(values, items, strict=True) if lp is not None else zip(items, values, strict=True)
+    return all(_compare(a, b)[0] for a, b in pairs)
 
 
 def _exact_before_approx(p: str) -> str | None:
