@@ -196,6 +196,12 @@ def _evaluation_problems(config: Mapping[str, Any]) -> list[str]:
                 f"{where}.checkpoint = {entry['checkpoint']!r} is not an rl run; allowed "
                 f"values: {', '.join(sorted(runs)) or '(no runs defined)'}"
             )
+        scoring = entry.get("scoring")
+        if isinstance(scoring, Mapping) and scoring.get("scorer") is not None:
+            problems.append(
+                f"{where}.scoring.scorer: one scorer's verdicts fill the whole results table "
+                "(both scorers judge every model); set evaluation.scoring.scorer instead"
+            )
         try:
             checked = eval_spec({**ev, **entry, "model_name": name})
         except DeepmathError as err:

@@ -637,3 +637,13 @@ def test_metrics_from_before_the_two_scorers_say_how_to_rescore():
     old = {"model_name": "m", "bench": "math500", "pass@1": 50.0, "n": 1}
     with pytest.raises(DeepmathError, match="no 'authors' scorer's metrics.*forcerun score_eval"):
         results_table([old], {"benchmarks": ["math500"]})
+
+
+def test_a_models_own_scorer_is_refused():
+    """The table prints one scorer for every model: a model's own choice would be ignored."""
+    from deepmath.config import load_config, validate_config
+
+    config = load_config([REPO / "config" / "demo.yaml"])
+    config["evaluation"]["models"]["smollm2"]["scoring"] = {"scorer": "ours"}
+    with pytest.raises(DeepmathError, match="smollm2.scoring.scorer: one scorer's verdicts"):
+        validate_config(config)
