@@ -44,17 +44,18 @@ venv-verl: $(VERL_STAMP)
 
 # The DeepMath authors' scorer runs in its own small env: their grader's sympy parse_latex needs
 # antlr 4.11.0 exactly (.venv has 4.13.2, .venv-verl 4.9.3) and their verdicts came from
-# math-verify 0.7.0. No torch; the complete lock with --no-deps. deepmath.answers.authors starts
+# math-verify 0.7.0. No torch; the complete lock with --no-deps (PolyMath's LaTeX parser too). deepmath.answers.authors starts
 # its workers with this interpreter (PYTHONPATH=scripts).
 AUTHORS_VENV := .venv-authors
 AUTHORS_STAMP := $(AUTHORS_VENV)/.installed
 
-$(AUTHORS_STAMP): requirements/authors.txt
+$(AUTHORS_STAMP): requirements/authors.txt requirements/authors-judges-nodeps.txt
 	rm -rf $(AUTHORS_VENV)
 	$(PYTHON) -m venv $(AUTHORS_VENV)
-	$(AUTHORS_VENV)/bin/pip install --quiet --no-deps -r requirements/authors.txt
+	$(AUTHORS_VENV)/bin/pip install --quiet --no-deps -r requirements/authors.txt \
+	  -r requirements/authors-judges-nodeps.txt
 	$(AUTHORS_VENV)/bin/python -c "from sympy.parsing.latex import parse_latex; \
-	  import math_verify; assert str(parse_latex(r'\frac12')) == '1/2'"
+	  import math_verify, latex2sympy2; assert str(parse_latex(r'\frac12')) == '1/2'"
 	touch $(AUTHORS_STAMP)
 
 venv-authors: $(AUTHORS_STAMP)
