@@ -38,7 +38,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,7 +327,7 @@ class AuthorsPool:
         try:
             while pending or mine:
                 for w in self._acquire(len(pending), block=not mine):
-                    self._start_pair(w, pending, mine, op, args, done)
+                    self._start_pair(w, pending, mine, op, args)
                 if not mine:
                     continue
                 now = time.monotonic()
@@ -339,9 +339,11 @@ class AuthorsPool:
                     if line is None:
                         done(idx, self._lost(w, ERROR, "the worker died"))
                         continue
-                    done(idx, self._reply(line))
+                    done(idx, self._reply(w, idx, line))
+                    if w not in self._all:
+                        continue  # it answered out of turn and was discarded
                     if pending and not self._waiting:
-                        self._start_pair(w, pending, mine, op, args, done)
+                        self._start_pair(w, pending, mine, op, args)
                     else:
                         self._release(w)
                 now = time.monotonic()
@@ -378,7 +380,6 @@ class AuthorsPool:
         mine: dict[_Worker, tuple[int, float]],
         op: str,
         args: Sequence[Mapping[str, Any]],
-        done: Callable[[int, Outcome], None],
     ) -> None:
         """Give ``w`` the next pending item (a worker that died while idle is replaced)."""
         idx = pending.popleft()
@@ -401,7 +402,9 @@ class AuthorsPool:
         with self._cond:
             while True:
                 self._check_open()
-                got = [self._idle.pop() for _ in range(min(want, len(self._idle)))]
+                # a call that holds workers leaves the idle ones to calls that hold none
+                free = len(self._idle) if block or not self._waiting else 0
+                got = [self._idle.pop() for _ in range(min(want, free))]
                 room = self.workers - len(self._all) - self._starting
                 start = max(0, min(want - len(got), room))
                 self._starting += start
@@ -453,12 +456,17 @@ class AuthorsPool:
             log.warning("authors' scorer worker %d: %s; stderr: %s", w.proc.pid, why, tail)
         return Outcome(status, None, f"{why}; worker {w.proc.pid} replaced")
 
-    def _reply(self, line: bytes) -> Outcome:
+    def _reply(self, w: _Worker, idx: int, line: bytes) -> Outcome:
+        """The outcome of a worker's answer line to request ``idx``."""
         try:
             msg = json.loads(line)
         except ValueError:
+            msg = None
+        if not isinstance(msg, dict) or msg.get("id") != idx:
+            # not an answer to this request: the stream cannot be trusted any more
+            self._discard(w)
             self.errors += 1
-            return Outcome(ERROR, None, f"not a protocol line: {line[:200]!r}")
+            return Outcome(ERROR, None, f"worker {w.proc.pid} answered {line[:200]!r}")
         if msg.get("ok"):
             return Outcome(OK, msg.get("result"))
         self.errors += 1
