@@ -450,6 +450,27 @@ def test_score_and_table_clis(tmp_path, venv_env):
     assert proc.returncode == 2 and "evaluation.model_name" in proc.stderr
 
 
+def test_score_cli_takes_the_authors_interpreter_from_the_record(tmp_path, venv_env):
+    """The rule hands the job the authors_python job's record: that interpreter scores, and one
+    that cannot start stops the job naming it (no silent fallback to another)."""
+    gen = tmp_path / "generations.parquet"
+    generations(HANDMADE[:2]).to_parquet(gen, index=False)
+    spec = json.dumps({**spec_for(), "sampling": {"n": 2}})
+    cmd = [sys.executable, "-m", "deepmath.evaluate", "score", "--in", str(gen), "--spec", spec]
+    record = tmp_path / "python.json"
+    good = REPO / ".venv-authors" / "bin" / "python"
+    record.write_text(json.dumps({"python": str(good), "environment": {}}))
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([*cmd, "--authors-record", str(record), "--out", str(out)],
+                          env=venv_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["authors_env"]["python"] == str(good)
+    record.write_text(json.dumps({"python": str(tmp_path / "no-python"), "environment": {}}))
+    proc = subprocess.run([*cmd, "--authors-record", str(record), "--out", str(out)],
+                          env=venv_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and str(tmp_path / "no-python") in proc.stderr
+
+
 # --------------------------------------------------------------------------- table
 
 
