@@ -76,6 +76,8 @@ PROSE_EQUAL = [
     ("Final Answer: There are 5 ways, since 5 is prime.", "5"),
     ("Final Answer: The sum of the first $10$ terms is 55.", "55"),
     ("**Final Answer:** The minimum value of $f$ is $-3$.", "-3"),
+    ("**Final Answer**\nThe largest $n$ is 34.", "34"),
+    ("Final answer: The number of ways is **12**.", "12"),
 ]
 PROSE_UNEQUAL = [
     ("Final Answer: The largest $n$ is 34.", "35"),
@@ -86,6 +88,7 @@ PROSE_UNEQUAL = [
     ("Final Answer: $5$ and the remainder is $2$.", "2"),
     ("Final Answer: The sum of the first $10$ terms is 55.", "10"),
     ("Final Answer: The probability is $\\frac{1}{6}$, which is about 0.167.", "0.167"),
+    ("**Final Answer**\nThe largest $n$ is 34.", "35"),
 ]
 # Interval membership against an inequality chain, both ways round.
 INTERVALS_EQUAL = [
@@ -104,6 +107,9 @@ INTERVALS_EQUAL = [
     ("\\boxed{x \\le -1 \\lor x \\ge 3}", "(-\\infty,-1]\\cup[3,\\infty)"),
     ("\\boxed{\\{x \\mid -2 \\le x \\le 7\\}}", "[-2, 7]"),
     ("\\boxed{t \\in [0, 5]}", "0 \\le t \\le 5"),
+    ("\\boxed{x \\in \\mathbb{R}}", "(-\\infty,\\infty)"),
+    ("\\boxed{x \\geq -2 \\text{ and } x \\leq 7}", "[-2, 7]"),
+    ("\\boxed{x > 1 \\text{ and } x < 4}", "x \\in (1, 4)"),
 ]
 INTERVALS_UNEQUAL = [
     ("\\boxed{x \\in [-2,7)}", "-2 \\le x \\le 7"),
@@ -116,6 +122,9 @@ INTERVALS_UNEQUAL = [
     ("\\boxed{x \\gt 5}", "x \\geq 5"),
     ("\\boxed{\\{x \\mid -2 < x \\le 7\\}}", "[-2, 7]"),
     ("\\boxed{x \\le -1 \\vee x > 3}", "(-\\infty,-1]\\cup[3,\\infty)"),
+    ("\\boxed{x \\geq -2 \\text{ and } x \\leq 7}", "(-2, 7]"),
+    ("\\boxed{x \\le -2 \\text{ or } x \\ge 7}", "[-2, 7]"),
+    ("\\boxed{x \\in \\mathbb{R}}", "(0, \\infty)"),
 ]
 # Percent as a word or abbreviation: the same as "%" (the value, or a hundredth of it).
 PERCENT_EQUAL = [
@@ -143,6 +152,8 @@ LETTERS_EQUAL = [
     ("\\boxed{\\mathrm{a}}", "(A)"),
     ("\\boxed{C)}", "c"),
     ("The answer is (d).", "D"),
+    ("The correct option is c.", "C"),
+    ("**(C)**", "c"),
 ]
 LETTERS_UNEQUAL = [
     ("\\boxed{b}", "\\text{C}"),
@@ -153,6 +164,8 @@ LETTERS_UNEQUAL = [
     ("\\boxed{n}", "N"),
     ("\\boxed{(c)}", "(d)"),
     ("\\boxed{C)}", "d"),
+    ("The correct option is c.", "D"),
+    ("**(C)**", "d"),
 ]
 # An unbraced \sqrt takes a whole digit run (what the writer means), or one letter.
 RADICALS_EQUAL = [

@@ -403,6 +403,9 @@ def _as_interval(s: str) -> str | None:
     ``-1 < x < 1`` -> ``(-1, 1)``; ``x < 2, x > 3`` (from "or") -> a union. Else None."""
     if not re.search(_INEQUALITY, s):
         return None
+    both = _overlapping_rays(s)
+    if both is not None:
+        return both
     out = []
     for part in _split_top(s):
         m = _TWO_SIDED.fullmatch(part)
@@ -427,6 +430,27 @@ def _as_interval(s: str) -> str | None:
         else:
             out.append(f"{'[' if closed else '('}{bound.strip()}, \\infty)")
     return " \\cup ".join(out)
+
+
+def _overlapping_rays(s: str) -> str | None:
+    """``x \\geq -2`` and ``x \\leq 7`` (the "and" already a comma) as ``[-2, 7]``; else None.
+
+    Two opposite rays on one variable that overlap can only mean their intersection: as a
+    union ("or") they would be the whole line, which no answer is written as.
+    """
+    parts = _split_top(s)
+    rays = [m for m in (_ONE_SIDED.fullmatch(p) for p in parts) if m is not None]
+    if len(parts) != 2 or len(rays) != 2 or rays[0].group(1) != rays[1].group(1):
+        return None
+    rays.sort(key=lambda r: r.group(2) in ("<", "\\leq"))  # the lower bound first
+    (_, op_lo, lo), (_, op_hi, hi) = rays[0].groups(), rays[1].groups()
+    if op_lo not in (">", "\\geq") or op_hi not in ("<", "\\leq"):
+        return None
+    a, b = _parse_number(lo), _parse_number(hi)
+    if a is None or b is None or a.percent or b.percent or not a.value < b.value:
+        return None
+    left, right = "[" if op_lo == "\\geq" else "(", "]" if op_hi == "\\leq" else ")"
+    return f"{left}{lo.strip()}, {hi.strip()}{right}"
 
 
 # Known units, by canonical name: two answers in different units are different answers.

@@ -137,11 +137,17 @@ def after_think(text: str | None) -> str | None:
 
 
 # "The answer is: X" / "The final answer is X." (MetaMath / Minerva style).
-_ANSWER_IS = re.compile(r"(?i)the\s+(?:final\s+)?answer\s+is\s*:?[ \t]*")
+_ANSWER_IS = re.compile(
+    r"(?i)the\s+(?:final\s+|correct\s+)?(?:answer|option|choice)\s+is\s*:?[ \t]*"
+)
 # "Answer: 12", "**Final Answer:** $7$", "Final answer - 3" at the start of a line or sentence.
 _ANSWER_LABEL = re.compile(
     r"(?im)(?:^|(?<=[.!?,;]\s))[ \t>#*_]*(?:final\s+)?answer[ \t*_]*(?::|：|-|\u2014)[ \t*_]*"
 )
+# "**Final Answer**" as a heading: the answer is on the next line.
+_ANSWER_HEADING = re.compile(r"(?im)^[ \t>#*_]*final\s+answer[ \t*_:]*\n\s*")
+# A response that is nothing but a short answer: "**(C)**", "$12$".
+_ONLY_ANSWER = re.compile(r"[\s*_]*([^\s*_][^\n]{0,18}?)[\s*_.]*")
 # A concluding sentence: "Hence $y \leq 2$ is the solution.", "So, $x = 5$."
 _CONCLUSION = re.compile(
     r"(?i)(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:hence|therefore|thus|so|finally|consequently)\b"
@@ -254,11 +260,15 @@ def extract_stated(text: str | None) -> str | None:
     marks = [(m.end(), "label") for m in _ANSWER_LABEL.finditer(text)]
     marks += [(m.end(), "is") for m in _ANSWER_IS.finditer(text)]
     marks += [(m.end(), "gsm8k") for m in re.finditer(r"####[ \t]*", text)]
+    marks += [(m.end(), "heading") for m in _ANSWER_HEADING.finditer(text)]
     if marks:
         at, _kind = max(marks)
         found = _statement(text, at)
         if found:
             return found
+    only = _ONLY_ANSWER.fullmatch(text)
+    if only:
+        return strip_math_delimiters(only.group(1))
     display = _display_at_end(text)
     if display:
         return display

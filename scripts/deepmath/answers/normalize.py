@@ -77,6 +77,8 @@ _PERCENT_WORD = re.compile(
 )
 
 
+# The whole real line: \mathbb{R}, "all real numbers".
+_REALS = re.compile(r"(?i)\\mathbb\{?R\}?|(?:the\s+set\s+of\s+)?all\s+real\s+numbers")
 # A set given by its condition: \{x \mid x > 3\}, \{x : x > 3\}, \{x \in \mathbb{R} | x > 3\}.
 _SET_BUILDER = re.compile(
     r"\\\{\s*[a-zA-Z]\s*(?:\\in\s*\\mathbb\{?R\}?\s*)?(?:\\mid|\||:)\s*(.+?)\s*\\\}"
@@ -152,7 +154,11 @@ def normalize_answer(ans: str | None) -> str:
 def _value_form(s: str) -> str:
     m = re.fullmatch(r"[a-zA-Z]\s*\\in\s*(.+)", s)  # x \in [-2, 7] -> [-2, 7]
     if m:
-        return m.group(1).strip()
+        s = m.group(1).strip()
+    if _REALS.fullmatch(s):
+        return "(-\\infty, \\infty)"
+    if m:
+        return s
     m = _SET_BUILDER.fullmatch(s)  # \{x \mid -2 \leq x \leq 7\} -> -2 \leq x \leq 7
     if m:
         return m.group(1).strip()
