@@ -16,7 +16,8 @@ ROWS = [
     {"id": 1, "response": "So the total is \\boxed{18}.", "gold": "18"},
     {"id": 2, "response": "<think>maybe 3</think> The answer is \\boxed{4}", "gold": "3"},
     {"id": 3, "response": "Answer: $\\frac12$", "gold": 0.5},
-    {"id": 4, "response": "no idea", "gold": "7"},
+    # cut off before any answer (a bare short reply like "no idea" is read as its answer)
+    {"id": 4, "response": "Let me think about the problem step by step.", "gold": "7"},
     {"id": 5, "response": "\\boxed{1}"},
     {"id": 6, "response": ["a", "list"], "gold": "1"},
 ]
