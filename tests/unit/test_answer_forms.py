@@ -490,3 +490,11 @@ def test_gold_boxes_joined_by_a_few_words_are_one_answer() -> None:
     assert ok("$\\boxed{1,2}$", "\\boxed{1} papers and \\boxed{2} bins")
     assert not ok("$\\boxed{2}$", "\\boxed{1} papers and \\boxed{2} bins")
     assert ok("\\boxed{2}", "first \\boxed{1}. After checking every case again, \\boxed{2}")
+
+
+def test_a_short_response_that_is_not_a_letter_is_left_to_math_verify() -> None:
+    """Only a lone choice letter is taken as the whole answer: reading "Answer $ 9 $" or
+    "$x = 5+5+1 = 7 =11$" as an answer string would stop math-verify from reading it."""
+    assert ok("Answer $ 9 $", "9") and ok("Answer \\( (9+1) \\)", "10")
+    assert ok("$x = 5+5+1 = 7 =11$", "x = 11")
+    assert not ok("Answer $ 8 $", "9")

@@ -146,8 +146,9 @@ _ANSWER_LABEL = re.compile(
 )
 # "**Final Answer**" as a heading: the answer is on the next line.
 _ANSWER_HEADING = re.compile(r"(?im)^[ \t>#*_]*final\s+answer[ \t*_:]*\n\s*")
-# A response that is nothing but a short answer: "**(C)**", "$12$".
-_ONLY_ANSWER = re.compile(r"[\s*_]*([^\s*_][^\n]{0,18}?)[\s*_.]*")
+# A response that is nothing but a choice letter: "**(C)**", "c." (other short texts are left
+# to math-verify, which reads more of them than a letter).
+_ONLY_LETTER = re.compile(r"[\s*_$]*(\(?[A-Ea-e]\)?)[\s*_$.]*")
 # A concluding sentence: "Hence $y \leq 2$ is the solution.", "So, $x = 5$."
 _CONCLUSION = re.compile(
     r"(?i)(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_]*(?:hence|therefore|thus|so|finally|consequently)\b"
@@ -266,9 +267,9 @@ def extract_stated(text: str | None) -> str | None:
         found = _statement(text, at)
         if found:
             return found
-    only = _ONLY_ANSWER.fullmatch(text)
+    only = _ONLY_LETTER.fullmatch(text)
     if only:
-        return strip_math_delimiters(only.group(1))
+        return only.group(1)
     display = _display_at_end(text)
     if display:
         return display
