@@ -45,6 +45,10 @@ LABELS_EQUAL = [
     ("\\boxed{2:3}", "AB : BC = 2 : 3"),
     ("\\boxed{45}", "m\\angle ABC = 45^\\circ"),
     ("\\boxed{a=1,\\ b=-2,\\ c=3}", "(1,-2,3)"),
+    ("\\boxed{12}", "S_{\\triangle ABC} = 12"),
+    ("\\boxed{12}", "[ABC] = 12"),
+    ("\\boxed{a:b:c = 1:2:3}", "1:2:3"),
+    ("The roots are\n$$x_1 = 2,\\quad x_2 = -3$$", "-3, 2"),
 ]
 LABELS_UNEQUAL = [
     ("\\boxed{b = -2, a = 1}", "(-2, 1)"),  # consecutive letters name (a, b) in their order
@@ -63,6 +67,10 @@ LABELS_UNEQUAL = [
     ("\\boxed{k = 2, m = 3}", "k = 2"),
     ("\\boxed{a=1, b=2}", "b=1, a=2"),
     ("\\boxed{3:2}", "AB : BC = 2 : 3"),
+    ("\\boxed{a:b:c = 1:3:2}", "1:2:3"),
+    ("\\boxed{12:00}", "1:00"),
+    ("\\boxed{x_1 = 2, x_2 = -3}", "(-3, 2)"),
+    ("The roots are\n$$x_1 = 2,\\quad x_2 = 3$$", "-3, 2"),
 ]
 # "Final Answer:" followed by a sentence that names the variable before its value.
 PROSE_EQUAL = [
@@ -110,6 +118,8 @@ INTERVALS_EQUAL = [
     ("\\boxed{x \\in \\mathbb{R}}", "(-\\infty,\\infty)"),
     ("\\boxed{x \\geq -2 \\text{ and } x \\leq 7}", "[-2, 7]"),
     ("\\boxed{x > 1 \\text{ and } x < 4}", "x \\in (1, 4)"),
+    ("\\boxed{(-\\infty, -3) \\cup (3, \\infty)}", "|x| > 3"),
+    ("\\boxed{[-3, 3]}", "|x| \\le 3"),
 ]
 INTERVALS_UNEQUAL = [
     ("\\boxed{x \\in [-2,7)}", "-2 \\le x \\le 7"),
@@ -125,6 +135,8 @@ INTERVALS_UNEQUAL = [
     ("\\boxed{x \\geq -2 \\text{ and } x \\leq 7}", "(-2, 7]"),
     ("\\boxed{x \\le -2 \\text{ or } x \\ge 7}", "[-2, 7]"),
     ("\\boxed{x \\in \\mathbb{R}}", "(0, \\infty)"),
+    ("\\boxed{(-3, 3)}", "|x| \\le 3"),
+    ("\\boxed{(-\\infty, -3] \\cup [3, \\infty)}", "|x| > 3"),
 ]
 # Percent as a word or abbreviation: the same as "%" (the value, or a hundredth of it).
 PERCENT_EQUAL = [

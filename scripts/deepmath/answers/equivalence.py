@@ -381,9 +381,11 @@ DECISIVE = frozenset(
 
 _RELATION = re.compile(r"=|<|>|\\[lg]eq|\\neq|\\approx|\\sim|\\equiv|\\in(?![a-z])")
 _APPROX = re.compile(r"\\approx|\\simeq|\\doteq|\\thickapprox")
-# What may name a value: x, x_1, AB, |CD|, m\angle A, \angle ABC, f(2), P(A), \overline{AB}.
+# What may name a value: x, x_1, AB, |CD|, m\angle A, \angle ABC, f(2), P(A), \overline{AB},
+# S_{\triangle ABC}, [ABC] (an area).
 _LABEL = re.compile(
-    r"\s*(?:[a-zA-Z]{1,3}(?:_\{?\w+\}?)?(?:'*)(?:\([^()=]*\))?|\|[^|=]+\||m?\\angle\s*[A-Za-z]{1,3}"
+    r"\s*(?:[a-zA-Z]{1,3}(?:_\{[^{}=]*\}|_\w+)?(?:'*)(?:\([^()=]*\))?|\|[^|=]+\|"
+    r"|m?\\angle\s*[A-Za-z]{1,3}|\[[A-Z]{2,6}\]"
     r"|\(\s*[a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+\s*\)"
     r"|\\(?:overline|widehat|overarc|vec)\{[A-Za-z]{1,3}\}|\\[a-zA-Z]+(?:_\{?\w+\}?)?)\s*"
 )
@@ -393,6 +395,7 @@ _ZERO_DENOMINATOR = re.compile(r"\\frac\{[^{}]*\}\{\s*0\s*\}|/\s*0(?![\d.])")
 
 
 _INEQUALITY = r"<|>|\\leq|\\geq"
+_ABS_BOUND = re.compile(r"\|\s*([a-zA-Z])\s*\|\s*(" + _INEQUALITY + r")\s*([^<>=|]+)")
 _ONE_SIDED = re.compile(r"([a-zA-Z])\s*(" + _INEQUALITY + r")\s*([^<>=]+)")
 _TWO_SIDED = re.compile(r"([^<>=]+?)\s*(<|\\leq)\s*([a-zA-Z])\s*(<|\\leq)\s*([^<>=]+)")
 _TWO_SIDED_DOWN = re.compile(r"([^<>=]+?)\s*(>|\\geq)\s*([a-zA-Z])\s*(>|\\geq)\s*([^<>=]+)")
@@ -406,6 +409,14 @@ def _as_interval(s: str) -> str | None:
     both = _overlapping_rays(s)
     if both is not None:
         return both
+    m = _ABS_BOUND.fullmatch(s)  # |x| \leq 3 -> [-3, 3]; |x| > 3 -> (-\infty, -3) \cup (3, \infty)
+    if m and not re.search(r"[+-]", m.group(3)):
+        op, b = m.group(2), m.group(3).strip()
+        if op in ("<", "\\leq"):
+            left, right = ("[", "]") if op == "\\leq" else ("(", ")")
+            return f"{left}-{b}, {b}{right}"
+        inner, outer = ("]", "[") if op == "\\geq" else (")", "(")
+        return f"(-\\infty, -{b}{inner} \\cup {outer}{b}, \\infty)"
     out = []
     for part in _split_top(s):
         m = _TWO_SIDED.fullmatch(part)
@@ -633,7 +644,10 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
     items = _bare_items(bare)
     if items is None or len(items) != len(values):
         return False
-    if len({k for k, _ in named}) == 1:  # x = 1, x = 2: the solutions, in any order
+    family = {re.sub(r"_.*", "", k) for k, _ in named}
+    shape = _parse_structure(bare)
+    if len(family) == 1 and shape is not None and shape.kind == "list":
+        # x = 1, x = 2 or x_1 = 1, x_2 = 2 against a bare list: solutions, in any order
         return _unordered_equal(values, items)
     keys = sorted(k for k, _ in named)
     if all(len(k) == 1 for k in keys) and "".join(keys) in _ALPHABET:
@@ -641,6 +655,23 @@ def _compare_labelled(fp: str, fg: str) -> bool | None:
         values = [v for _, v in sorted(named)]
     pairs = zip(values, items, strict=True) if lp is not None else zip(items, values, strict=True)
     return all(_compare(a, b)[0] for a, b in pairs)
+
+
+_RATIO = re.compile(r"[^:=<>]+(?::[^:=<>]+)+")
+
+
+def _compare_ratios(p: str, g: str) -> bool | None:
+    """Two ratios (``1:2:3``) term by term, in order; None unless both are ratios of numbers.
+
+    Terms are not scaled (``2:4`` is not ``1:2``): a colon also writes times, and 10:30 is not
+    7:21.
+    """
+    if not (_RATIO.fullmatch(p) and _RATIO.fullmatch(g)):
+        return None
+    tp, tg = p.split(":"), g.split(":")
+    if not all(_parse_number(t) is not None for t in tp + tg):
+        return None
+    return len(tp) == len(tg) and all(_compare(a, b)[0] for a, b in zip(tp, tg, strict=True))
 
 
 def _exact_before_approx(p: str) -> str | None:
@@ -694,6 +725,9 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     labelled = _compare_labelled(fp, fg)
     if labelled is not None:
         return labelled, "labels"
+    ratio = _compare_ratios(p, g)
+    if ratio is not None:
+        return ratio, "structure"
     if _primes(kp) != _primes(kg):
         return False, "prime"  # F vs F', f'(x) vs f(x)
     if _ZERO_DENOMINATOR.search(kp) or _ZERO_DENOMINATOR.search(kg):
