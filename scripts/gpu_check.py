@@ -17,9 +17,28 @@ Runs, each through the workflow's own CLI (the same code the rules run):
 5. embeddings of 2,000 texts on CUDA (``deepmath.embed --device cuda``).
 
 It prints what ran, how long each part took and the throughputs, and writes ``summary.json``
-in ``--out``. Needs the train env (verl 0.9 with ``verl[vllm]``, vLLM with CUDA,
-sentence-transformers): ``--verl-python`` (or ``$DEEPMATH_VERL_PYTHON``) for verl, the current
-Python for the rest. ``--plan`` prints the run specs and stops (no GPU needed).
+in ``--out``: the eval's pass@1 by both scorers, and the one ``evaluation.scoring.scorer``
+names (default ``authors``) as *the* pass@1, as the results table reads it. Needs the train env
+(verl 0.9 with ``verl[vllm]``, vLLM with CUDA, sentence-transformers): ``--verl-python`` (or
+``$DEEPMATH_VERL_PYTHON``) for verl, the current Python for the rest.
+
+The eval's scoring always runs the authors' scorer too, in its own pinned environment
+(``requirements/authors.txt``). Which interpreter, checked first, before any GPU step:
+``--authors-python``, else ``$DEEPMATH_AUTHORS_PYTHON``, else ``.venv-authors/bin/python``,
+else one built offline from the wheels in ``--authors-wheels`` (default
+``results/authors-wheels``) into ``<out>/venv-authors``. The wheels are for a GPU machine that
+cannot reach PyPI, where ``.venv-authors`` cannot travel (its interpreter is a link to this
+machine's Python, and the folder is over 100 MB): all five are pure Python, about 7 MB. Fetch
+them where PyPI is reachable::
+
+    python -m pip download --no-deps --only-binary=:all: -d results/authors-wheels \
+        -r requirements/authors.txt
+
+and copy the working tree with ``results/authors-wheels`` in it (a copy tool that takes only
+tracked files plus named ignored paths: carry ``results/authors-wheels`` and the train env).
+
+``--plan`` prints the run specs and the authors' interpreter it would use, and stops;
+``--authors-only`` sets up and checks the authors' interpreter, and stops (neither needs a GPU).
 """
 
 from __future__ import annotations
@@ -37,6 +56,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 STEPS = 2
 PROBLEMS = 20
+AUTHORS_WHEELS = "results/authors-wheels"
+AUTHORS_REQUIREMENTS = REPO / "requirements" / "authors.txt"
+WHEELS_HOWTO = (
+    "python -m pip download --no-deps --only-binary=:all: -d {wheels} -r requirements/authors.txt"
+)
 
 
 def grpo_spec() -> dict:
@@ -143,6 +167,126 @@ def published_rows(path: Path, n: int = 64) -> None:
     )[COLUMNS].to_parquet(path, index=False)
 
 
+def given_authors_python(flag: str | None, env: dict[str, str]) -> str | None:
+    """The authors' interpreter named or built here (flag, environment, ``.venv-authors``); one
+    found (not named by the flag) counts only when it exists on this machine: a ``.venv-authors``
+    copied from elsewhere links to that machine's Python, missing here."""
+    from deepmath.answers.authors.pool import authors_python
+    from deepmath.io import DeepmathError
+
+    if flag:
+        return flag  # named on purpose: the check step says if it does not run
+    try:
+        python = authors_python(None, env)
+    except DeepmathError:
+        return None
+    return python if os.path.exists(python) else None
+
+
+def wheel_files(wheels: Path) -> list[Path]:
+    """The wheels in the folder (none when it does not exist)."""
+    return sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+
+
+def build_authors_venv(wheels: Path, target: Path, base: str = sys.executable) -> str:
+    """A virtual env with the authors' pinned packages from local wheels only (no index):
+    the venv made without pip (``ensurepip`` is missing from some Pythons), the packages put
+    into its site-packages by ``base``'s pip. Returns its interpreter."""
+    subprocess.run([base, "-m", "venv", "--without-pip", "--clear", str(target)], check=True)
+    python = target / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run(
+        [
+            base,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--find-links",
+            str(wheels),
+            "--target",
+            purelib,
+            "-r",
+            str(AUTHORS_REQUIREMENTS),
+        ],
+        check=True,
+    )
+    return str(python)
+
+
+def authors_plan(flag: str | None, wheels: Path, out: Path, env: dict[str, str]) -> dict:
+    """Where the authors' interpreter will come from: ``{"source", "python"}``, source one of
+    ``given`` (flag, environment or ``.venv-authors``), ``built`` (an env built by an earlier
+    check in ``out``), ``wheels`` (to build from the wheels), or ``missing``."""
+    given = given_authors_python(flag, env)
+    if given:
+        return {"source": "given", "python": given}
+    built = out / "venv-authors" / "bin" / "python"
+    if built.exists():
+        return {"source": "built", "python": str(built)}
+    if wheel_files(wheels):
+        return {"source": "wheels", "python": str(built), "wheels": str(wheels)}
+    return {"source": "missing", "python": None, "wheels": str(wheels)}
+
+
+def missing_authors_message(wheels: Path) -> str:
+    """What to do when no interpreter for the authors' scorer is here, nor wheels to build one."""
+    return (
+        "no interpreter for the authors' scorer: --authors-python / $DEEPMATH_AUTHORS_PYTHON "
+        f"unset or missing, no .venv-authors here, and no wheels in {wheels} to build one. "
+        "The eval's scoring needs it (both scorers always run). Build .venv-authors with "
+        "`make venv-authors`, or where PyPI is reachable fetch the wheels with `"
+        + WHEELS_HOWTO.format(wheels=wheels)
+        + "` and bring that folder here (or name another with --authors-wheels)"
+    )
+
+
+def authors_interpreter(flag: str | None, wheels: Path, out: Path, env: dict[str, str]) -> str:
+    """The authors' interpreter to score with, built from the wheels when that is the way;
+    stops with what to do when there is none (before any GPU time is spent)."""
+    plan = authors_plan(flag, wheels, out, env)
+    if plan["source"] == "missing":
+        raise SystemExit(missing_authors_message(wheels))
+    if plan["source"] == "wheels":
+        print(f"== authors_env: building {out / 'venv-authors'} from {wheels}", flush=True)
+        return build_authors_venv(wheels, out / "venv-authors")
+    return str(plan["python"])
+
+
+def eval_summary(metrics: dict, scorer: str) -> dict:
+    """The eval's numbers as the results table reads them: ``pass@1`` is ``scorer``'s (the
+    configured ``evaluation.scoring.scorer``), beside both scorers' and where they differ."""
+    from deepmath.evaluate.table import scorer_view
+
+    per = metrics.get("scorers") or {}
+    differ = metrics.get("scorer_disagreement") or {}
+    return {
+        "problems": metrics.get("problems"),
+        "scorer": scorer,
+        "pass@1": scorer_view(metrics, scorer)["pass@1"],
+        "pass@1_by_scorer": {name: (per.get(name) or {}).get("pass@1") for name in sorted(per)},
+        "only_authors_accept": differ.get("authors_only"),
+        "only_ours_accept": differ.get("ours_only"),
+        "authors_env_exact": (metrics.get("authors_env") or {}).get("is_exact"),
+    }
+
+
+def configured_scorer() -> str:
+    """``evaluation.scoring.scorer`` of config/config.yaml (whose pass@1 the table prints)."""
+    from deepmath.config import load_config
+    from deepmath.evaluate.table import table_scorer
+
+    return table_scorer(load_config([REPO / "config" / "config.yaml"])["evaluation"])
+
+
 class Steps:
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -166,12 +310,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/gpu-check", help="work folder")
     parser.add_argument("--verl-python", default=os.environ.get("DEEPMATH_VERL_PYTHON"))
+    parser.add_argument(
+        "--authors-python",
+        help="the authors' scorer's interpreter (default: $DEEPMATH_AUTHORS_PYTHON, else "
+        ".venv-authors, else one built from --authors-wheels)",
+    )
+    parser.add_argument(
+        "--authors-wheels",
+        default=AUTHORS_WHEELS,
+        help="folder of the wheels of requirements/authors.txt, to build the authors' env "
+        "offline when no interpreter is given (default: %(default)s)",
+    )
     parser.add_argument("--plan", action="store_true", help="print the specs and stop")
+    parser.add_argument(
+        "--authors-only",
+        action="store_true",
+        help="set up and check the authors' scorer's interpreter, and stop (no GPU needed)",
+    )
     args = parser.parse_args()
-    if args.plan:
-        print(json.dumps({"grpo": grpo_spec(), "eval": eval_spec()}, indent=2))
-        return
     out = (REPO / args.out).resolve()
+    wheels = (REPO / args.authors_wheels).resolve()
+    if args.plan:
+        plan = authors_plan(args.authors_python, wheels, out, dict(os.environ))
+        print(json.dumps({"grpo": grpo_spec(), "eval": eval_spec(), "authors": plan}, indent=2))
+        if plan["source"] == "missing":
+            print(f"warning: {missing_authors_message(wheels)}", file=sys.stderr)
+        return
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     verl_py = args.verl_python or py
@@ -186,6 +350,26 @@ def main() -> None:
         "DEEPMATH_VERL_PYTHON": verl_py,
     }
     steps = Steps(out)
+    scorer = configured_scorer()
+    authors_py = authors_interpreter(args.authors_python, wheels, out, env)
+    authors_record = out / "authors.json"
+    steps.run(
+        "authors_env",
+        [
+            py,
+            "-m",
+            "deepmath.answers.authors.pool",
+            "where",
+            "--authors-python",
+            authors_py,
+            "--out",
+            str(authors_record),
+        ],
+        env,
+    )
+    print(f"   authors' scorer: {json.loads(authors_record.read_text())}", flush=True)
+    if args.authors_only:
+        return
     models = out / "models"
     for name in ("smollm2", "minilm"):
         if not (models / name).is_dir():
@@ -317,6 +501,8 @@ def main() -> None:
             json.dumps(eval_spec()),
             "--out",
             str(out / "eval" / "metrics.json"),
+            "--authors-record",
+            str(authors_record),
         ],
         env,
     )
@@ -361,15 +547,16 @@ def main() -> None:
             "steps": done["step"],
             "s_per_step": round(steps.timings["train_grpo"] / STEPS, 1),
         },
-        "eval": {
-            "problems": metrics.get("problems"),
-            "pass@1": metrics.get("pass@1"),
-            "usage": usage,
-        },
+        "eval": {**eval_summary(metrics, scorer), "usage": usage},
         "embeddings": emb,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
+    print(
+        "eval pass@1: "
+        + ", ".join(f"{k} {v}" for k, v in summary["eval"]["pass@1_by_scorer"].items())
+        + f" (the table prints {scorer}'s: evaluation.scoring.scorer)"
+    )
     print(f"total {round(sum(steps.timings.values()), 1)} s")
 
 
