@@ -86,6 +86,9 @@ PROSE_EQUAL = [
     ("**Final Answer:** The minimum value of $f$ is $-3$.", "-3"),
     ("**Final Answer**\nThe largest $n$ is 34.", "34"),
     ("Final answer: The number of ways is **12**.", "12"),
+    ("Final Answer: 34 is the largest such $n$.", "34"),
+    ("Final Answer: $34$ is the largest such $n$.", "34"),
+    ("Final Answer: I get that the largest $n$ is 34.", "34"),
 ]
 PROSE_UNEQUAL = [
     ("Final Answer: The largest $n$ is 34.", "35"),
@@ -97,6 +100,8 @@ PROSE_UNEQUAL = [
     ("Final Answer: The sum of the first $10$ terms is 55.", "10"),
     ("Final Answer: The probability is $\\frac{1}{6}$, which is about 0.167.", "0.167"),
     ("**Final Answer**\nThe largest $n$ is 34.", "35"),
+    ("Final Answer: 34 is the largest such $n$.", "35"),
+    ("Final Answer: I get that the largest $n$ is 34.", "43"),
 ]
 # Interval membership against an inequality chain, both ways round.
 INTERVALS_EQUAL = [

@@ -182,7 +182,9 @@ def _stated_math(segment: str) -> str | None:
 
 
 # A sentence that opens with a word names what it states: "The largest $n$ is 34."
-_PROSE = re.compile(r"[ \t*_]*[A-Za-z][a-z]+\b")
+_PROSE = re.compile(r"[ \t*_]*(?:[A-Za-z][a-z]+|I)\b")
+# A sentence that opens with its value: "34 is the largest such $n$."
+_VALUE_FIRST = re.compile(r"[ \t*_]*(\$[^$]+\$|[+-]?\d[\d.,/]*)\s+(?:is|are|was|were)\b")
 _IS_VALUE = re.compile(r"\b(?:is|are|equals|was|were)\s+(?:equal\s+to\s+)?:?\s*(?=[$\d+-]|\\\()")
 _NUMBER_WORD = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.]|\.\d)")
 # "$k$ is ...": a math run with a letter and no value in it names what follows.
@@ -201,6 +203,10 @@ def _prose_value(sentence: str) -> str | None:
     """
     if _NEGATION.search(sentence):
         return None
+    first = _VALUE_FIRST.match(sentence)
+    value = strip_math_delimiters(first.group(1)) if first else ""
+    if value and not re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", value)):
+        return value  # a value, not a name ("$k$ is ...")
     # an "is" inside math is not the sentence's: blank each math run but its opening "$"
     outside = _INLINE_MATH.sub(lambda m: "$" + " " * (len(m.group(0)) - 1), sentence)
     m = _IS_VALUE.search(outside)
