@@ -111,16 +111,21 @@ rule report_cost:
         " --out {output:q} 2> {log:q}"
 
 
+# The results page: the results table, beside it the scorer-sensitivity table (the same
+# samples judged by the authors' scorer and by ours), and the samples they judge differently
+# attached (the Markdown pages stay downloads too, from results_table).
 rule report_results:
     input:
         md=res("tables/main_results.md"),
         csv=res("tables/main_results.csv"),
+        sensitivity=res("tables/scorer_sensitivity.md"),
+        examples=res("tables/scorer_disagreements.md"),
     output:
         report(
             res("report/main_results.html"),
             caption="../report/main_results.rst",
             category="Evaluation",
-            labels={"content": "results table"},
+            labels={"content": "results table, scorer sensitivity"},
         ),
     log:
         logs("report_results.log"),
@@ -133,4 +138,5 @@ rule report_results:
         runtime=10,
     shell:
         "python -m deepmath.report results --md {input.md:q} --csv {input.csv:q}"
+        " --sensitivity {input.sensitivity:q} --examples {input.examples:q}"
         " --out {output:q} 2> {log:q}"

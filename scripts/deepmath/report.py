@@ -5,7 +5,8 @@ Three subcommands, one per rule of rules/report.smk::
     python -m deepmath.report dataset --stats JSON --main T1.parquet ... --supplement S.parquet \\
         --dataset D1.parquet ... --contaminated C1.parquet ... --out-dir DIR
     python -m deepmath.report cost --usage U1.json ... --out cost.html
-    python -m deepmath.report results --md main_results.md --csv main_results.csv --out F.html
+    python -m deepmath.report results --md main_results.md --csv main_results.csv \
+        [--sensitivity scorer_sensitivity.md --examples scorer_disagreements.md] --out F.html
 
 Snakemake's report embeds each output marked with ``report()`` and shows images and HTML pages
 inline; any other file type (CSV, Markdown) is only offered as a download. So every table here
@@ -25,6 +26,7 @@ import html
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,18 @@ th { background: #f3f4f6; text-align: left; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.text { max-width: 40em; white-space: pre-wrap; }
 tr.total td { font-weight: 600; background: #f9fafb; }
+div.side { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+div.side > section { flex: 1 1 32em; min-width: 0; overflow-x: auto; }
+details { margin: 8px 0 16px; max-width: 60em; }
+details summary { cursor: pointer; font-weight: 600; }
+h4 { font-size: 14px; margin: 16px 0 4px; }
+h5 { font-size: 13px; margin: 12px 0 4px; }
+pre { background: #f9fafb; border: 1px solid #e5e7eb; padding: 6px; white-space: pre-wrap; }
 """
+SCORER_NAMES = {"authors": "the authors' scorer", "ours": "our checker"}
+EXAMPLES_FILE = "scorer_disagreements.md"  # the results_table job's examples page (a download)
+# Pages of results_table that the results page holds as a section: links to them lead there.
+PAGE_ANCHORS = {"scorer_sensitivity.md": "#scorer-sensitivity"}
 
 
 # --------------------------------------------------------------------------- reading inputs
@@ -414,9 +427,16 @@ def cost_html(usages: Sequence[Mapping[str, Any]], prices: Mapping[str, Any] | N
     )
 
 
-def results_html(markdown: str, tidy: pd.DataFrame) -> str:
-    """The results tables as the paper compares them (one per model family), then every number
-    per model and benchmark."""
+def results_html(
+    markdown: str,
+    tidy: pd.DataFrame,
+    *,
+    sensitivity: str | None = None,
+    examples: str | None = None,
+) -> str:
+    """The results tables as the paper compares them (one per model family), beside them the
+    scorer-sensitivity table (the same samples judged by both scorers) when given, then every
+    number per model and benchmark, and the samples the scorers judge differently attached."""
     tables, notes = markdown_tables(markdown)
     parts = []
     for title, rows in tables:
@@ -426,9 +446,157 @@ def results_html(markdown: str, tidy: pd.DataFrame) -> str:
             head = pd.DataFrame(rows[1:], columns=rows[0])
             parts.append(html_table(head, numeric=rows[0][1:]))
     parts += [note(n) for n in notes]
+    if sensitivity is not None:
+        side = sensitivity_section(sensitivity, has_examples=examples is not None)
+        parts = [
+            '<div class="side">',
+            "<section>",
+            *parts,
+            "</section>",
+            "<section>",
+            *side,
+            "</section>",
+            "</div>",
+        ]
     if not tidy.empty:
         parts += ["<h3>Per model and benchmark</h3>", html_table(tidy)]
+    if examples is not None:
+        parts.append(examples_details(examples))
     return html_page("Evaluation: pass@1 (%)", parts)
+
+
+def printed_scorer(sensitivity: str) -> str | None:
+    """Whose verdicts the results table prints, as the sensitivity page states it."""
+    found = re.search(r"evaluation\.scoring\.scorer: (\w+)", sensitivity)
+    return found.group(1) if found and found.group(1) in SCORER_NAMES else None
+
+
+def sensitivity_caption(scorer: str | None, has_examples: bool) -> str:
+    """One paragraph: what the two scorers are, what the table compares, where the examples are."""
+    printed = (
+        f"The results table prints {SCORER_NAMES[scorer]}'s verdicts "
+        f"(evaluation.scoring.scorer: {scorer}). "
+        if scorer
+        else ""
+    )
+    where = (
+        "attached below this page's tables"
+        if has_examples
+        else "in the Evaluation category, as a download"
+    )
+    return (
+        "Every sample is judged by two scorers. The authors' scorer reproduces the DeepMath "
+        'authors\' own uni_eval verdict (the last box, "The answer is: " and math-verify, with '
+        "OlympiadBench's or PolyMath's judge for those benchmarks) in their pinned environment "
+        "(math-verify 0.7.0, sympy 1.13.1, antlr 4.11.0); our checker applies "
+        "evaluation.scoring.policy with each benchmark's rule. Both read the same responses, "
+        "so a difference here is the part of a reproduction gap that is pure scoring. "
+        "Per model and benchmark: pass@1 (%) by each, ours − authors (points), and the samples "
+        "only one of them judges correct, each way; the largest gaps first, then per benchmark. "
+        + printed
+        + f"Examples of the samples judged differently ({EXAMPLES_FILE}) are {where}."
+    )
+
+
+def sensitivity_section(sensitivity: str, has_examples: bool) -> list[str]:
+    """The scorer-sensitivity tables (per model and benchmark, then per benchmark) under their
+    caption, with the line that says which versions the authors' scorer ran with."""
+    tables, notes = markdown_tables(sensitivity)
+    caption = note(sensitivity_caption(printed_scorer(sensitivity), has_examples))
+    if has_examples:
+        link = '<a href="#scorer-disagreements">the samples judged differently</a>'
+        caption = caption.replace("</p>", f" See {link}.</p>")
+    parts = [
+        '<h3 id="scorer-sensitivity">Scorer sensitivity: the same samples, both scorers</h3>',
+        caption,
+    ]
+    titles = ("By model and benchmark", "By benchmark (mean over its models)")
+    for i, (_, rows) in enumerate(tables):
+        if not rows:
+            continue
+        if i < len(titles) and len(tables) > 1:
+            parts.append(f"<h4>{titles[i]}</h4>")
+        head = pd.DataFrame(rows[1:], columns=rows[0])
+        numeric = [c for c in rows[0] if c not in ("Benchmark", "Model")]
+        parts.append(html_table(head, numeric=numeric))
+    parts += [note(n) for n in notes if n.startswith("The authors' scorer")]
+    if not tables:
+        parts += [note(n) for n in notes if not n.startswith("#")][-1:]
+    return parts
+
+
+def _link(found: re.Match[str]) -> str:
+    """A Markdown link as its text, or as a link to the section of this page it names."""
+    anchor = PAGE_ANCHORS.get(html.unescape(found.group(2)))
+    return f'<a href="{anchor}">{found.group(1)}</a>' if anchor else found.group(1)
+
+
+def _inline(text: str) -> str:
+    """One line of Markdown as escaped HTML: code spans, bold, links as their text (or to this
+    page's section they name)."""
+    out = []
+    for i, piece in enumerate(re.split(r"(`+)(.+?)\1", text)):
+        kind = i % 3
+        if kind == 1:  # the backticks of a code span
+            continue
+        if kind == 2:  # a code span's text (one padding space each side dropped)
+            if piece.startswith(" ") and piece.endswith(" ") and len(piece) > 2:
+                piece = piece[1:-1]
+            out.append(f"<code>{html.escape(piece)}</code>")
+            continue
+        escaped = html.escape(piece)
+        escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+        out.append(re.sub(r"\[([^\]]+)\]\(([^)]*)\)", _link, escaped))
+    return "".join(out)
+
+
+def markdown_html(markdown: str) -> str:
+    """The small Markdown the examples page uses (headings, paragraphs, bullets, fenced blocks)
+    as escaped HTML. Its title is dropped (the folded section's summary says it) and its
+    benchmark headings become h4, under the page's own h3s."""
+    out: list[str] = []
+    fence: str | None = None
+    block: list[str] = []
+    in_list = False
+    for line in markdown.splitlines():
+        if fence is not None:
+            if line.strip() == fence:
+                out.append(f"<pre>{html.escape(chr(10).join(block))}</pre>")
+                fence, block = None, []
+            else:
+                block.append(line)
+            continue
+        opened = re.match(r"^(`{3,})", line.strip())
+        is_item = line.startswith("- ")
+        if in_list and not is_item:
+            out.append("</ul>")
+            in_list = False
+        if opened:
+            fence = opened.group(1)
+        elif is_item:
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline(line[2:])}</li>")
+        elif heading := re.match(r"^(#{1,4}) (.*)", line):
+            if len(heading.group(1)) > 1:  # the page's title is the summary line already
+                level = min(len(heading.group(1)) + 2, 6)
+                out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line.strip())}</p>")
+    if in_list:
+        out.append("</ul>")
+    if fence is not None:  # an unclosed block still shows, as text
+        out.append(f"<pre>{html.escape(chr(10).join(block))}</pre>")
+    return "\n".join(out)
+
+
+def examples_details(examples: str) -> str:
+    """The examples page attached to the results page, folded (it holds whole responses)."""
+    return (
+        '<details id="scorer-disagreements"><summary>The samples the two scorers judge '
+        f"differently ({EXAMPLES_FILE})</summary>\n{markdown_html(examples)}\n</details>"
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -591,6 +759,8 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("results", help="the evaluation results table as HTML")
     r.add_argument("--md", required=True, help="tables/main_results.md")
     r.add_argument("--csv", required=True, help="tables/main_results.csv")
+    r.add_argument("--sensitivity", help="tables/scorer_sensitivity.md (shown beside the table)")
+    r.add_argument("--examples", help="tables/scorer_disagreements.md (attached to the page)")
     r.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -613,7 +783,13 @@ def main(argv: list[str] | None = None) -> None:
         log.info("cost table from %d usage files -> %s", len(usages), args.out)
     else:
         tidy = pd.read_csv(args.csv)
-        _write(args.out, results_html(Path(args.md).read_text(), tidy))
+        page = results_html(
+            Path(args.md).read_text(),
+            tidy,
+            sensitivity=Path(args.sensitivity).read_text() if args.sensitivity else None,
+            examples=Path(args.examples).read_text() if args.examples else None,
+        )
+        _write(args.out, page)
         log.info("results table (%d rows) -> %s", len(tidy), args.out)
 
 

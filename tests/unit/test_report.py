@@ -168,3 +168,143 @@ def test_results_page_has_one_table_per_family():
     page = report.results_html(md, pd.DataFrame())
     assert "<h3>Zero RL</h3>" in page and "<h3>RL from reasoning models</h3>" in page
     assert page.index("Zero-7B") < page.index("RL from reasoning") < page.index("DeepMath-1.5B")
+
+
+def scored_metrics(model: str, bench: str, authors: float, ours: float, flips=(0, 0)) -> dict:
+    """A metrics.json of the score step: both scorers' metrics and where they differ."""
+    example = {
+        "id": f"{bench}-7",
+        "sample": 1,
+        "gold": "\\frac{1}{2}",
+        "authors_pred": "0.5",
+        "authors_via": "math_verify",
+        "ours_pred": None,
+        "ours_reason": "no_answer",
+        "ours_method": None,
+        "response_tail": "so x < 1 and the answer is 0.5 <script>alert(1)</script>",
+        "response_chars": 900,
+    }
+    return {
+        "model_name": model,
+        "bench": bench,
+        "label": model.upper(),
+        "n": 4,
+        "problems": 10,
+        "samples": 40,
+        "scorers": {
+            "authors": {"pass@1": authors, "maj@n": authors},
+            "ours": {"pass@1": ours, "maj@n": ours},
+        },
+        "scorer_disagreement": {
+            "samples": 40,
+            "authors_only": flips[0],
+            "ours_only": flips[1],
+            "both": 10,
+            "neither": 40 - 10 - sum(flips),
+            "examples": {"authors_only": [example] if flips[0] else [], "ours_only": []},
+        },
+        "authors_env": {"versions": {"sympy": "1.13.1"}, "is_exact": True},
+    }
+
+
+def sensitivity_pages(scorer: str = "authors") -> tuple[str, str]:
+    """The scorer-sensitivity table and its examples page, as the results_table job writes them."""
+    from deepmath.evaluate import table
+
+    metrics = [
+        scored_metrics("base", "math500", 30.0, 32.5, flips=(1, 2)),
+        scored_metrics("rl", "math500", 50.0, 50.0),
+        scored_metrics("base", "gsm8k", 20.0, 17.5, flips=(3, 2)),
+    ]
+    spec = {"scoring": {"scorer": scorer}, "labels": {"math500": "MATH-500", "gsm8k": "GSM8K"}}
+    md, _ = table.sensitivity_table(metrics, spec)
+    return md, table.examples_page(metrics, spec)
+
+
+SECTION = '<h3 id="scorer-sensitivity">Scorer sensitivity'  # the section's heading
+MAIN_MD = (
+    "| Model | n | MATH-500 |\n|---|--:|--:|\n| BASE | 4 | 30.0 ± 1.0 |\n\n"
+    "pass@1 (%) over n = 4. Verdicts: the authors' scorer (evaluation.scoring.scorer: authors).\n"
+)
+
+
+def test_results_page_shows_the_scorer_sensitivity_beside_the_main_table():
+    sensitivity, examples = sensitivity_pages()
+    tidy = pd.DataFrame([{"model": "base", "bench": "math500", "pass@1": 30.0}])
+    page = report.results_html(MAIN_MD, tidy, sensitivity=sensitivity, examples=examples)
+    # side by side: the main table, then the sensitivity section, in one row; the tidy rows after
+    side = page.split('<div class="side">')[1]
+    assert side.index("BASE") < side.index(SECTION) < page.index("Per model and")
+    section = page.split(SECTION)[1].split("<h3>Per model and benchmark")[0]
+    rows = cells(section)
+    assert rows[0] == [
+        "Benchmark", "Model", "n", "Samples", "Authors&#x27; scorer", "Our checker",
+        "Ours − authors", "Only authors&#x27; correct", "Only ours correct",
+    ]  # fmt: skip
+    by_pair = {(r[0], r[1]): r[4:] for r in rows[1:4]}
+    assert by_pair == {
+        ("GSM8K", "BASE"): ["20.0", "17.5", "−2.5", "3", "2"],
+        ("MATH-500", "BASE"): ["30.0", "32.5", "+2.5", "1", "2"],
+        ("MATH-500", "RL"): ["50.0", "50.0", "+0.0", "0", "0"],
+    }
+    per_bench = {r[0]: r[1:] for r in rows if r[0] in ("MATH-500", "GSM8K", "All benchmarks")
+                 and len(r) == 8}  # fmt: skip
+    assert per_bench["All benchmarks"] == ["2", "120", "33.3", "33.3", "+0.0", "4", "4"]
+    assert "sympy 1.13.1: the authors&#x27; pinned versions" in section
+
+
+def test_the_sensitivity_caption_explains_both_scorers_and_names_the_printed_one():
+    for scorer, printed in (("authors", "the authors&#x27; scorer"), ("ours", "our checker")):
+        sensitivity, examples = sensitivity_pages(scorer)
+        page = report.results_html(MAIN_MD, pd.DataFrame(), sensitivity=sensitivity,
+                                   examples=examples)  # fmt: skip
+        caption = page.split(SECTION)[1].split("<table>")[0]
+        assert "uni_eval" in caption and "pinned environment" in caption  # the authors' scorer
+        assert "evaluation.scoring.policy" in caption  # ours
+        assert "same responses" in caption
+        assert f"prints {printed}&#x27;s verdicts (evaluation.scoring.scorer: {scorer})" in caption
+        assert "scorer_disagreements.md" in caption  # the download's name
+
+
+def test_the_disagreement_examples_are_attached_escaped_and_readable():
+    sensitivity, examples = sensitivity_pages()
+    page = report.results_html(MAIN_MD, pd.DataFrame(), sensitivity=sensitivity,
+                               examples=examples)  # fmt: skip
+    attached = page.split('<details id="scorer-disagreements">')[1].split("</details>")[0]
+    assert "<summary>The samples the two scorers judge differently" in attached
+    assert "<h4>MATH-500</h4>" in attached and "<h4>GSM8K</h4>" in attached
+    assert "<script>" not in page  # a response is text, never markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in attached
+    assert "<pre>" in attached and "so x &lt; 1" in attached  # the response's end, verbatim
+    assert "<code>\\frac{1}{2}</code>" in attached and "<code>math_verify</code>" in attached
+    assert "<li>" in attached and "<strong>BASE</strong>" in attached
+    assert "```" not in attached and "](" not in attached  # no raw Markdown left
+    # its link back to the sensitivity table leads to the section on this page
+    assert '<a href="#scorer-sensitivity">the scorer-sensitivity table</a>' in attached
+    # the caption's link leads to the attachment on the same page
+    assert 'href="#scorer-disagreements"' in page.split("<details")[0]
+
+
+def test_results_page_without_the_sensitivity_table_is_the_main_table_alone():
+    page = report.results_html(MAIN_MD, pd.DataFrame())
+    assert "Scorer sensitivity" not in page and "<details" not in page
+    assert cells(page)[1] == ["BASE", "4", "30.0 ± 1.0"]
+
+
+def test_results_cli_reads_the_sensitivity_and_examples_pages(tmp_path):
+    sensitivity, examples = sensitivity_pages()
+    paths = {name: tmp_path / name for name in ("main.md", "main.csv", "sens.md", "ex.md")}
+    paths["main.md"].write_text(MAIN_MD)
+    pd.DataFrame([{"model": "base", "bench": "math500", "pass@1": 30.0}]).to_csv(
+        paths["main.csv"], index=False
+    )
+    paths["sens.md"].write_text(sensitivity)
+    paths["ex.md"].write_text(examples)
+    out = tmp_path / "main_results.html"
+    report.main(
+        ["results", "--md", str(paths["main.md"]), "--csv", str(paths["main.csv"]),
+         "--sensitivity", str(paths["sens.md"]), "--examples", str(paths["ex.md"]),
+         "--out", str(out)]
+    )  # fmt: skip
+    page = out.read_text()
+    assert SECTION in page and '<details id="scorer-disagreements">' in page
