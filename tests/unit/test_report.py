@@ -233,8 +233,9 @@ def test_results_page_shows_the_scorer_sensitivity_beside_the_main_table():
     tidy = pd.DataFrame([{"model": "base", "bench": "math500", "pass@1": 30.0}])
     page = report.results_html(MAIN_MD, tidy, sensitivity=sensitivity, examples=examples)
     # side by side: the main table, then the sensitivity section, in one row; the tidy rows after
-    side = page.split('<div class="side">')[1]
-    assert side.index("BASE") < side.index(SECTION) < page.index("Per model and")
+    side = page.split('<div class="side">')[1].split("<h3>Per model and benchmark")[0]
+    assert "</section>\n<section>" in side  # two columns of one row
+    assert side.index("BASE") < side.index("</section>\n<section>") < side.index(SECTION)
     section = page.split(SECTION)[1].split("<h3>Per model and benchmark")[0]
     rows = cells(section)
     assert rows[0] == [

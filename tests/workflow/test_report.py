@@ -176,6 +176,11 @@ def test_tables_hold_the_run_s_numbers(results):
     assert '<tr class="total">' in cost
     table = decoded(results["main_results.html"]).decode()
     assert "MATH-500" in table and "SmolLM2" in table
+    # beside it, the same samples judged by both scorers; the examples attached
+    sensitivity = table.split('<h3 id="scorer-sensitivity">')[1].split("</section>")[0]
+    assert "Authors&#x27; scorer" in sensitivity and "Our checker" in sensitivity
+    assert "All benchmarks" in sensitivity and "pinned versions" in sensitivity
+    assert '<details id="scorer-disagreements">' in table and "<h4>MATH-500</h4>" in table
 
 
 @pytest.fixture(scope="module")
