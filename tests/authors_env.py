@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,27 +52,52 @@ def available() -> bool:
     return AUTHORS_PYTHON.exists()
 
 
-def run_calls(calls: list[dict[str, Any]], timeout_s: float = 1800.0) -> list[dict[str, Any]]:
-    """Run the calls in one ``.venv-authors`` process, in order; one result dict per call."""
-    if not available():
-        raise FileNotFoundError(f"{AUTHORS_PYTHON} is missing: run `make venv-authors`")
+def _start(calls: list[dict[str, Any]]) -> subprocess.Popen:
+    """One ``.venv-authors`` process serving ``calls`` (sent on stdin by the caller)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
-    payload = "".join(json.dumps(c) + "\n" for c in calls)
-    done = subprocess.run(
+    return subprocess.Popen(
         [str(AUTHORS_PYTHON), "-c", _SERVER],
-        input=payload,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=timeout_s,
-        check=False,
     )
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if len(results) != len(calls):
-        raise RuntimeError(
-            f"{AUTHORS_PYTHON} answered {len(results)} of {len(calls)} calls "
-            f"(exit {done.returncode}): {done.stderr[-2000:]}"
-        )
+
+
+def run_calls(
+    calls: list[dict[str, Any]], timeout_s: float = 1800.0, workers: int = 1
+) -> list[dict[str, Any]]:
+    """Run the calls in ``workers`` ``.venv-authors`` processes; one result per call, in order.
+
+    The calls are dealt round-robin, so slow pairs that sit together in a file are spread.
+    """
+    if not available():
+        raise FileNotFoundError(f"{AUTHORS_PYTHON} is missing: run `make venv-authors`")
+    workers = max(1, min(workers, len(calls)))
+    shares = [calls[i::workers] for i in range(workers)]
+    procs = [_start(share) for share in shares]
+    threads = []
+    outputs: list[tuple[str, str]] = [("", "")] * workers
+
+    def talk(i: int) -> None:
+        payload = "".join(json.dumps(c) + "\n" for c in shares[i])
+        outputs[i] = procs[i].communicate(payload, timeout=timeout_s)
+
+    for i in range(workers):
+        threads.append(threading.Thread(target=talk, args=(i,)))
+        threads[-1].start()
+    for thread in threads:
+        thread.join()
+    results: list[dict[str, Any]] = [{}] * len(calls)
+    for i, (stdout, stderr) in enumerate(outputs):
+        got = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+        if len(got) != len(shares[i]):
+            raise RuntimeError(
+                f"{AUTHORS_PYTHON} answered {len(got)} of {len(shares[i])} calls "
+                f"(exit {procs[i].returncode}): {stderr[-2000:]}"
+            )
+        results[i::workers] = got
     return results
 
 
@@ -82,6 +108,6 @@ def pair_call(row: dict[str, Any]) -> dict[str, Any]:
     return {"op": "eval", "args": [row["response"], row["gold"], row["rule"]]}
 
 
-def score_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def score_pairs(rows: list[dict[str, Any]], workers: int = 2) -> list[dict[str, Any]]:
     """Our verdict for each row of a pairs file (``{"result": {correct, via, pred}}`` each)."""
-    return run_calls([pair_call(r) for r in rows])
+    return run_calls([pair_call(r) for r in rows], workers=workers)

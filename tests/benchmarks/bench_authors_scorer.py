@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ours = [bool(r.get("result", {}).get("correct", False)) for r in results]
         per_pair = sorted(r["seconds"] for r in results)
         by = agreement(rows, ours)
-        print(f"\n## {path.name}: {len(rows)} pairs, {wall:.1f} s in one .venv-authors process")
+        print(f"\n## {path.name}: {len(rows)} pairs, {wall:.1f} s in two .venv-authors processes")
         print(
             f"time per pair: mean {1000 * sum(per_pair) / len(per_pair):.1f} ms, median "
             f"{1000 * per_pair[len(per_pair) // 2]:.1f} ms, max {per_pair[-1]:.2f} s"

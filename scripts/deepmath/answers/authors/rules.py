@@ -46,7 +46,7 @@ class Verdict:
 
 def gold_text(gold: Any) -> str:
     """The gold as the authors compared it: a one-item list is its item, anything else str()."""
-    if isinstance(gold, list | tuple):
+    if isinstance(gold, list):
         if len(gold) != 1:
             raise ValueError(f"a list gold must have exactly one item, got {len(gold)}: {gold!r}")
         return str(gold[0])
