@@ -507,6 +507,7 @@ def test_gold_boxes_joined_by_a_few_words_are_one_answer() -> None:
     assert ok("$\\boxed{1,2}$", "\\boxed{1} papers and \\boxed{2} bins")
     assert not ok("$\\boxed{2}$", "\\boxed{1} papers and \\boxed{2} bins")
     assert ok("\\boxed{2}", "first \\boxed{1}. After checking every case again, \\boxed{2}")
+    assert ok("\\boxed{8}", "so \\boxed{4} cm. Then \\boxed{8}")  # a new sentence
 
 
 def test_a_short_response_that_is_not_a_letter_is_left_to_math_verify() -> None:

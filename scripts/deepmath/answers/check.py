@@ -153,7 +153,7 @@ def scored_text(response: str | None, think: bool | str = False) -> str | None:
 
 # Words that may stand between a gold's boxes that together state one answer: "\boxed{1}
 # papers and \boxed{2} bins". A reference answer does not box intermediate results.
-_GOLD_GLUE = re.compile(r"[\s,;.$]*(?:[A-Za-z]+[\s,;.$]*){0,3}")
+_GOLD_GLUE = re.compile(r"[\s,;$]*(?:[A-Za-z]+[\s,;$]*){0,3}")  # no full stop: one sentence
 # A gold with no box that says "the answer is" / "Answer:" is a whole solution, not an answer.
 _SAYS_ANSWER = re.compile(r"(?i)\banswer\s*(?:is\b|:)")
 
