@@ -39,7 +39,12 @@ rule train_grpo:
         val=res("rl/{model}/val.parquet"),
         model=init_model,
         template=lambda w: chat_template(w.model),
-        authors=lambda w: authors_record(w.model),
+        # the authors' interpreter, for a reward by the authors' scorer (reward_scorer)
+        authors=lambda w: (
+            [AUTHORS_PYTHON_RECORD]
+            if RL_RUNS[w.model].get("reward_scorer", "authors") == "authors"
+            else []
+        ),
     output:
         done=res("checkpoints/{model}/verl.done.json"),
     log:
@@ -65,7 +70,11 @@ rule train_grpo:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
         reward=f"{SCRIPTS}/deepmath/reward.py",
-        authors=authors_flag,
+        authors=lambda w, input: (
+            f"--authors-record {shlex.quote(input.authors[0])}"
+            if input.authors
+            else ""
+        ),
     shell:
         "python -m deepmath.train_verl --spec {params.spec:q} --model-dir {input.model:q}"
         " --train {input.train:q} --val {input.val:q} --reward {params.reward:q}"
@@ -107,7 +116,12 @@ rule train_trl:
         val=res("rl/{model}/val.parquet"),
         model=init_model,
         template=lambda w: chat_template(w.model),
-        authors=lambda w: authors_record(w.model),
+        # the authors' interpreter, for a reward by the authors' scorer (reward_scorer)
+        authors=lambda w: (
+            [AUTHORS_PYTHON_RECORD]
+            if RL_RUNS[w.model].get("reward_scorer", "authors") == "authors"
+            else []
+        ),
     output:
         directory(res("checkpoints/{model}/hf")),
     log:
@@ -126,7 +140,11 @@ rule train_trl:
     params:
         spec=lambda w: rl_spec(w.model),
         work=lambda w: train_dir(w.model),
-        authors=authors_flag,
+        authors=lambda w, input: (
+            f"--authors-record {shlex.quote(input.authors[0])}"
+            if input.authors
+            else ""
+        ),
     shell:
         "OMP_NUM_THREADS={threads} python -m deepmath.train_trl --spec {params.spec:q}"
         " --model-dir {input.model:q} {params.authors}"
