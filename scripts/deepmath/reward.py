@@ -27,10 +27,13 @@ every Ray worker inherits them.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+log = logging.getLogger("deepmath.reward")
 
 CORRECT = 1.0
 INCORRECT = -1.0
@@ -111,7 +114,15 @@ def scorer_versions(spec: Mapping[str, Any], env: Mapping[str, str]) -> dict[str
     from deepmath.answers.authors.pool import PYTHON_ENV, AuthorsPool
 
     with AuthorsPool(env[PYTHON_ENV], workers=1) as pool:
-        return pool.environment()
+        hello = pool.hello()
+    if not hello.get("exact"):
+        log.warning(
+            "the authors' scorer runs under %s with %s, not the authors' versions "
+            "(requirements/authors.txt): some rewards may differ from theirs",
+            env[PYTHON_ENV],
+            hello.get("environment"),
+        )
+    return dict(hello["environment"])
 
 
 def timeout_s(scorer: str) -> float:

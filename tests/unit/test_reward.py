@@ -215,6 +215,22 @@ def test_scorer_versions_start_the_interpreter_once_and_refuse_a_broken_one(tmp_
         reward.scorer_versions({}, {PYTHON_ENV: str(tmp_path / "missing-python")})
 
 
+@needs_authors_env
+def test_an_interpreter_with_other_versions_is_said_in_the_log(caplog):
+    from pathlib import Path
+
+    verl = Path(__file__).resolve().parents[2] / ".venv-verl" / "bin" / "python"
+    if not verl.exists():
+        pytest.skip(".venv-verl (another math-verify) is not built")
+    with caplog.at_level("WARNING", logger="deepmath.reward"):
+        versions = reward.scorer_versions({}, {PYTHON_ENV: str(verl)})
+    assert versions["math-verify"] != "0.7.0"
+    assert "not the authors' versions" in caplog.text and str(verl) in caplog.text
+    caplog.clear()
+    reward.scorer_versions({}, {PYTHON_ENV: str(VENV_PYTHON)})
+    assert "not the authors' versions" not in caplog.text
+
+
 def test_config_refuses_a_bad_reward_scorer(repo, monkeypatch):
     from deepmath.config import ConfigError, validate_config
 
