@@ -171,6 +171,11 @@ LETTERS_EQUAL = [
     ("The answer is (d).", "D"),
     ("The correct option is c.", "C"),
     ("**(C)**", "c"),
+    ("\\boxed{(c) 12}", "C"),
+    ("The answer is (c) $12$.", "\\text{(C)}"),
+    ("The answer is (c) $12$.", "12"),
+    ("\\boxed{(B) 17}", "17"),
+    ("\\boxed{B. y = 17}", "17"),
 ]
 LETTERS_UNEQUAL = [
     ("\\boxed{b}", "\\text{C}"),
@@ -183,6 +188,9 @@ LETTERS_UNEQUAL = [
     ("\\boxed{C)}", "d"),
     ("The correct option is c.", "D"),
     ("**(C)**", "d"),
+    ("\\boxed{(c) 12}", "D"),
+    ("The answer is (c) $12$.", "13"),
+    ("\\boxed{(B) 17}", "18"),
 ]
 # An unbraced \sqrt takes a whole digit run (what the writer means), or one letter.
 RADICALS_EQUAL = [
@@ -211,6 +219,7 @@ DISPLAY_EQUAL = [
     ("The solution set is\n\\[ x \\in [-2, 7] \\]", "-2 \\le x \\le 7"),
     ("The side lengths are\n$$AB = 4, CD = 5$$", "4, 5"),
     ("The total is\n$$12{,}345 \\text{ dollars}$$", "12345"),
+    ("Adding up:\n$$\\begin{aligned} x &= 2+3 \\\\ &= 5 \\end{aligned}$$", "5"),
 ]
 DISPLAY_UNEQUAL = [
     ("So we get\n$$x = 5$$", "6"),
@@ -218,6 +227,7 @@ DISPLAY_UNEQUAL = [
     ("We first find\n\\[ 5 \\]\nbut that is not all, the result is 7", "5"),
     ("Collecting terms we find\n$$y = 3+4 = 7$$", "3"),
     ("The side lengths are\n$$AB = 4, CD = 5$$", "5, 4"),
+    ("Adding up:\n$$\\begin{aligned} x &= 2+3 \\\\ &= 5 \\end{aligned}$$", "6"),
 ]
 
 EQUAL = {

@@ -389,7 +389,8 @@ _LABEL = re.compile(
     r"|\(\s*[a-zA-Z](?:_\w)?(?:\s*,\s*[a-zA-Z](?:_\w)?)+\s*\)"
     r"|\\(?:overline|widehat|overarc|vec)\{[A-Za-z]{1,3}\}|\\[a-zA-Z]+(?:_\{?\w+\}?)?)\s*"
 )
-_CHOICE = re.compile(r"\(?([A-E])\)?(?:[.:)]\s*|\s+)(?=\S)")
+_LABELLED_CHOICE = re.compile(r"\(([A-Ea-e])\)\s*|([A-E])[.:)]\s+")
+_CHOICE = re.compile(r"\(?([A-E])\)?(?:[.:)]\s*|\s+)(?=\S)|\(([a-e])\)\s*(?=\S)")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,(?:\d{1,2}|\d{4,})")
 _ZERO_DENOMINATOR = re.compile(r"\\frac\{[^{}]*\}\{\s*0\s*\}|/\s*0(?![\d.])")
 
@@ -528,12 +529,12 @@ def _free_letters(s: str) -> frozenset[str] | None:
 
 
 def _choice(p: str, g: str) -> bool | None:
-    """A choice letter against "B. y = 17" / "(B) 17": the letters decide; else None."""
+    """A choice letter against "B. y = 17" / "(B) 17" / "(b) 17": the letters decide; else None."""
     for letter, other in ((g, p), (p, g)):
         if re.fullmatch(r"[A-E]", letter):
             m = _CHOICE.match(other)
             if m:
-                return m.group(1) == letter
+                return (m.group(1) or m.group(2).upper()) == letter  # "(c) 12" is choice C
     return None
 
 
@@ -738,6 +739,12 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     choice = _choice(p, g)
     if choice is not None:
         return choice, "choice"
+    for mine, other, flip in ((p, g, False), (g, p, True)):
+        m = _LABELLED_CHOICE.match(mine)
+        if m and mine[m.end() :] and not re.fullmatch(r"\(?[A-Ea-e]\)?", other):
+            # "(B) 17" against 17: the option's content is the answer
+            rest = mine[m.end() :]
+            return _compare(other, rest) if flip else _compare(rest, other)
     if len(kp) == 1 == len(kg) and kp.isalpha() and kg.isalpha():
         if kp.upper() == kg.upper() and kp.upper() in "ABCDE":
             return True, "choice"  # choice letters in either case: e vs \text{E}, (c) vs C

@@ -187,6 +187,8 @@ _PROSE = re.compile(r"[ \t*_]*(?:[A-Za-z][a-z]+|I)\b")
 _VALUE_FIRST = re.compile(r"[ \t*_]*(\$[^$]+\$|[+-]?\d[\d.,/]*)\s+(?:is|are|was|were)\b")
 _IS_VALUE = re.compile(r"\b(?:is|are|equals|was|were)\s+(?:equal\s+to\s+)?:?\s*(?=[$\d+-]|\\\()")
 _NUMBER_WORD = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.]|\.\d)")
+# A statement that opens with a parenthesised choice letter: "(c) $12$", "(B) 7 apples".
+_LETTER_FIRST = re.compile(r"[ \t*_]*\([A-Ea-e]\)\s")
 # "$k$ is ...": a math run with a letter and no value in it names what follows.
 _NAMED_BY_MATH = re.compile(r"[ \t*_]*\$[^$=\d]*[a-zA-Z][^$=\d]*\$\s*$")
 # Where a stated value ends and its justification begins: "5 ways, since 5 is prime".
@@ -227,7 +229,10 @@ def _statement(text: str, at: int) -> str:
     inner = extract_final_boxes(line)
     if inner is not None:
         return inner
-    prose = _prose_value(re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0])
+    sentence = re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0]
+    if _LETTER_FIRST.match(sentence):  # "(c) $12$": the choice letter, with what it says
+        return re.sub(r"[.\s]+$", "", sentence).strip()
+    prose = _prose_value(sentence)
     if prose is not None:
         return prose
     math = _stated_math(line)
@@ -303,8 +308,16 @@ def _display_at_end(text: str) -> str | None:
             start = tail.rfind(left, 0, len(tail) - len(right))
             if start != -1:
                 content = tail[start + len(left) : len(tail) - len(right)].strip()
-                return content.rstrip(".,; ") or None
+                return _unaligned(content).rstrip(".,; ") or None
     return None
+
+
+def _unaligned(math: str) -> str:
+    """An ``aligned`` block as the chain it writes: ``x &= 2+3 \\\\ &= 5`` is ``x = 2+3 = 5``."""
+    m = re.fullmatch(r"\\begin\{(aligned|align\*?|gathered|split)\}(.*)\\end\{\1\}", math, re.S)
+    if m is None:
+        return math
+    return re.sub(r"\s+", " ", re.sub(r"\\\\|&", " ", m.group(2))).strip()
 
 
 def extract_answer(text: str | None, *, think: bool = False, stated: bool = False) -> str | None:
