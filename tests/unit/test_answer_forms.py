@@ -464,6 +464,9 @@ def test_pathological_text_is_answered_not_timed_out() -> None:
         "Therefore " + "$x " * 20_000,
         "1" + "\n" * 50_000 + "x",
         "1" + " \n" * 20_000 + "x",
+        "(c) " * 20_000,
+        "Final Answer: The " + "$a" * 30_000,
+        "x = 1, " * 10_000 + "y = 2",
     ]
     pairs = [(f"\\boxed{{{s}}}", "5") for s in bad] + [(s, "5") for s in bad]
     results = check_pairs(pairs, timeout_s=3, workers=2, policy=EVAL)

@@ -740,7 +740,7 @@ def _compare_once(pred: str, gold: str) -> tuple[bool, str]:
     if choice is not None:
         return choice, "choice"
     for mine, other, flip in ((p, g, False), (g, p, True)):
-        m = _LABELLED_CHOICE.match(mine)
+        m = _LABELLED_CHOICE.match(mine) if len(mine) <= _HEURISTIC_MAX else None
         if m and mine[m.end() :] and not re.fullmatch(r"\(?[A-Ea-e]\)?", other):
             # "(B) 17" against 17: the option's content is the answer
             rest = mine[m.end() :]
