@@ -21,7 +21,9 @@ own rules, which differ from the general grader's:
   ``equals``/``simplify(a - b) == 0``, equal ``|lhs - rhs|``, numbers within a relative 1e-4, or
   matrices equal to 3 decimals. Every symbolic comparison runs in a forked child process given
   one second of wall-clock time, as the judge does; a child still running then is killed and
-  the comparison counts as unequal.
+  the comparison counts as unequal. The verdict of a slow comparison therefore depends on how
+  busy the machine is, as it did for the authors: keep the judging processes at or below the
+  number of free cores.
 
 Only the standard library is imported here; sympy and latex2sympy2 (the parser PolyMath ships,
 published as ``latex2sympy2-llmmath``; see requirements/authors-judges-nodeps.txt) are loaded on
