@@ -194,12 +194,16 @@ def test_gold_text_and_arguments() -> None:
 
 
 @NEEDS_ENV
+@pytest.mark.timeout(2400)
 def test_holdout_agreement_per_kind() -> None:
+    """Every kind of pair agrees with the authors' code on >= 99 % (minutes: real sympy work)."""
     rows = [json.loads(line) for line in HOLDOUT.read_text(encoding="utf-8").splitlines()]
     results = score_pairs(rows)
     by: dict[str, Counter] = defaultdict(Counter)
     wrong = []
     for row, out in zip(rows, results, strict=True):
+        if row["oracle"].get("seed_dependent"):  # the authors' verdict varies with the hash seed
+            continue
         got = bool(out.get("result", {}).get("correct", False))
         by[row["kind"]]["n"] += 1
         by[row["kind"]]["agree"] += got == row["oracle"]["correct"]
