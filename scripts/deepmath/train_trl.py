@@ -160,7 +160,10 @@ def grpo_kwargs(
         "max_steps": steps,
         "learning_rate": float(recipe["lr"]),
         "lr_scheduler_type": "constant_with_warmup",
-        "warmup_steps": int(recipe["warmup_steps"]),
+        # the fork's schedule, lr x min(1, s / max(1, W)) from s = 0: the first update runs at
+        # lr x 0 even for W = 0; transformers' constant_with_warmup gives s / W below W, so
+        # W = max(1, W) is the fork's exactly (as verl_recipe.verl_warmup_steps for verl)
+        "warmup_steps": max(1, int(recipe["warmup_steps"])),
         "weight_decay": float(recipe["weight_decay"]),
         "num_generations": n,
         "per_device_train_batch_size": per_device,

@@ -3,7 +3,9 @@
 ``tests/data/answer_cases.jsonl`` was written, by category, from the answers of MATH-500, MATH
 test, GSM8K and Minerva reformatted the ways models write them, plus hand-made hard cases;
 ``answer_cases_holdout.jsonl`` was written afterwards, independently, and the checker was not
-tuned on it. On both the checker must make no more false positives and no more false negatives
+tuned on it; ``answer_cases_fresh.jsonl`` (324 graded full responses, 18 categories) was written
+by someone who had not read the checker, and first measured after the last round of fixes
+(``scripts/measure_fresh_table.py`` prints it per category). On both the checker must make no more false positives and no more false negatives
 than math-verify, called either as ``verify(parse(gold), parse(response))`` or with the gold in
 ``$...$``. ``tests/benchmarks/bench_checker.py`` prints the full table.
 """
@@ -20,7 +22,7 @@ import pytest
 from deepmath.answers import EVAL, CheckerPool
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TABLES = ["answer_cases.jsonl", "answer_cases_holdout.jsonl"]
+TABLES = ["answer_cases.jsonl", "answer_cases_holdout.jsonl", "answer_cases_fresh.jsonl"]
 FIELDS = {"id", "category", "gold", "response", "expected", "source", "note"}
 
 

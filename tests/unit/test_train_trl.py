@@ -66,6 +66,9 @@ def test_recipe_maps_onto_grpo_config():
     assert got["lr_scheduler_type"] == "constant_with_warmup"
     assert (got["learning_rate"], got["warmup_steps"], got["weight_decay"]) == (1e-6, 10, 0.1)
     assert (got["max_steps"], got["save_steps"], got["seed"]) == (500, 50, 42)
+    # no warm-up still gives the first update lr x 0, as the fork's schedule does
+    no_warmup = kwargs({**ZERO_7B, "recipe": {**RECIPE, "warmup_steps": 0}})
+    assert no_warmup["warmup_steps"] == 1
     assert (got["report_to"], got["use_cpu"], got["bf16"]) == ("none", True, False)
     config = GRPOConfig(**got)
     # one generation batch of prompts_per_step x rollout_n completions per optimizer step
@@ -319,7 +322,8 @@ def test_a_changed_recipe_trains_anew_and_keeps_the_old_state_aside(rl_data, tmp
 
     # (with weight decay, so that one step moves the weights even when every completion of a
     # group gets the same reward and the policy gradient is zero)
-    faster = {**spec, "recipe": {**spec["recipe"], "lr": 5e-4, "weight_decay": 0.1}}
+    # two steps: the first update runs at lr x 0, as in the authors' fork
+    faster = {**spec, "steps": 2, "recipe": {**spec["recipe"], "lr": 5e-4, "weight_decay": 0.1}}
     shutil.rmtree(out)
     with caplog.at_level(logging.INFO):
         summary = train(faster, str(SMOLLM2), train_path, val_path, str(work), str(out))
@@ -329,7 +333,7 @@ def test_a_changed_recipe_trains_anew_and_keeps_the_old_state_aside(rl_data, tmp
     assert str(aside) in moved[0] and (aside / "checkpoint-1" / "trainer_state.json").is_file()
     state = summary["state"]
     assert (state["work_dir"], state["steps_before_this_attempt"]) == ("moved", 0)
-    assert state["steps_this_attempt"] == 1 and state["moved_aside_to"] == str(aside)
+    assert state["steps_this_attempt"] == 2 and state["moved_aside_to"] == str(aside)
     assert (out / "model.safetensors").read_bytes() != init  # trained, not exported
     assert (
         json.loads((out / SUMMARY_FILE).read_text())["fingerprint"]["spec"]["recipe"]["lr"] == 5e-4
@@ -448,3 +452,25 @@ def test_trl_grpo_trains_resumes_and_saves_a_loadable_model(smollm2, rl_data, tm
 
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS of the train_trl runs: {peak:.0f} MB")
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_the_learning_rate_of_each_update_is_the_forks(warmup):
+    """The fork's constant schedule: update s (from 0) runs at lr x min(1, s / max(1, W)), so
+    the first update runs at lr x 0 even with no warm-up; transformers' scheduler, built from
+    the config we hand TRL, must give the same lr for every update."""
+    import torch
+    from transformers import get_scheduler
+
+    got = kwargs({**ZERO_7B, "recipe": {**RECIPE, "warmup_steps": warmup}})
+    param = torch.nn.Parameter(torch.zeros(1))
+    optim = torch.optim.AdamW([param], lr=got["learning_rate"])
+    sched = get_scheduler(got["lr_scheduler_type"], optim, num_warmup_steps=got["warmup_steps"])
+    seen = []
+    for _ in range(6):
+        seen.append(optim.param_groups[0]["lr"])
+        optim.step()
+        sched.step()
+    fork = [got["learning_rate"] * min(1.0, s / max(1, warmup)) for s in range(6)]
+    assert seen == pytest.approx(fork)
+    assert seen[0] == 0.0
