@@ -93,6 +93,13 @@ def project_policy(rows: list[dict]) -> list[bool | None]:
     return out
 
 
+def _only_c(labels: dict) -> bool:
+    """True when (C) alone accepted the pair (so another (C) verdict flips the OR)."""
+    return labels.get("C") is True and not any(
+        v is True for k, v in labels.items() if k not in ("C", "correct")
+    )
+
+
 def math_verify_090(rows: list[dict], limit: int) -> None:
     """(C) recomputed with the math-verify in this interpreter, against the 0.7.0 labels."""
     import logging
@@ -114,9 +121,10 @@ def math_verify_090(rows: list[dict], limit: int) -> None:
         compared += 1
         if got != label:
             differ.append((row, got, label))
+    flips = sum(not row["oracle"]["correct"] or _only_c(row["oracle"]) for row, _, _ in differ)
     print(
         f"\nmath-verify {version('math-verify')} vs 0.7.0 on (C): {len(differ)} of {compared} "
-        "eval pairs differ"
+        f"eval pairs differ, {flips} of them change the final verdict"
     )
     for row, got, label in differ[:limit]:
         print(
