@@ -49,11 +49,10 @@ venv-verl: $(VERL_STAMP)
 AUTHORS_VENV := .venv-authors
 AUTHORS_STAMP := $(AUTHORS_VENV)/.installed
 
-$(AUTHORS_STAMP): requirements/authors.txt requirements/authors-judges-nodeps.txt
+$(AUTHORS_STAMP): requirements/authors.txt
 	rm -rf $(AUTHORS_VENV)
 	$(PYTHON) -m venv $(AUTHORS_VENV)
-	$(AUTHORS_VENV)/bin/pip install --quiet --no-deps -r requirements/authors.txt \
-	  -r requirements/authors-judges-nodeps.txt
+	$(AUTHORS_VENV)/bin/pip install --quiet --no-deps -r requirements/authors.txt
 	$(AUTHORS_VENV)/bin/python -c "from sympy.parsing.latex import parse_latex; \
 	  import math_verify, latex2sympy2; assert str(parse_latex(r'\frac12')) == '1/2'"
 	touch $(AUTHORS_STAMP)

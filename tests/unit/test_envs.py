@@ -60,12 +60,26 @@ NOT_ON_RULE_PATH = {
     "decontaminate_audit": {"openai", "torch"},  # the same command on the audit's files
     # `evaluate table` only reads metrics.json files: no generation, no server, no checker,
     # so no dtype probe (torch) either.
-    "results_table": {"openai", "vllm", "torch"},
     # `python -m deepmath.answers.authors.pool where` imports the standard library and the
     # authors' package only: deepmath.io (pandas) is tried for its error class, tqdm is a
     # progress bar of scoring calls (the walk sees all of deepmath.answers).
     "authors_python": {"pandas", "tqdm"},
+    # `evaluate table` reads metrics.json files: the model folder helpers it reaches through
+    # evaluate.spec (deepmath.models) load weights only for other commands.
+    "results_table": {"openai", "vllm", "torch", "transformers"},
 }
+# The authors' scorer runs in worker processes of its own interpreter (the authors env, from
+# the authors_python job's record), never in the env of the rule that starts them: what these
+# modules import must be in the authors env, not in the caller's.
+AUTHORS_SIDE = {
+    "answers.authors.rules",
+    "answers.authors.grader",
+    "answers.authors.extract",
+    "answers.authors.olympiad",
+    "answers.authors.polymath",
+    "answers.authors.worker",
+}
+POST_DEPLOY_PIN = re.compile(r"^\s*pip install --no-deps (?P<name>[A-Za-z0-9._-]+)==(?P<ver>\S+)")
 # A served role runs `python -m vllm.entrypoints.openai.api_server` and, over several nodes,
 # `ray start` as subprocesses in the job's env (deepmath.serve, deepmath.raycluster): no import
 # shows them, so they are named here.
@@ -321,10 +335,11 @@ def _imports(module: str, *, run: bool = False) -> set[str]:
     return names
 
 
-def third_party_imports(module: str) -> set[str]:
+def third_party_imports(module: str, skip: frozenset[str] = frozenset()) -> set[str]:
     """Top-level third-party modules `deepmath.<module>` and the deepmath modules it uses import
-    (a submodule of a package brings the package's __init__ along, as Python does)."""
-    seen: set[str] = set()
+    (a submodule of a package brings the package's __init__ along, as Python does); the deepmath
+    modules in `skip` are not followed (they run in another interpreter)."""
+    seen: set[str] = set(skip)
     todo, found = [module], set()
     while todo:
         current = todo.pop()
@@ -349,11 +364,34 @@ def _module_dists() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+# Import names whose distribution is not installed in this venv (only in the authors env).
+PROVIDED_BY = {"latex2sympy2": "latex2sympy2-llmmath"}
+
+
 def distribution(module: str) -> str:
     """The PyPI distribution that provides an import name (as installed in this venv)."""
-    dists = _module_dists().get(module) or [module]
+    dists = _module_dists().get(module) or [PROVIDED_BY.get(module, module)]
     name = canon(dists[0])
     return {v: k for k, v in ALIASES.items()}.get(name, name)
+
+
+def post_deploy_pins(path: Path) -> dict[str, str]:
+    """Packages an env's post-deploy script (run by Snakemake after creating it) installs."""
+    script = path.with_name(f"{path.stem}.post-deploy.sh")
+    if not script.exists():
+        return {}
+    return {
+        canon(m["name"]): m["ver"]
+        for m in map(POST_DEPLOY_PIN.match, script.read_text().splitlines())
+        if m
+    }
+
+
+def test_post_deploy_installs_agree_with_the_authors_lock():
+    """envs/authors.post-deploy.sh installs what requirements/authors.txt pins (--no-deps)."""
+    lock = read_lock((REPO / "requirements" / "authors.txt").read_text())
+    extra = post_deploy_pins(ENVS / "authors.yaml")
+    assert extra and all(lock.get(name) == ver for name, ver in extra.items()), (extra, lock)
 
 
 @pytest.mark.timeout(300)
@@ -370,11 +408,16 @@ def test_env_resolves_on_pypi_and_covers_its_rules(path, rules, uv_cache, tmp_pa
     for dist in needs:
         if canon(dist) not in resolved:
             missing.append(f"{dist} (started as a subprocess by the env's rules)")
+    resolved = {**resolved, **post_deploy_pins(path)}
+    # the authors env runs the authors' side too; every other env only starts its workers
+    skip = frozenset() if path.stem == "authors" else frozenset(AUTHORS_SIDE)
     for name, rule in rules.items():
         if name in NO_SOFTWARE or Path(rule["conda"]).stem != path.stem:
             continue
-        for module in stage_modules(rule["shell"]):
-            for imported in sorted(third_party_imports(module) - NOT_ON_RULE_PATH.get(name, set())):
+        modules = stage_modules(rule["shell"]) + (sorted(AUTHORS_SIDE) if not skip else [])
+        for module in modules:
+            found = third_party_imports(module, skip)
+            for imported in sorted(found - NOT_ON_RULE_PATH.get(name, set())):
                 if distribution(imported) not in resolved:
                     missing.append(f"{imported} (rule {name}, deepmath.{module})")
     assert not missing, f"{path.name} lacks what its rules use: {sorted(set(missing))}"

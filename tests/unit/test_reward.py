@@ -271,7 +271,10 @@ def test_the_reward_digest_covers_the_authors_interpreter(tmp_path, monkeypatch)
 
 
 @needs_authors_env
-@pytest.mark.xfail(reason="the authors' rules have no 'none' gate yet (the CPU demo's)")
 def test_no_gate_scores_the_whole_response_with_the_authors_check():
+    """The CPU demo's gate: no format condition, the authors' check on the whole response."""
     assert score("\\boxed{1} and then \\boxed{7}", "7", "none")["score"] == 1.0
-    assert score("<think>\\boxed{7}</think> so 8", "7", "none")["reason"] != "error"
+    wrong = score("\\boxed{7} and then \\boxed{1}", "7", "none")
+    assert wrong["score"] == -1.0 and wrong["reason"] != "error"
+    inside = score("<think>\\boxed{7}</think> so 8", "7", "none")
+    assert inside["score"] == 1.0 and inside["reason"] != "error"  # the whole text is read

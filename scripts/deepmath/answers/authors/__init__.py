@@ -25,6 +25,8 @@ think       needs ``</think>``; the text after the last one: (A) or (C) against
             ``\\boxed{$gold$}``, each bounded to 10 s (DeepMath-Zero-7B, -1.5B, -Omn-1.5B)
 one_box     the whole response must hold exactly one ``\\boxed``; then the same check
             (DeepMath-Zero-Math-7B)
+none        no format condition: the same check on the whole response (not the authors':
+            the CPU demo's small model writes neither ``</think>`` nor one box reliably)
 ==========  =====================================================================================
 
 ``math_equal`` (:mod:`.grader`): tolerance 1e-4 relative, gold x 100 and gold / 100 accepted,

@@ -17,6 +17,8 @@ EXACT = {
     "latex2sympy2_extended": "1.10.1",
     "antlr4-python3-runtime": "4.11.0",
     "sympy": "1.13.1",
+    # PolyMath's judge: the LaTeX parser the authors bundled (see requirements/authors.txt)
+    "latex2sympy2-llmmath": "1.9.1",
 }
 
 

@@ -26,7 +26,7 @@ own rules, which differ from the general grader's:
   number of free cores.
 
 Only the standard library is imported here; sympy and latex2sympy2 (the parser PolyMath ships,
-published as ``latex2sympy2-llmmath``; see requirements/authors-judges-nodeps.txt) are loaded on
+published as ``latex2sympy2-llmmath``; see requirements/authors.txt) are loaded on
 first use. ``parse_expr`` evaluates the boxed text as Python, as the judge does: that happens
 only inside the forked child.
 """
@@ -66,7 +66,7 @@ def _parsers() -> SimpleNamespace:
     except ImportError as error:
         raise ImportError(
             "PolyMath's judge needs latex2sympy2 with an ANTLR 4.11 parser: install "
-            "requirements/authors-judges-nodeps.txt with `pip install --no-deps -r` "
+            "requirements/authors.txt with `pip install --no-deps -r` "
             "into the authors' environment (make venv-authors)"
         ) from error
     return SimpleNamespace(
