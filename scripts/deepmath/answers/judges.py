@@ -19,6 +19,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from deepmath.answers.authors.olympiad import CJK, FONT_WRAPPER, OUTER_PUNCTUATION, SIGN_REWRITES
 from deepmath.answers.equivalence import _compare, _parse_number
 from deepmath.answers.extract import _matching_brace, boxes
 from deepmath.answers.normalize import normal_form, normalize_answer
@@ -28,24 +29,12 @@ JUDGES = ("olympiad", "polymath")
 OLYMPIAD_PRECISION = 1e-8
 
 
-# OlympiadBench's symbol map, applied in this order ("\\simeq" before "\\sim").
-_OLYMPIAD_SIGNALS = (
-    ("\\left", ""),
-    ("\\right", ""),
-    ("∶", ":"),
-    ("，", ","),
-    ("$", ""),
-    ("\\approx", "="),
-    ("\\simeq", "="),
-    ("\\sim", "="),
-    ("^\\prime", "'"),
-    ("^{\\prime}", "'"),
-    ("^\\circ", ""),
-    ("%", ""),
-)
-_OLYMPIAD_STRIP = "\n$,.:;^_=+`!@#$%^&*~，。"
-_OLYMPIAD_FONT = re.compile(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}")
-_CJK = re.compile(r"[\u4e00-\u9fff]+")
+# OlympiadBench's symbol map, outer punctuation and font wrappers: the official judge's, kept
+# once with the authors' reproduction of it.
+_OLYMPIAD_SIGNALS = SIGN_REWRITES
+_OLYMPIAD_STRIP = OUTER_PUNCTUATION
+_OLYMPIAD_FONT = FONT_WRAPPER
+_CJK = CJK
 _DOLLAR_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$", re.S)
 
 

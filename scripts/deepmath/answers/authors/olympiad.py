@@ -36,8 +36,9 @@ from typing import Any
 
 DEFAULT_PRECISION = 1e-8
 
+# OlympiadBench's symbol map, shared with our checker's olympiad judge (answers/judges.py).
 # Rewrites applied in this order to both sides (the order matters: ``\simeq`` before ``\sim``).
-_SIGN_REWRITES: tuple[tuple[str, str], ...] = (
+SIGN_REWRITES: tuple[tuple[str, str], ...] = (
     ("\\left", ""),
     ("\\right", ""),
     ("∶", ":"),
@@ -51,11 +52,11 @@ _SIGN_REWRITES: tuple[tuple[str, str], ...] = (
     ("^\\circ", ""),
     ("%", ""),
 )
-_OUTER_PUNCTUATION = "\n$,.:;^_=+`!@#$%^&*~，。"
-_FONT_WRAPPER = re.compile(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}")
+OUTER_PUNCTUATION = "\n$,.:;^_=+`!@#$%^&*~，。"
+FONT_WRAPPER = re.compile(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}")
 _BOX_OPENING = re.compile(r"\\boxed{")
 _DOLLAR_SPAN = re.compile(r"\$(.*?)\$")
-_CJK = re.compile(r"[\u4e00-\u9fff]+")
+CJK = re.compile(r"[\u4e00-\u9fff]+")
 _LARGEST_EXPONENT = 1000
 _SYMBOLIC_TOLERANCE = 1e-3
 
@@ -102,10 +103,10 @@ def _clean(expression: str) -> str:
     """The judge's sign table, outer punctuation strip and font unwrapping."""
     if "\\in " in expression:
         expression = expression.split("\\in ")[1]
-    for sign, replacement in _SIGN_REWRITES:
+    for sign, replacement in SIGN_REWRITES:
         expression = expression.replace(sign, replacement)
-    expression = expression.strip(_OUTER_PUNCTUATION)
-    return _FONT_WRAPPER.sub(r"\1", expression)
+    expression = expression.strip(OUTER_PUNCTUATION)
+    return FONT_WRAPPER.sub(r"\1", expression)
 
 
 def _split_top_level_commas(expression: str) -> list[str]:
@@ -324,8 +325,8 @@ def judge(gold: str, text: str, precision: float | list | None = None) -> bool:
         return False
     if gold_answer == pred_answer:
         return True
-    gold_items = _expand_plus_minus(_split_top_level_commas(_CJK.sub("", gold_answer)))
-    pred_items = _expand_plus_minus(_split_top_level_commas(_CJK.sub("", pred_answer)))
+    gold_items = _expand_plus_minus(_split_top_level_commas(CJK.sub("", gold_answer)))
+    pred_items = _expand_plus_minus(_split_top_level_commas(CJK.sub("", pred_answer)))
     tolerances = _tolerances(precision, len(gold_items))
     if len(gold_items) != len(pred_items):
         return False
