@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -289,12 +290,21 @@ def test_worker_protocol_end_to_end():
     assert out[3]["ok"] is False and "not a JSON request" in out[3]["error"]
 
 
-def test_interpreter_resolution_order(tmp_path, monkeypatch):
+def test_interpreter_resolution_order(tmp_path, monkeypatch, caplog):
+    """flag > record > environment > .venv-authors: a record the workflow checked is not
+    overridden by a stray environment variable, which is named in a warning."""
     record = tmp_path / "python.json"
     record.write_text(json.dumps({"python": "/from/record", "environment": {}}))
     env = {PYTHON_ENV: "/from/env"}
     assert authors_python("/from/flag", env, record) == "/from/flag"
-    assert authors_python(None, env, record) == "/from/env"
+    with caplog.at_level("WARNING", logger="deepmath.answers.authors.pool"):
+        assert authors_python(None, env, record) == "/from/record"
+    assert "/from/env" in caplog.text and "/from/record" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deepmath.answers.authors.pool"):
+        assert authors_python(None, {PYTHON_ENV: "/from/record"}, record) == "/from/record"
+    assert caplog.text == ""  # the same interpreter both ways: nothing to say
+    assert authors_python(None, env, None) == "/from/env"
     assert authors_python(None, {}, record) == "/from/record"
     assert authors_python(None, {}, None) == str(VENV_PYTHON)
     monkeypatch.setattr(authors_pool, "VENV_PYTHON", tmp_path / "no-venv" / "bin" / "python")
@@ -303,6 +313,63 @@ def test_interpreter_resolution_order(tmp_path, monkeypatch):
     record.write_text("{}")
     with pytest.raises(DeepmathError, match="no 'python'"):
         authors_python(None, {}, record)
+
+
+def test_a_relative_interpreter_is_made_absolute_and_starts(tmp_path, monkeypatch):
+    """The workers start in scripts/: a path relative to the caller's folder must still work,
+    given as a flag, in the environment or in a record; a bare name is looked up on PATH."""
+    monkeypatch.chdir(VENV_PYTHON.parents[2])
+    relative = os.path.relpath(VENV_PYTHON)
+    assert "/" in relative and not relative.startswith("/")
+    record = tmp_path / "python.json"
+    record.write_text(json.dumps({"python": relative, "environment": {}}))
+    for got in (
+        authors_python(relative, {}),
+        authors_python(None, {PYTHON_ENV: relative}),
+        authors_python(None, {}, record),
+    ):
+        assert got == str(VENV_PYTHON)
+    bare = Path(sys.executable).name
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert authors_python(bare, {}) == str(Path(sys.executable).parent / bare)
+    assert authors_python("no-such-python-here", {}) == "no-such-python-here"
+    with AuthorsPool(relative, workers=1) as p:  # a pool given the relative path starts too
+        assert p.hello()["exact"] is True
+
+
+def test_workers_run_with_a_fixed_hash_seed():
+    """Whatever the caller's seed, every worker has PYTHONHASHSEED=0, and the hello says so."""
+    assert worker_env({"PYTHONHASHSEED": "random"})["PYTHONHASHSEED"] == "0"
+    assert worker_env({})["PYTHONHASHSEED"] == "0"
+    with AuthorsPool(PYTHON, workers=2) as p:
+        p.run("ping", [{}, {}])
+        assert p.hello()["hash_seed"] == "0"
+        for pid in p.pids():
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"PYTHONHASHSEED=0" in environ
+
+
+def test_the_deadline_check_leaves_an_answer_already_read():
+    """A worker whose answer is in its buffer when the deadline passes is not overdue, and the
+    answer is still there to be read; one with a partial line or nothing is overdue."""
+    from deepmath.answers.authors.pool import _overdue, _Worker
+
+    procs = [
+        subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(3)
+    ]
+    workers = [_Worker(proc, tempfile.TemporaryFile()) for proc in procs]  # noqa: SIM115 - kill() closes them
+    try:
+        answered, partial, silent = workers
+        answered.buf.extend(b'{"id": 0, "ok": true}\n')
+        partial.buf.extend(b'{"id": 1, "o')
+        now = time.monotonic()
+        mine = {w: (i, now - 1.0) for i, w in enumerate(workers)}
+        assert _overdue(mine, now) == [partial, silent]
+        assert answered.line() == b'{"id": 0, "ok": true}'
+        assert _overdue({answered: (0, now + 5.0)}, now) == []  # not yet due
+    finally:
+        for w in workers:
+            w.kill()
 
 
 def test_where_records_an_exact_interpreter_and_refuses_another(tmp_path, venv_env):

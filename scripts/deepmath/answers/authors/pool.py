@@ -5,9 +5,15 @@ which neither the main env nor the verl env has (see ``requirements/authors.txt`
 run ``python -m deepmath.answers.authors.worker`` under that interpreter with
 ``PYTHONPATH=<repo>/scripts`` and nothing of the caller's ``sys.path``, and speak JSON lines.
 
-Which interpreter (:func:`authors_python`): ``--authors-python``, else
-``$DEEPMATH_AUTHORS_PYTHON``, else the record the ``authors_python`` rule writes, else
-``<repo>/.venv-authors/bin/python``; else an error that says how to build it.
+Which interpreter (:func:`authors_python`): ``--authors-python``, else the record the
+``authors_python`` rule writes (when a job is handed one: the interpreter the workflow checked
+wins over a stray ``$DEEPMATH_AUTHORS_PYTHON``, with a warning naming both), else
+``$DEEPMATH_AUTHORS_PYTHON``, else ``<repo>/.venv-authors/bin/python``; else an error that says
+how to build it. A path with a ``/`` is made absolute (the workers start in ``scripts/``), a bare
+name is looked up on ``PATH``.
+
+The workers run with ``PYTHONHASHSEED=0``: a verdict that depends on set or dict order (sympy
+on some degenerate forms) is the same on every run; the hello says so (``hash_seed``).
 
 :class:`AuthorsPool` keeps one pair in flight per worker. A worker not back within
 ``timeout_s + grace_s`` is killed with its whole process group and replaced, and its pair is
@@ -30,6 +36,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +77,8 @@ STDERR_TAIL = 2000
 OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 # The caller's environment that must not reach the authors' interpreter.
 DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONSAFEPATH")
+# The workers' hash seed: fixed, so that no verdict depends on the run (see the module doc).
+HASH_SEED = "0"
 
 
 # --------------------------------------------------------------------------- the interpreter
@@ -80,19 +89,48 @@ def authors_python(
     env: Mapping[str, str] | None = None,
     record: str | os.PathLike[str] | None = None,
 ) -> str:
-    """The interpreter of the authors' scorer: flag, then environment, record, .venv-authors."""
+    """The interpreter of the authors' scorer: flag, then record, environment, .venv-authors.
+
+    An explicitly passed record (a workflow job's input) wins over ``$DEEPMATH_AUTHORS_PYTHON``:
+    the record is the interpreter the ``authors_python`` rule checked; a different one left in
+    the environment is named in a warning and not used. The result is absolute (see
+    :func:`absolute_python`).
+    """
     env = os.environ if env is None else env
     if flag:
-        return str(flag)
-    if env.get(PYTHON_ENV):
-        return env[PYTHON_ENV]
+        return absolute_python(str(flag))
+    from_env = env.get(PYTHON_ENV)
     if record:
-        return read_record(record)["python"]
+        python = absolute_python(read_record(record)["python"])
+        if from_env and absolute_python(from_env) != python:
+            log.warning(
+                "the authors' scorer runs %s, as recorded in %s; $%s=%s is not used (pass "
+                "--authors-python to choose another interpreter)",
+                python,
+                record,
+                PYTHON_ENV,
+                from_env,
+            )
+        return python
+    if from_env:
+        return absolute_python(from_env)
     if VENV_PYTHON.exists():
         return str(VENV_PYTHON)
     raise DeepmathError(
         f"no Python for the authors' scorer: {VENV_PYTHON} does not exist; " + HOW_TO_BUILD
     )
+
+
+def absolute_python(python: str) -> str:
+    """An interpreter path that still works from the workers' folder (``scripts/``).
+
+    A path with a ``/`` (``.venv-authors/bin/python``) is made absolute against the caller's
+    working directory, where the user meant it; a bare name (``python3.11``) is looked up on
+    ``PATH`` (left as it is when not found, so the start error names what was given).
+    """
+    if "/" in python:
+        return os.path.abspath(python)
+    return shutil.which(python) or python
 
 
 def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -107,10 +145,12 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The workers' environment: the caller's, but Python's own search path only ``scripts/``."""
+    """The workers' environment: the caller's, but Python's own search path only ``scripts/``,
+    and a fixed hash seed (a verdict must not depend on the run)."""
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if k not in DROPPED_ENV}
     env["PYTHONPATH"] = str(SCRIPTS_DIR)
+    env["PYTHONHASHSEED"] = HASH_SEED
     env["PYTHONNOUSERSITE"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env
@@ -198,6 +238,15 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _overdue(mine: Mapping[_Worker, tuple[int, float]], now: float) -> list[_Worker]:
+    """Workers past their pair's deadline with no complete answer waiting in their buffer.
+
+    An answer already read (it came with the last bytes before the deadline) is left in the
+    buffer for the next :func:`_wait_lines`: looking must not consume it.
+    """
+    return [w for w, (_, deadline) in mine.items() if now >= deadline and b"\n" not in w.buf]
+
+
 def _wait_lines(workers: Sequence[_Worker], timeout_s: float) -> dict[_Worker, bytes | None]:
     """Lines from those workers that answer within ``timeout_s`` (None: the worker is gone)."""
     got: dict[_Worker, bytes | None] = {}
@@ -250,7 +299,7 @@ class AuthorsPool:
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s!r} must be positive")
-        self.python = python or authors_python()
+        self.python = absolute_python(python) if python else authors_python()
         self.workers = int(workers or default_workers())
         if self.workers < 1:
             raise ValueError(f"workers={workers!r} must be at least 1")
@@ -346,11 +395,9 @@ class AuthorsPool:
                         self._start_pair(w, pending, mine, op, args)
                     else:
                         self._release(w)
-                now = time.monotonic()
-                for w, (idx, deadline) in list(mine.items()):
-                    if now >= deadline and w.line() is None:
-                        del mine[w]
-                        done(idx, self._lost(w, TIMEOUT, f"over {self.timeout_s:g} s"))
+                for w in _overdue(mine, time.monotonic()):
+                    idx, _ = mine.pop(w)
+                    done(idx, self._lost(w, TIMEOUT, f"over {self.timeout_s:g} s"))
         except BaseException:
             for w in mine:  # their pairs are still running: nobody may reuse them
                 self._discard(w)
@@ -550,6 +597,7 @@ class AuthorsPool:
             hello = {}
         if not isinstance(hello, dict) or hello.get("hello") != WORKER_MODULE:
             self._start_failed(w, f"wrote {line[:200]!r} instead of its hello")
+        hello.setdefault("hash_seed", HASH_SEED)  # the seed worker_env gave it
         w.hello = hello
         if self._hello is None:
             self._hello = hello
