@@ -3,6 +3,9 @@
 # paper's numbers, and the scorer-sensitivity table comparing the two scorers.
 
 
+from deepmath.workflow import score_code
+
+
 rule generate_eval:
     input:
         bench=res("benchmarks/{bench}.parquet"),
@@ -58,6 +61,8 @@ rule score_eval:
         runtime=120,
     params:
         spec=lambda w: eval_spec(w.model, "score", w.bench),
+        # the checkers' and the scoring's code: a fix in either re-scores (not passed on)
+        code=score_code(SCRIPTS),
     shell:
         "python -m deepmath.evaluate score --in {input.responses:q} --spec {params.spec:q}"
         " --authors-record {input.authors:q}"

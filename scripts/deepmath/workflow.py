@@ -233,6 +233,21 @@ def eval_job_spec(
     return {**spec, "model_name": model}
 
 
+# The code a score_eval verdict depends on, under scripts/deepmath/: both checkers (ours and,
+# in answers/authors/, the authors') and the scoring itself.
+SCORE_CODE = ("answers", "evaluate/score.py")
+
+
+def score_code(scripts_dir: str | os.PathLike[str]) -> str:
+    """Digest of the scoring code, score_eval's ``code`` param: a fix in a checker or in the
+    scoring re-scores every benchmark (Snakemake reruns a job whose params changed), and an
+    unchanged tree gives the same digest in every process (content only, in sorted order)."""
+    from deepmath.fingerprint import source_digest
+
+    package = os.path.join(scripts_dir, "deepmath")
+    return source_digest(os.path.join(package, part) for part in SCORE_CODE)
+
+
 # What the results table reads of `evaluation` (deepmath.evaluate.table): the engine, sampling
 # and scoring reach it through the metrics files, so editing them reruns the jobs that use
 # them and, through their outputs, the table; not the table by itself.

@@ -133,3 +133,101 @@ def test_data_rules_read_only_their_keys():
         edited["validation"] = {**(edited.get("validation") or {}), "every": 5}
         assert data_spec(edited, name, 0) == before, name
         assert set(before) <= set(SFT_DATA_KEYS if run["backend"] == "sft" else RL_DATA_KEYS)
+
+
+# --------------------------------------------------------------------------- score_eval's code
+
+
+def _scoring_tree(dest):
+    """A copy of the code score_eval's digest covers, laid out as under scripts/."""
+    import shutil
+
+    src = REPO / "scripts" / "deepmath"
+    shutil.copytree(src / "answers", dest / "deepmath" / "answers",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (dest / "deepmath" / "evaluate").mkdir(parents=True)
+    shutil.copy(src / "evaluate" / "score.py", dest / "deepmath" / "evaluate" / "score.py")
+    return dest
+
+
+def _digest_in_new_process(scripts, seed):
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from deepmath.workflow import score_code; print(score_code(sys.argv[1]))"
+    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO / "scripts")}
+    proc = subprocess.run([sys.executable, "-c", code, str(scripts)], env=env,
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    return proc.stdout.strip()
+
+
+def test_score_code_is_the_same_in_every_process_and_tracks_every_scoring_file(tmp_path):
+    """score_eval's code param: the same digest for the same tree whatever the process (so a
+    dry run of an unchanged tree reruns nothing), another one for any change to either checker
+    (authors/ included) or to the scoring; other modules and caches do not count."""
+    from deepmath.workflow import score_code
+
+    tree = _scoring_tree(tmp_path / "scripts")
+    base = score_code(tree)
+    assert base == score_code(REPO / "scripts")  # content, not where it lives
+    assert _digest_in_new_process(tree, "1") == _digest_in_new_process(tree, "2") == base
+    pkg = tree / "deepmath"
+    (pkg / "answers" / "__pycache__").mkdir(exist_ok=True)
+    (pkg / "answers" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "answers" / "notes.txt").write_text("not code")
+    (pkg / "evaluate" / "table.py").write_text("# the table, not the scoring\n")
+    (pkg / "reward.py").write_text("# not the scoring\n")
+    assert score_code(tree) == base
+    for changed in ("answers/check.py", "answers/authors/grader.py", "answers/authors/pool.py",
+                    "evaluate/score.py"):  # fmt: skip
+        path = pkg / changed
+        before = path.read_text()
+        path.write_text(before + "\n# a fix\n")
+        assert score_code(tree) != base, changed
+        path.write_text(before)
+    assert score_code(tree) == base
+    (pkg / "answers" / "authors" / "new_judge.py").write_text("X = 1\n")
+    assert score_code(tree) != base
+
+
+MINI_SNAKEFILE = """
+import sys
+sys.path.insert(0, {scripts!r})
+from deepmath.workflow import score_code
+
+rule score_eval:
+    output: "metrics.json"
+    params: code=score_code({tree!r})
+    shell: "echo done > {{output}}"
+"""
+
+
+def test_snakemake_reruns_scoring_only_when_its_code_changes(tmp_path):
+    """The code param for real: after a run, a dry run in a new Snakemake process has nothing
+    to do; after a change to the authors' checker it reruns score_eval for changed params."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tree = _scoring_tree(tmp_path / "scripts")
+    work = tmp_path / "work"
+    work.mkdir()
+    snakefile = work / "Snakefile"
+    snakefile.write_text(MINI_SNAKEFILE.format(scripts=str(REPO / "scripts"), tree=str(tree)))
+    snakemake = Path(sys.executable).parent / "snakemake"
+
+    def run(*args):
+        cmd = [str(snakemake), "-s", str(snakefile), "-d", str(work), "--cores", "1", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout + proc.stderr
+
+    run()
+    assert (work / "metrics.json").exists()
+    assert "Nothing to be done" in run("-n")
+    grader = tree / "deepmath" / "answers" / "authors" / "grader.py"
+    grader.write_text(grader.read_text() + "\n# a fix\n")
+    out = run("-n")
+    assert "score_eval" in out and "Nothing to be done" not in out
+    assert "params" in out.lower()
