@@ -103,6 +103,43 @@ PROSE_UNEQUAL = [
     ("Final Answer: 34 is the largest such $n$.", "35"),
     ("Final Answer: I get that the largest $n$ is 34.", "43"),
 ]
+# "Final Answer:" followed by a sentence that opens with its value: the value counts only when
+# the sentence states it as the answer; one it judges or negates ("is wrong", "cannot be") states
+# nothing, and the value the same text gives after it ("...; we get 5") is the answer.
+VALUE_FIRST_EQUAL = [
+    ("Final Answer: 3 is wrong; we get 5.", "5"),
+    ("Final Answer: 12 is the answer.", "12"),
+    ("Final Answer: 12 is the minimum.", "12"),
+    ("Final Answer: 34 is the largest possible value of $n$.", "34"),
+    ("Final Answer: 7 is our final answer.", "7"),
+    ("Final Answer: 5 is correct.", "5"),
+    ("Final Answer: $\\frac{1}{2}$ is the probability.", "\\frac12"),
+    ("Final Answer: $x = 5$ is the only solution.", "x = 5"),
+    ("Final Answer: 3 is incorrect; the correct value is 5.", "5"),
+    ("Final Answer: 3 cannot be the answer, so it is 5.", "5"),
+    ("Final Answer: 3 isn't possible, so 5.", "5"),
+    ("Final Answer: $3$ is false; the value is $5$.", "5"),
+    ("Final Answer: $x = 1$ is extraneous, so $x = 5$.", "x = 5"),
+    ("Final Answer: 3 is not the answer but 5 is.", "5"),
+    ("Final Answer: 3 is too small. We get 5.", "5"),
+    ("Final Answer: 3 was ruled out, leaving 5.", "5"),
+]
+VALUE_FIRST_UNEQUAL = [
+    ("Final Answer: 3 is wrong; we get 5.", "3"),
+    ("Final Answer: 3 is incorrect. We get 5.", "3"),
+    ("Final Answer: 3 is not the answer; it is 5.", "3"),
+    ("Final Answer: 3 is false; the value is 5.", "3"),
+    ("Final Answer: 3 is impossible, so we take 5.", "3"),
+    ("Final Answer: 3 cannot be the answer, so it is 5.", "3"),
+    ("Final Answer: 3 isn't the largest; 5 is.", "3"),
+    ("Final Answer: 3 is the wrong answer; it is 5.", "3"),
+    ("Final Answer: $x = 1$ is extraneous, so $x = 5$.", "x = 1"),
+    ("Final Answer: $3$ is invalid; $5$ is.", "3"),
+    ("Final Answer: 3 was ruled out, leaving 5.", "3"),
+    ("Final Answer: 3 is prime, so we get 5.", "3"),
+    ("Final Answer: 12 is the answer.", "13"),
+    ("Final Answer: 3 is wrong; we get 5.", "35"),
+]
 # Interval membership against an inequality chain, both ways round.
 INTERVALS_EQUAL = [
     ("\\boxed{x \\in [-2,7]}", "-2 \\le x \\le 7"),
@@ -355,6 +392,7 @@ UNEQUAL = {
 EQUAL |= {
     "labels": LABELS_EQUAL,
     "prose_statement": PROSE_EQUAL,
+    "value_first_statement": VALUE_FIRST_EQUAL,
     "interval_membership": INTERVALS_EQUAL,
     "percent_words": PERCENT_EQUAL,
     "choice_letter_case": LETTERS_EQUAL,
@@ -364,6 +402,7 @@ EQUAL |= {
 UNEQUAL |= {
     "labels": LABELS_UNEQUAL,
     "prose_statement": PROSE_UNEQUAL,
+    "value_first_statement": VALUE_FIRST_UNEQUAL,
     "interval_membership": INTERVALS_UNEQUAL,
     "percent_words": PERCENT_UNEQUAL,
     "choice_letter_case": LETTERS_UNEQUAL,
@@ -529,3 +568,27 @@ def test_a_short_response_that_is_not_a_letter_is_left_to_math_verify() -> None:
     assert ok("Answer $ 9 $", "9") and ok("Answer \\( (9+1) \\)", "10")
     assert ok("$x = 5+5+1 = 7 =11$", "x = 11")
     assert not ok("Answer $ 8 $", "9")
+
+
+def test_a_value_the_final_answer_rejects_is_not_its_answer() -> None:
+    """A sentence opening with its value states it only as the answer: one that judges it
+    states nothing, so neither it nor an earlier conclusion is read, and a value given after
+    the judgment ("...; we get 5") is the answer."""
+    assert extract_stated("Final Answer: 3 is wrong; we get 5.") == "5"
+    assert extract_stated("Final Answer: 34 is the largest such $n$.") == "34"
+    assert extract_stated("Final Answer: $x = 1$ is extraneous, so $x = 5$.") == "x = 5"
+    for judged in [
+        "is wrong",
+        "is incorrect",
+        "is not the answer",
+        "cannot be the answer",
+        "isn't possible",
+        "is impossible",
+        "is the wrong answer",
+        "is invalid",
+    ]:
+        assert extract_stated(f"Final Answer: 3 {judged}.") is None, judged
+    assert extract_stated("Final Answer: 3 is wrong. I hope it is correct.") is None
+    assert extract_stated("Hence $x = 3$.\nFinal Answer: 3 is not the answer.") is None
+    assert extract_stated("Final Answer: 5 is prime.") is None  # true of 5, not "the answer"
+    assert extract_stated("Final Answer: 12 apples.") == "12 apples"  # no verb: not judged

@@ -183,8 +183,30 @@ def _stated_math(segment: str) -> str | None:
 
 # A sentence that opens with a word names what it states: "The largest $n$ is 34."
 _PROSE = re.compile(r"[ \t*_]*(?:[A-Za-z][a-z]+|I)\b")
-# A sentence that opens with its value: "34 is the largest such $n$."
-_VALUE_FIRST = re.compile(r"[ \t*_]*(\$[^$]+\$|[+-]?\d[\d.,/]*)\s+(?:is|are|was|were)\b")
+# A sentence that opens with its value: "34 is the largest such $n$.", "3 cannot be the answer".
+_VALUE_FIRST = re.compile(
+    r"[ \t*_]*(\$[^$]+\$|[+-]?\d[\d.,/]*)\s+"
+    r"(?:(?P<denied>(?:is|are|was|were)n't|cannot|can't|can\s+not|could\s+not|couldn't"
+    r"|does\s+not|doesn't|do\s+not|don't|fails?)|(?:is|are|was|were|must\s+be))\b"
+)
+# What a value-first sentence must say of its value for the value to be the answer.
+_AFFIRMS = re.compile(
+    r"(?i)\s*(?:(?:indeed|also|therefore|thus|hence|then|exactly|precisely)\s+)?"
+    r"(?:the|our|my|correct|right)\b"
+)
+# A judgment that takes the value back: "is the wrong answer", "is not the largest".
+_JUDGED = re.compile(
+    r"(?i)\b(?:not|no|never|wrong|incorrect|false|impossible|invalid|extraneous|excluded"
+    r"|rejected|neither|nor|too)\b"
+)
+# Where the predicate of a value-first sentence ends: "3 is wrong; we get 5".
+_CLAUSE_END = re.compile(
+    r"[;,:.!?\u2014]|\s-\s|\b(?:but|so|and|instead|hence|thus|therefore|since|because|as)\b"
+)
+# What leads into a corrected value: "; so", ", but instead".
+_CORRECTION_LEAD = re.compile(
+    r"(?:[\s;,:.!?\u2014-]|\b(?:but|so|and|instead|rather|hence|thus|therefore|actually)\b)*"
+)
 _IS_VALUE = re.compile(r"\b(?:is|are|equals|was|were)\s+(?:equal\s+to\s+)?:?\s*(?=[$\d+-]|\\\()")
 _NUMBER_WORD = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.]|\.\d)")
 # A statement that opens with a parenthesised choice letter: "(c) $12$", "(B) 7 apples".
@@ -205,10 +227,6 @@ def _prose_value(sentence: str) -> str | None:
     """
     if _NEGATION.search(sentence):
         return None
-    first = _VALUE_FIRST.match(sentence)
-    value = strip_math_delimiters(first.group(1)) if first else ""
-    if value and not re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", value)):
-        return value  # a value, not a name ("$k$ is ...")
     # an "is" inside math is not the sentence's: blank each math run but its opening "$"
     outside = _INLINE_MATH.sub(lambda m: "$" + " " * (len(m.group(0)) - 1), sentence)
     m = _IS_VALUE.search(outside)
@@ -219,12 +237,40 @@ def _prose_value(sentence: str) -> str | None:
         return math or re.sub(r"[.\s]+$", "", rest).strip() or None
     if not prose or _INLINE_MATH.search(sentence):
         return None
-    numbers = _NUMBER_WORD.findall(sentence)
+    numbers = _NUMBER_WORD.findall(sentence.rstrip().rstrip(".!?"))  # "we get 5." states 5
     return numbers[0] if len(numbers) == 1 else None
 
 
-def _statement(text: str, at: int) -> str:
-    """The rest of the line from ``at``, cut at the end of its sentence."""
+def _is_value(written: str) -> bool:
+    """Whether what opens a sentence is a value ("34", "$\\frac12$", "$x = 1$"), not a name
+    ("$k$ is ...", which the words after "is" give a value to)."""
+    math = strip_math_delimiters(written)
+    return "=" in math or not re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", math))
+
+
+def _value_first(line: str, first: re.Match[str]) -> str | None:
+    """The answer of a line that opens with a value: the value when the line states it as the
+    answer ("34 is the largest such $n$", "12 is the answer"), else the value given after it
+    ("3 is wrong; we get 5" answers 5), else None.
+
+    A value that is judged ("is wrong", "cannot be", "is the wrong answer") or only described
+    ("5 is prime") is not stated as the answer: reading it would credit a rejected value.
+    """
+    clause = _CLAUSE_END.search(line, first.end())
+    end = clause.start() if clause else len(line)
+    said = line[first.end() : end]
+    affirmed = not said.strip() or (_AFFIRMS.match(said) and not _JUDGED.search(said))
+    if affirmed and first.group("denied") is None:
+        return strip_math_delimiters(first.group(1))
+    rest = line[_CORRECTION_LEAD.match(line, end).end() :]
+    if not re.search(r"\d|\$|\\[(\[]|\\(?:boxed|fbox)\b", rest):
+        return None
+    return _statement(rest, 0) or None
+
+
+def _statement(text: str, at: int) -> str | None:
+    """The rest of the line from ``at``, cut at the end of its sentence; None when the line
+    takes back the value it opens with and states no other ("3 is wrong.")."""
     line = text[at:].split("\n", 1)[0][:500]
     inner = extract_final_boxes(line)
     if inner is not None:
@@ -232,6 +278,9 @@ def _statement(text: str, at: int) -> str:
     sentence = re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0]
     if _LETTER_FIRST.match(sentence):  # "(c) $12$": the choice letter, with what it says
         return re.sub(r"[.\s]+$", "", sentence).strip()
+    first = _VALUE_FIRST.match(line)
+    if first and _is_value(first.group(1)):
+        return _value_first(line, first)
     prose = _prose_value(sentence)
     if prose is not None:
         return prose
@@ -276,6 +325,8 @@ def extract_stated(text: str | None) -> str | None:
     if marks:
         at, _kind = max(marks)
         found = _statement(text, at)
+        if found is None:
+            return None  # the final answer rejects its value: no earlier result stands in
         if found:
             return found
     only = _ONLY_LETTER.fullmatch(text)
