@@ -8,6 +8,11 @@ AUTHORS_PYTHON_RECORD = res("authors/python.json")
 
 
 rule authors_python:
+    input:
+        # the pins of that env (.venv-authors, or the conda env): new pins re-record it, and
+        # so re-score the evaluations and rerun the trainings that use it
+        os.path.join(workflow.basedir, "requirements", "authors.txt"),
+        os.path.join(workflow.basedir, "envs", "authors.yaml"),
     output:
         AUTHORS_PYTHON_RECORD,
     log:

@@ -231,3 +231,37 @@ def test_snakemake_reruns_scoring_only_when_its_code_changes(tmp_path):
     out = run("-n")
     assert "score_eval" in out and "Nothing to be done" not in out
     assert "params" in out.lower()
+
+
+def test_new_pins_of_the_authors_env_re_record_its_interpreter(tmp_path):
+    """authors_python takes the authors' env's pins as inputs: a record older than
+    requirements/authors.txt or envs/authors.yaml is made again (and, through it, everything
+    that reads it); a newer one is left alone."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "config").symlink_to(REPO / "config")  # the config's paths are relative
+    record = tmp_path / "results" / "demo" / "authors" / "python.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    pins = [REPO / "requirements" / "authors.txt", REPO / "envs" / "authors.yaml"]
+    newest = max(p.stat().st_mtime for p in pins)
+
+    def dry_run():
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "results/demo/authors/python.json",
+               "-n", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+               "--configfile", "config/demo.yaml"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    os.utime(record, (newest + 60, newest + 60))
+    assert "Nothing to be done" in dry_run()
+    os.utime(record, (newest - 60, newest - 60))
+    out = dry_run()
+    assert "rule authors_python" in out and "Updated input files" in out
+    for pin in pins:
+        if pin.stat().st_mtime > newest - 60:
+            assert str(pin) in out
