@@ -259,7 +259,7 @@ def _value_first(line: str, first: re.Match[str]) -> str | None:
     clause = _CLAUSE_END.search(line, first.end())
     end = clause.start() if clause else len(line)
     said = line[first.end() : end]
-    affirmed = not said.strip() or (_AFFIRMS.match(said) and not _JUDGED.search(said))
+    affirmed = not said.strip() or bool(_AFFIRMS.match(said) and not _JUDGED.search(said))
     if affirmed and first.group("denied") is None:
         return strip_math_delimiters(first.group(1))
     rest = line[_CORRECTION_LEAD.match(line, end).end() :]
