@@ -65,7 +65,7 @@ rule score_eval:
         code=score_code(SCRIPTS),
     shell:
         "python -m deepmath.evaluate score --in {input.responses:q} --spec {params.spec:q}"
-        " --authors-record {input.authors:q}"
+        " --authors-record {input.authors:q} --workers {threads}"
         " --out {output.metrics:q} --scored {output.scored:q} 2> {log:q}"
 
 

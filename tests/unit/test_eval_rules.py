@@ -648,3 +648,56 @@ def test_a_models_own_scorer_is_refused():
     config["evaluation"]["models"]["smollm2"]["scoring"] = {"scorer": "ours"}
     with pytest.raises(DeepmathError, match="smollm2.scoring.scorer: one scorer's verdicts"):
         validate_config(config)
+
+
+# --------------------------------------------------------------------------- the job's share
+
+
+@pytest.mark.parametrize(
+    "configured, threads, expected",
+    [
+        (None, 3, 3),  # the rule's threads size both pools
+        (8, 3, 3),  # never more than the job was given
+        (2, 8, 2),  # the config may ask for fewer
+        (4, None, 4),  # a hand-run command: the config's
+        (None, None, None),  # neither: the pools use the cores this process may use
+    ],
+)
+def test_workers_are_the_jobs_threads_at_most(configured, threads, expected):
+    from deepmath.evaluate.score import job_workers
+
+    assert job_workers({"workers": configured}, threads) == expected
+
+
+def test_workers_below_one_are_refused():
+    from deepmath.evaluate.score import job_workers
+
+    with pytest.raises(DeepmathError, match="--workers 0: at least 1"):
+        job_workers({"workers": None}, 0)
+
+
+def test_score_cli_takes_the_jobs_threads_and_records_the_authors_bounds(tmp_path):
+    """`--workers` (score_eval passes its threads) sizes the pools; metrics.json says how the
+    authors' scorer ran: its hard deadline per pair, its hash seed and its worker count."""
+    import subprocess
+    import sys
+
+    from deepmath.answers.authors.pool import DEFAULT_TIMEOUT_S
+    from tests.paths import REPO as repo
+
+    rows = AGREE + AUTHORS_ONLY
+    gen = tmp_path / "responses.parquet"
+    frame("math500", rows).to_parquet(gen, index=False)
+    spec = json.dumps({"model_name": "m", "sampling": {"n": 1}, "scoring": PAPER_RULES})
+    out = tmp_path / "metrics.json"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo / "scripts"), "HOME": str(tmp_path),
+           "PYTHONHASHSEED": "random"}  # fmt: skip
+    cmd = [sys.executable, "-m", "deepmath.evaluate", "score", "--in", str(gen),
+           "--spec", spec, "--out", str(out), "--workers", "1"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["scoring"]["authors_timeout_s"] == DEFAULT_TIMEOUT_S == 30.0
+    assert metrics["authors_env"]["workers"] == 1
+    assert metrics["authors_env"]["hash_seed"] == "0"
+    assert metrics["scorers"]["authors"]["counts"]["correct"] == 4

@@ -41,7 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--authors-python",
-        help="the authors' interpreter (default: $DEEPMATH_AUTHORS_PYTHON, else .venv-authors)",
+        help="the authors' interpreter (default: the --authors-record, else "
+        "$DEEPMATH_AUTHORS_PYTHON, else .venv-authors)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="the most worker processes each scorer may start (the rule passes its threads; "
+        "default: scoring.workers, else the cores this job may use)",
     )
     p = sub.add_parser("table", help="models x benchmarks, ours next to the paper's")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
@@ -86,7 +93,14 @@ def main(argv: list[str] | None = None) -> None:
 
         spec = eval_spec(raw, need_engine=False)
         python = authors_python(args.authors_python, record=args.authors_record)
-        score(args.inp, spec, out=args.out, scored_out=args.scored, authors_python=python)
+        score(
+            args.inp,
+            spec,
+            out=args.out,
+            scored_out=args.scored,
+            authors_python=python,
+            workers=args.workers,
+        )
     else:
         from deepmath.evaluate.table import write_table
 

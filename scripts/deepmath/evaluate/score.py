@@ -121,7 +121,8 @@ def authors_verdicts(
     progress: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
     """The authors' verdict of every (response, gold), and the environment that judged them:
-    ``{"versions", "is_exact" (they are the authors' pinned ones), "python"}``.
+    ``{"versions", "is_exact" (they are the authors' pinned ones), "python", "hash_seed",
+    "timeout_s" (the hard deadline per pair), "workers" (the pool's processes)}``.
 
     The olympiad judge gets the rule's ``precision`` (the authors pass 1e-8 to every problem:
     a problem's own tolerance is our checker's refinement, not theirs).
@@ -142,9 +143,28 @@ def authors_verdicts(
             "versions": dict(hello.get("environment") or {}),
             "is_exact": bool(hello.get("exact")),
             "python": hello.get("python"),
+            "hash_seed": hello.get("hash_seed"),
+            "timeout_s": pool.timeout_s,
+            "workers": pool.workers,
         }
         verdicts = pool.eval_verdicts(items, progress=progress) if items else []
     return verdicts, env
+
+
+def job_workers(scoring: Mapping[str, Any], workers: int | None) -> int | None:
+    """Worker processes of each pool: ``scoring.workers`` capped by the job's ``workers`` (the
+    rule's threads, what the scheduler reserved), else those threads; None: the pools size
+    themselves from the cores this process may use.
+
+    Without the cap a local run starts a worker per core for each of the job's pools however
+    many jobs run beside it, and the time-bounded verdicts (PolyMath's 1 s) flip under load.
+    """
+    configured = scoring.get("workers")
+    if workers is None:
+        return configured
+    if workers < 1:
+        raise DeepmathError(f"--workers {workers}: at least 1")
+    return min(int(configured), workers) if configured else workers
 
 
 def score_samples(
@@ -154,6 +174,7 @@ def score_samples(
     bench: str | None = None,
     progress: bool = False,
     authors_python: str | None = None,
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Check every sample with both scorers; return the scored rows and the maj@n grouping.
 
@@ -162,8 +183,9 @@ def score_samples(
     readings of the response), and the authors' ``correct_authors``, ``authors_pred``,
     ``authors_via``; ``attrs["authors_env"]`` holds the authors' environment. Returns
     ``{problem id: [(key_a, key_b), ...]}`` equivalence links among the distinct answers of a
-    problem when ``maj_equivalence`` is on.
+    problem when ``maj_equivalence`` is on. ``workers``: the job's threads (:func:`job_workers`).
     """
+    scoring = {**scoring, "workers": job_workers(scoring, workers)}
     frame = frame.reset_index(drop=True).copy()
     bench = bench or (str(frame["bench"].iloc[0]) if len(frame) else "")
     rule = scoring_rule(scoring, bench)
@@ -426,6 +448,7 @@ def metrics_from_scored(
             **{k: list(v) if k == "judges" else v for k, v in rule.items()},
             "authors_rule": authors_rule(rule),
             "timeout_s": spec.scoring["timeout_s"],
+            "authors_timeout_s": env.get("timeout_s"),
         },
         "text_rules": text_rules(scored, groups, problems),
     }
@@ -462,11 +485,13 @@ def score(
     scored_out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     authors_python: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Score a generations table with both scorers; write metrics.json (and the scored rows).
 
     ``authors_python``: the interpreter of the authors' environment (default: resolved by
-    :func:`deepmath.answers.authors.pool.authors_python`).
+    :func:`deepmath.answers.authors.pool.authors_python`). ``workers``: the job's threads,
+    the most worker processes each scorer's pool may start (:func:`job_workers`).
     """
     frame = pd.read_parquet(generations)
     if frame.empty:
@@ -478,7 +503,7 @@ def score(
         raise DeepmathError(f"{generations} lacks column(s) {missing}")
     t0 = time.monotonic()
     scored, links = score_samples(
-        frame, spec.scoring, progress=progress, authors_python=authors_python
+        frame, spec.scoring, progress=progress, authors_python=authors_python, workers=workers
     )
     metrics = metrics_from_scored(scored, links, spec)
     # the hub commits of the benchmark and the model, as generation recorded them
