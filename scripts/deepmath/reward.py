@@ -19,15 +19,26 @@ thread, and a signal timer belongs to the main thread only.
 
 verl imports this file by path (``reward.custom_reward_function.path``) and calls
 :func:`compute_score`; TRL gets :func:`trl_reward`. Both go through :func:`score_many`. The
-scorer comes from ``$DEEPMATH_REWARD_SCORER`` and the authors' interpreter from
-``$DEEPMATH_AUTHORS_PYTHON``: the trainers set both from the run before Ray or TRL starts, so
+scorer is the run's: verl passes it to :func:`compute_score` as the ``scorer`` keyword
+(``reward.custom_reward_function.reward_kwargs.scorer``, part of the composed config), so a Ray
+worker scores with the run's scorer whatever its environment; TRL, in-process, and verl configs
+without that keyword use ``$DEEPMATH_REWARD_SCORER``. The authors' interpreter comes from
+``$DEEPMATH_AUTHORS_PYTHON``. The trainers set both from the run before Ray or TRL starts, so
 every Ray worker inherits them.
+
+Worker bounds: verl 0.9 runs ``reward.num_workers`` reward processes, spread round-robin over
+the nodes, and each calls :func:`compute_score` from up to ``min(32, cores + 4)`` executor
+threads. Every such process has one pool, and its workers (the authors' each hold sympy, about
+200 MB) number at most ``$DEEPMATH_REWARD_WORKERS``, which :func:`trainer_env` sets to the
+node's cores divided by the reward processes on the busiest node (at least 1); the threads
+queue for those workers. ``$DEEPMATH_REWARD_TIMEOUT_S`` overrides a pair's time bound.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -90,20 +101,53 @@ def spec_scorer(spec: Mapping[str, Any]) -> str:
     return check_scorer(spec.get("reward_scorer") or DEFAULT_SCORER)
 
 
+def reward_processes(spec: Mapping[str, Any], env: Mapping[str, str] | None = None) -> int:
+    """How many processes compute the run's reward on one node, each with its own pool.
+
+    verl: ``reward.num_workers`` of the composed config (the recipe's ``reward_workers``, or
+    the last ``verl_overrides`` entry that sets it), which verl places round-robin over the
+    nodes, so the head node has the most. TRL (any in-process reward): one per rank on the node
+    (``$LOCAL_WORLD_SIZE``, else 1).
+    """
+    env = os.environ if env is None else env
+    if spec.get("backend") != "verl":
+        return _int_env(env, "LOCAL_WORLD_SIZE") or 1
+    from deepmath import verl_recipe
+
+    total = int(verl_recipe.recipe(spec)["reward_workers"])
+    for raw in spec.get("verl_overrides") or []:
+        if isinstance(raw, str) and "=" in raw:
+            key, value = raw.split("=", 1)
+            if verl_recipe.override_key(key) == "reward.num_workers":
+                total = _parse_int(f"rl verl_overrides {key}", value)
+    nodes = max(1, int(spec.get("nodes", 1)))
+    return max(1, -(-total // nodes))
+
+
 def trainer_env(
     spec: Mapping[str, Any],
     authors_python: str | None = None,
     record: str | os.PathLike[str] | None = None,
+    *,
+    cores: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """What a trainer exports before its reward runs anywhere (Ray workers inherit it): the
-    run's scorer and, for the authors' one, its interpreter (flag, environment, record, venv)."""
-    scorer = spec_scorer(spec)
-    env = {SCORER_ENV: scorer}
-    if scorer == AUTHORS:
-        from deepmath.answers.authors import pool
+    run's scorer, for the authors' one its interpreter (flag, environment, record, venv), and
+    the bound on each reward process's pool: this node's ``cores`` over its reward processes,
+    so that all of them together start no more workers than there are cores (a smaller bound
+    already in ``env`` is kept)."""
+    from deepmath.answers.authors import pool
 
-        env[pool.PYTHON_ENV] = pool.authors_python(authors_python, record=record)
-    return env
+    env = os.environ if env is None else env
+    scorer = spec_scorer(spec)
+    out = {SCORER_ENV: scorer}
+    if scorer == AUTHORS:
+        out[pool.PYTHON_ENV] = pool.authors_python(authors_python, record=record)
+    cores = pool.default_workers() if cores is None else cores
+    bound = max(1, cores // reward_processes(spec, env))
+    out[WORKERS_ENV] = str(min(bound, workers_bound(env) or bound))
+    return out
 
 
 def scorer_versions(spec: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -125,9 +169,40 @@ def scorer_versions(spec: Mapping[str, Any], env: Mapping[str, str]) -> dict[str
     return dict(hello["environment"])
 
 
+def _parse_int(name: str, raw: str) -> int:
+    """``raw`` as an integer >= 1, else an error that names ``name``, the value and the rule."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: allowed: an integer >= 1")
+    return value
+
+
+def _int_env(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    return _parse_int(name, raw) if raw and raw.strip() else None
+
+
+def workers_bound(env: Mapping[str, str] | None = None) -> int | None:
+    """``$DEEPMATH_REWARD_WORKERS``: the most workers one process's pool starts (None: unset,
+    the pool's default, all this process's cores)."""
+    return _int_env(os.environ if env is None else env, WORKERS_ENV)
+
+
 def timeout_s(scorer: str) -> float:
+    """A pair's time bound: ``$DEEPMATH_REWARD_TIMEOUT_S``, else the scorer's default."""
     raw = os.environ.get(TIMEOUT_ENV)
-    return float(raw) if raw else DEFAULT_TIMEOUT_S[scorer]
+    if not raw or not raw.strip():
+        return DEFAULT_TIMEOUT_S[scorer]
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ValueError(f"{TIMEOUT_ENV}={raw!r}: allowed: a number of seconds > 0")
+    return value
 
 
 def passes_gate(response: str, gate: str) -> bool:
@@ -157,7 +232,7 @@ def _pool(scorer: str) -> Any:
             _pools_pid = os.getpid()
         pool = _pools.get(scorer)
         if pool is None:
-            workers = int(os.environ.get(WORKERS_ENV) or 0) or None
+            workers = workers_bound()
             if scorer == AUTHORS:
                 from deepmath.answers.authors.pool import AuthorsPool
 
@@ -240,15 +315,19 @@ def compute_score(
     solution_str: str,
     ground_truth: str,
     extra_info: dict[str, Any] | None = None,
+    scorer: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """verl's custom reward function (``reward.custom_reward_function.name: compute_score``).
 
     The gate comes from ``extra_info["reward_gate"]`` (set by prepare_rl_data per model), so
-    one file serves DeepMath-1.5B and DeepMath-Zero-7B; the scorer from the environment.
+    one file serves DeepMath-1.5B and DeepMath-Zero-7B; the scorer from verl's
+    ``reward.custom_reward_function.reward_kwargs.scorer`` (the run's, set by
+    deepmath.verl_recipe, so it does not depend on what a Ray worker's environment holds),
+    else from the environment.
     """
     gate = (extra_info or {}).get("reward_gate", THINK_GATE)
-    return score(solution_str, ground_truth, gate)
+    return score(solution_str, ground_truth, gate, scorer)
 
 
 def trl_reward(

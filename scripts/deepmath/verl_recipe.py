@@ -29,7 +29,10 @@ each recipe item:
   migrated by the fully-async entry point, not by ``main_ppo``.
 - reward hook: ``reward.custom_reward_function.{path,name}``. The legacy top-level
   ``custom_reward_function.*`` still composes (legacy_reward_impl.yaml) but ``main_ppo`` never
-  reads it: the run would silently train on verl's default math scorer.
+  reads it: the run would silently train on verl's default math scorer. The run's
+  ``reward_scorer`` goes to ``compute_score`` as ``+reward.custom_reward_function.reward_kwargs
+  .scorer`` (verl's loader merges that mapping into every call), so no Ray worker falls back to
+  the authors' scorer for want of ``$DEEPMATH_REWARD_SCORER``.
 - KL: as a loss (``actor.use_kl_loss``, ``kl_loss_type``, ``kl_loss_coef``) or off (no reference
   model is built then); never in the reward (``algorithm.use_kl_in_reward=False``).
 - constant LR with warmup, stepped once per training step as in the fork:
@@ -69,6 +72,7 @@ from typing import Any
 
 from deepmath.backends import recipe_items
 from deepmath.io import DeepmathError
+from deepmath.reward import spec_scorer
 
 MAIN_PPO = "verl.trainer.main_ppo"
 # the authors' total_epochs: training ends at total_training_steps, never at an epoch count
@@ -607,6 +611,8 @@ def override_items(
             "reward.reward_manager.name": "dapo",
             "reward.custom_reward_function.path": str(reward),
             "reward.custom_reward_function.name": "compute_score",
+            # the run's scorer, handed to compute_score by verl (not left to the environment)
+            "+reward.custom_reward_function.reward_kwargs.scorer": spec_scorer(spec),
             "+reward.reward_kwargs.max_resp_len": rlen,
             "+reward.reward_kwargs.overlong_buffer_cfg.enable": r["overlong_buffer"] > 0,
             "+reward.reward_kwargs.overlong_buffer_cfg.len": r["overlong_buffer"],

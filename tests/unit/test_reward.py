@@ -194,12 +194,14 @@ def test_trainer_env_names_the_scorer_and_the_interpreter(tmp_path, monkeypatch)
     monkeypatch.delenv(PYTHON_ENV, raising=False)
     record = tmp_path / "python.json"
     record.write_text(json.dumps({"python": "/envs/authors/bin/python", "environment": {}}))
-    assert reward.trainer_env({"reward_scorer": "ours"}, None, record) == {
-        reward.SCORER_ENV: "ours"
+    assert reward.trainer_env({"reward_scorer": "ours"}, None, record, cores=4, env={}) == {
+        reward.SCORER_ENV: "ours",
+        reward.WORKERS_ENV: "4",
     }
-    assert reward.trainer_env({}, None, record) == {
+    assert reward.trainer_env({}, None, record, cores=4, env={}) == {
         reward.SCORER_ENV: "authors",
         PYTHON_ENV: "/envs/authors/bin/python",
+        reward.WORKERS_ENV: "4",
     }
     assert reward.trainer_env({}, "/flag/python", record)[PYTHON_ENV] == "/flag/python"
 
@@ -278,3 +280,128 @@ def test_no_gate_scores_the_whole_response_with_the_authors_check():
     assert wrong["score"] == -1.0 and wrong["reason"] != "error"
     inside = score("<think>\\boxed{7}</think> so 8", "7", "none")
     assert inside["score"] == 1.0 and inside["reason"] != "error"  # the whole text is read
+
+
+# --------------------------------------------------------------------------- worker bounds
+
+
+def _verl_run(workers: int | None = None, nodes: int = 1, overrides=()) -> dict:
+    from tests.verl.conftest import PAPER_1_5B
+
+    spec = copy.deepcopy(PAPER_1_5B)
+    if workers is not None:
+        spec["recipe"]["reward_workers"] = workers
+    spec["nodes"] = nodes
+    spec["verl_overrides"] = list(overrides)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "cores", "env", "bound"),
+    [
+        # verl: reward.num_workers processes (8 by default), round-robin over the nodes
+        (_verl_run(), 64, {}, 8),
+        (_verl_run(), 4, {}, 1),  # fewer cores than processes: still one worker each
+        (_verl_run(4), 64, {}, 16),
+        (_verl_run(8, nodes=2), 64, {}, 16),  # 4 processes per node
+        (_verl_run(3, nodes=2), 64, {}, 32),  # 2 on the head node
+        (_verl_run(8, overrides=["reward.num_workers=32"]), 64, {}, 2),  # the override wins
+        (_verl_run(8, overrides=["+reward.num_workers=2"]), 64, {}, 32),
+        # TRL: the reward runs in each rank's process
+        ({"backend": "trl"}, 16, {}, 16),
+        ({"backend": "trl"}, 16, {"LOCAL_WORLD_SIZE": "4"}, 4),
+        # a smaller bound of the user's is kept, a larger one is cut
+        (_verl_run(), 64, {reward.WORKERS_ENV: "3"}, 3),
+        (_verl_run(), 64, {reward.WORKERS_ENV: "64"}, 8),
+    ],
+)
+def test_trainer_env_bounds_each_processes_workers_by_the_cores(spec, cores, env, bound):
+    got = reward.trainer_env({**spec, "reward_scorer": "ours"}, cores=cores, env=env)
+    assert got[reward.WORKERS_ENV] == str(bound)
+
+
+def test_pools_never_start_more_workers_than_the_bound(fresh_pools):
+    fresh_pools.setenv(reward.WORKERS_ENV, "2")
+    assert reward._pool("ours").workers == 2
+    if VENV_PYTHON.exists():
+        pool = reward._pool("authors")
+        assert pool.workers == 2
+        done: list[int] = []
+
+        def call(k: int) -> None:
+            texts = [f"<think>x</think>\\boxed{{{k + i}}}" for i in range(6)]
+            done.extend(r["score"] for r in score_many(texts, [str(k)] * 6))
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert len(done) == 24 and done.count(1.0) == 4
+        assert 1 <= len(pool.pids()) <= 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        (reward.TIMEOUT_ENV, "abc", "a number of seconds > 0"),
+        (reward.TIMEOUT_ENV, "0", "a number of seconds > 0"),
+        (reward.TIMEOUT_ENV, "-2", "a number of seconds > 0"),
+        (reward.TIMEOUT_ENV, "nan", "a number of seconds > 0"),
+        (reward.TIMEOUT_ENV, "inf", "a number of seconds > 0"),
+        (reward.WORKERS_ENV, "two", "an integer >= 1"),
+        (reward.WORKERS_ENV, "0", "an integer >= 1"),
+        (reward.WORKERS_ENV, "-3", "an integer >= 1"),
+        (reward.WORKERS_ENV, "1.5", "an integer >= 1"),
+    ],
+)
+def test_a_bad_bound_in_the_environment_names_the_variable(fresh_pools, name, value, allowed):
+    fresh_pools.setenv(name, value)
+    with pytest.raises(ValueError) as err:
+        score_many(["<think>x</think>\\boxed{1}"], ["1"], scorer="ours")
+    assert f"{name}={value!r}" in str(err.value) and allowed in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "parsed"),
+    [
+        (reward.TIMEOUT_ENV, "2.5", 2.5),
+        (reward.TIMEOUT_ENV, " 7 ", 7.0),
+        (reward.TIMEOUT_ENV, "", reward.DEFAULT_TIMEOUT_S["ours"]),
+        (reward.WORKERS_ENV, "3", 3),
+        (reward.WORKERS_ENV, "", None),
+    ],
+)
+def test_good_bounds_in_the_environment(monkeypatch, name, value, parsed):
+    monkeypatch.setenv(name, value)
+    if name == reward.TIMEOUT_ENV:
+        assert reward.timeout_s("ours") == parsed
+    else:
+        assert reward.workers_bound() == parsed
+
+
+# --------------------------------------------------------------------------- scorer by kwarg
+
+
+def test_compute_score_takes_the_scorer_verl_passes(fresh_pools):
+    """verl hands reward.custom_reward_function.reward_kwargs to compute_score: the run's
+    scorer reaches a worker whose environment lacks it."""
+    gate = {"reward_gate": "think"}
+    assert compute_score("deepmath", APART, "0.5", gate, scorer="ours")["score"] == -1.0
+    with pytest.raises(ValueError, match="reward_scorer 'mine'; allowed: authors, ours"):
+        compute_score("deepmath", APART, "0.5", gate, scorer="mine")
+    if VENV_PYTHON.exists():
+        fresh_pools.setenv(reward.SCORER_ENV, "ours")  # the run's kwarg wins
+        assert compute_score("deepmath", APART, "0.5", gate, scorer="authors")["score"] == 1.0
+
+
+@pytest.mark.parametrize("scorer", ["authors", "ours", None])
+def test_the_verl_overrides_pass_the_runs_scorer(scorer):
+    from deepmath import verl_recipe
+    from tests.verl.conftest import PATHS
+
+    spec = _verl_run()
+    if scorer:
+        spec["reward_scorer"] = scorer
+    items = verl_recipe.override_items(spec, **PATHS)
+    assert items["+reward.custom_reward_function.reward_kwargs.scorer"] == (scorer or "authors")

@@ -76,6 +76,7 @@ def test_reward_hook_and_no_ignored_keys():
         "+reward.reward_kwargs.overlong_buffer_cfg.len",
         "+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",
         "+reward.reward_kwargs.overlong_buffer_cfg.log",
+        "+reward.custom_reward_function.reward_kwargs.scorer",
         "+actor_rollout_ref.model.override_config.attention_dropout",
         "+actor_rollout_ref.model.override_config.embd_pdrop",
         "+actor_rollout_ref.model.override_config.resid_pdrop",

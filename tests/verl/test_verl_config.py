@@ -130,6 +130,7 @@ def test_nothing_set_that_main_ppo_ignores(probe):
         added = {o.split("=")[0] for o in probe_overrides(case) if o.startswith("+")}
         prefixes = (
             "+reward.reward_kwargs.",
+            "+reward.custom_reward_function.reward_kwargs.",
             "+actor_rollout_ref.model.override_config.",
             "+trainer.v1.sampler.sampler_kwargs.",
         )
@@ -148,7 +149,7 @@ def test_verl_loads_and_calls_our_reward(probe, case):
     assert result["custom_reward_fn"] == {
         "name": "compute_score",
         "file": str(REWARD.resolve()),
-        "kwargs": {},
+        "kwargs": {"scorer": "authors"},  # the run's scorer, whatever a worker's environment
     }
     assert result["reward_manager"] == "DAPORewardManager"
     assert result["manager_compute_score"] == {
