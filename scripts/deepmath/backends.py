@@ -253,8 +253,8 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--authors-python",
-        help="the authors' interpreter (default: $DEEPMATH_AUTHORS_PYTHON, the record, "
-        ".venv-authors)",
+        help="the authors' interpreter (default: the record, then $DEEPMATH_AUTHORS_PYTHON, "
+        "then .venv-authors)",
     )
 
 

@@ -133,7 +133,7 @@ def trainer_env(
     env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """What a trainer exports before its reward runs anywhere (Ray workers inherit it): the
-    run's scorer, for the authors' one its interpreter (flag, environment, record, venv), and
+    run's scorer, for the authors' one its interpreter (flag, record, environment, venv), and
     the bound on each reward process's pool: this node's ``cores`` over its reward processes,
     so that all of them together start no more workers than there are cores (a smaller bound
     already in ``env`` is kept)."""
