@@ -186,8 +186,8 @@ def test_gold_text_and_arguments() -> None:
         rules.gold_text(["1", "2"])
     with pytest.raises(ValueError, match="rule 'minerva'"):
         rules.eval_verdict("x", "1", rule="minerva")
-    with pytest.raises(ValueError, match="gate 'none'"):
-        rules.reward_verdict("x", "1", gate="none")
+    with pytest.raises(ValueError, match="gate 'bogus'"):
+        rules.reward_verdict("x", "1", gate="bogus")
 
 
 # --- (b) agreement with the authors' code on the hold-out pairs --------------------------------

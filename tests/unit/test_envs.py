@@ -64,6 +64,11 @@ NOT_ON_RULE_PATH = {
     # authors' package only: deepmath.io (pandas) is tried for its error class, tqdm is a
     # progress bar of scoring calls (the walk sees all of deepmath.answers).
     "authors_python": {"pandas", "tqdm"},
+    # rldata / sftdata read deepmath.reward's gate names only; the reward's trainer-side helpers
+    # (the worker bound from the composed verl config: verl_recipe -> templates, dtypes) run in
+    # the training jobs.
+    "prepare_rl_data": {"jinja2", "torch"},
+    "prepare_sft_data": {"jinja2", "torch"},
     # `evaluate table` reads metrics.json files: the model folder helpers it reaches through
     # evaluate.spec (deepmath.models) load weights only for other commands.
     "results_table": {"openai", "vllm", "torch", "transformers"},
