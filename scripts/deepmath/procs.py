@@ -99,6 +99,13 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def kill_group(pgid: int) -> None:
+    """SIGKILL a whole process group at once, no grace (a worker past a hard deadline, whose
+    half-done work is worthless); a group that is already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def stop_group(
     pgid: int, *, grace_s: float = STOP_GRACE_S, proc: subprocess.Popen[bytes] | None = None
 ) -> bool:

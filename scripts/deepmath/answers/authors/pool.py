@@ -37,7 +37,6 @@ import logging
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -212,8 +211,9 @@ class _Worker:
 
     def kill(self) -> None:
         """Kill the worker's whole process group (it leads its own session) and reap it."""
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        from deepmath.procs import kill_group  # stdlib only, like this module
+
+        kill_group(self.proc.pid)
         with suppress(Exception):
             self.proc.kill()
         with suppress(Exception):
