@@ -11,7 +11,7 @@ Several clusters may run on one machine at once (two test sessions): each takes 
 /tmp/deepmath-slurm-ci/; a later start ends only the clusters whose test process has died
 without stopping them.
 
-How the pieces fit on one host (see REFERENCE.md §B):
+How the pieces fit on one host:
 
 - each slurmd runs under ``unshare --uts`` with its node's hostname and its own address
   (127.0.<slot>.2, .3, ...; Ray rewrites 127.0.0.1 to the outside address, so it is not used

@@ -25,7 +25,7 @@ from tests.slurm.helpers import REPO, dry_run_jobs
 
 PROFILES = ["slurm", "slurm-h20", "slurm-a100"]
 SITE = yaml.safe_load((REPO / "profiles" / "site.yaml").read_text())
-# GPUs per node and nodes of the heavy rules at paper scale, per profile (DESIGN.md §4).
+# GPUs per node and nodes of the heavy rules at paper scale, per profile.
 EXPECTED = {
     "slurm": {"judge_contamination": (8, 1), "solve": (8, 1), "solve_supplement": (8, 1)},
     "slurm-h20": {"judge_contamination": (8, 1), "solve": (8, 1), "solve_supplement": (8, 1)},

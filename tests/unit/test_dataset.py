@@ -9,7 +9,7 @@ import yaml
 
 from deepmath.dataset import COLUMNS, SCHEMA, main, merge, to_published
 
-# The features of zwhe99/DeepMath-103K's dataset card (REFERENCE.md, "Published schema").
+# The features of zwhe99/DeepMath-103K's dataset card (its published schema).
 PUBLISHED = [
     ("question", "string"),
     ("final_answer", "string"),
