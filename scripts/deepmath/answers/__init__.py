@@ -8,6 +8,8 @@ Modules, cheapest first:
 * :mod:`~deepmath.answers.extract`: where the answer is (the last ``\\boxed{...}`` with brace
   matching, "The answer is: X", the text after ``</think>``);
 * :mod:`~deepmath.answers.normalize`: a canonical spelling of an extracted answer;
+* :mod:`~deepmath.answers.values`: reading a value (numbers, lists and brackets, inequalities
+  as intervals, units) before any comparison;
 * :mod:`~deepmath.answers.equivalence`: the normalising comparator, with math-verify and sympy for
   symbolic forms;
 * :mod:`~deepmath.answers.judges`: benchmark judges OR-ed in by the authors' evaluation

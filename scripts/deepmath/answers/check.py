@@ -22,7 +22,6 @@ from deepmath.answers.equivalence import (
     _compare,
     _math_verify,
     _mv_parse,
-    _parse_structure,
     _primes,
     mv_parse_text,
 )
@@ -47,6 +46,7 @@ from deepmath.answers.judges import (
     polymath_judge,
 )
 from deepmath.answers.normalize import _key, normalize_answer
+from deepmath.answers.values import _parse_structure
 
 MATCH = "match"
 

@@ -20,9 +20,10 @@ from fractions import Fraction
 from typing import Any
 
 from deepmath.answers.authors.olympiad import CJK, FONT_WRAPPER, OUTER_PUNCTUATION, SIGN_REWRITES
-from deepmath.answers.equivalence import _compare, _parse_number
+from deepmath.answers.equivalence import _compare
 from deepmath.answers.extract import _matching_brace, boxes
 from deepmath.answers.normalize import normal_form, normalize_answer
+from deepmath.answers.values import _parse_number
 
 JUDGES = ("olympiad", "polymath")
 
