@@ -387,12 +387,12 @@ def test_olympiad_split_at_commas_outside_round_and_square_brackets(
     expression: str, items: list[str]
 ) -> None:
     """Braces do not protect commas; a trailing comma adds no item."""
-    assert olympiad._split_top_level_commas(expression) == items
+    assert olympiad.split_top_level_commas(expression) == items
 
 
 def test_olympiad_plus_minus_becomes_two_items() -> None:
     """``a \\pm b`` is the two answers ``a + b`` and ``a - b``; other items stay."""
-    assert olympiad._expand_plus_minus(["1 \\pm 2", "3"]) == ["1 + 2", "1 - 2", "3"]
+    assert olympiad.expand_plus_minus(["1 \\pm 2", "3"]) == ["1 + 2", "1 - 2", "3"]
 
 
 def test_olympiad_equal_strings_need_no_sympy() -> None:

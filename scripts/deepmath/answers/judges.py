@@ -19,7 +19,15 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from deepmath.answers.authors.olympiad import CJK, FONT_WRAPPER, OUTER_PUNCTUATION, SIGN_REWRITES
+from deepmath.answers.authors.olympiad import (
+    CJK,
+    FONT_WRAPPER,
+    OUTER_PUNCTUATION,
+    SIGN_REWRITES,
+    expand_plus_minus,
+    looks_like_interval,
+    split_top_level_commas,
+)
 from deepmath.answers.equivalence import _compare
 from deepmath.answers.extract import _matching_brace, boxes
 from deepmath.answers.normalize import normal_form, normalize_answer
@@ -75,28 +83,7 @@ def _olympiad_symbols(s: str) -> str:
 def _split_items(s: str) -> list[str]:
     """Items separated by commas outside ``()`` / ``[]`` (braces do not group, as in the
     official judge), with an item holding ``\\pm`` standing for its + and - variants."""
-    items, depth, start = [], 0, 0
-    for i, ch in enumerate(s):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(s[start:i].strip())
-            start = i + 1
-    if start < len(s):
-        items.append(s[start:].strip())
-    out: list[str] = []
-    for item in items:
-        if "\\pm" in item:
-            out += [item.replace("\\pm", "+"), item.replace("\\pm", "-")]
-        else:
-            out.append(item)
-    return out
-
-
-def _looks_like_interval(s: str) -> bool:
-    return s.startswith(("(", "[")) and s.endswith((")", "]"))
+    return expand_plus_minus(split_top_level_commas(s))
 
 
 def _constant(s: str) -> Any:
@@ -145,7 +132,7 @@ def _within(gold: Any, pred: Any, precision: float) -> bool:
 def _olympiad_item_equal(pred: str, gold: str, precision: float) -> bool:
     if pred == gold and pred != "":
         return True
-    if _looks_like_interval(pred) and _looks_like_interval(gold):
+    if looks_like_interval(pred) and looks_like_interval(gold):
         return _compare(pred, gold)[0]
     gold_value = _constant(gold)
     pred_value = _constant(pred) if gold_value is not None else None

@@ -109,7 +109,7 @@ def _clean(expression: str) -> str:
     return FONT_WRAPPER.sub(r"\1", expression)
 
 
-def _split_top_level_commas(expression: str) -> list[str]:
+def split_top_level_commas(expression: str) -> list[str]:
     """Items separated by commas outside ``()``/``[]`` (braces do not nest here), stripped."""
     items: list[str] = []
     depth, start = 0, 0
@@ -126,7 +126,7 @@ def _split_top_level_commas(expression: str) -> list[str]:
     return items
 
 
-def _expand_plus_minus(items: list[str]) -> list[str]:
+def expand_plus_minus(items: list[str]) -> list[str]:
     """Each item with ``\\pm`` stands for two answers: one with ``+``, one with ``-``."""
     expanded: list[str] = []
     for item in items:
@@ -137,7 +137,7 @@ def _expand_plus_minus(items: list[str]) -> list[str]:
     return expanded
 
 
-def _looks_like_interval(item: str) -> bool:
+def looks_like_interval(item: str) -> bool:
     """Opens with ``(`` or ``[`` and closes with ``)`` or ``]``."""
     return item.startswith(("(", "[")) and item.endswith((")", "]"))
 
@@ -255,7 +255,7 @@ def _items_equal(gold: str, pred: str, tolerance: float) -> bool:
     """One gold item against one predicted item, each route tried in the judge's order."""
     if gold == pred and gold != "" and pred != "":
         return True
-    if _looks_like_interval(gold) and _looks_like_interval(pred):
+    if looks_like_interval(gold) and looks_like_interval(pred):
         try:
             if _intervals_equal(gold, pred, tolerance):
                 return True
@@ -325,8 +325,8 @@ def judge(gold: str, text: str, precision: float | list | None = None) -> bool:
         return False
     if gold_answer == pred_answer:
         return True
-    gold_items = _expand_plus_minus(_split_top_level_commas(CJK.sub("", gold_answer)))
-    pred_items = _expand_plus_minus(_split_top_level_commas(CJK.sub("", pred_answer)))
+    gold_items = expand_plus_minus(split_top_level_commas(CJK.sub("", gold_answer)))
+    pred_items = expand_plus_minus(split_top_level_commas(CJK.sub("", pred_answer)))
     tolerances = _tolerances(precision, len(gold_items))
     if len(gold_items) != len(pred_items):
         return False
