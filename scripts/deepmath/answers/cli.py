@@ -104,15 +104,12 @@ def choose_policy(args: argparse.Namespace) -> Policy:
     return policy.but(**changes) if changes else policy
 
 
-def score_rows(
+def split_rows(
     rows: list[dict[str, Any]],
-    policy: Policy,
-    *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    workers: int | None = None,
-    progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Each row with the verdict fields added; bad rows get ``reason: error`` and a detail."""
+) -> tuple[list[tuple[str, str]], list[int], list[dict[str, Any]]]:
+    """The (response, gold) pairs to score, the row index of each, and the output rows so far:
+    a bad row already carries ``reason: error`` with what is wrong, the others wait for their
+    verdict (both scorers read rows this way)."""
     pairs: list[tuple[str, str]] = []
     where: list[int] = []
     out: list[dict[str, Any]] = []
@@ -125,6 +122,19 @@ def score_rows(
         pairs.append(pair)
         where.append(i)
         out.append(base)
+    return pairs, where, out
+
+
+def score_rows(
+    rows: list[dict[str, Any]],
+    policy: Policy,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Each row with the verdict fields added; bad rows get ``reason: error`` and a detail."""
+    pairs, where, out = split_rows(rows)
     if pairs:
         with CheckerPool(workers, timeout_s=timeout_s) as pool:
             results = pool.map(pairs, policy=policy, progress=progress)
@@ -147,18 +157,8 @@ def score_rows_authors(
     hello of their environment (versions, ``exact``); bad rows as in :func:`score_rows`."""
     from deepmath.answers.authors.pool import AuthorsPool, authors_python
 
-    items: list[tuple[str, str, str, float | None]] = []
-    where: list[int] = []
-    out: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        pair, problem = pair_of(row)
-        base = {k: v for k, v in row.items() if k != "_bad"}
-        if pair is None:
-            out.append({**base, **_verdict(Result(False, ERROR, detail=f"bad row: {problem}"))})
-            continue
-        items.append((pair[0], pair[1], rule, precision))
-        where.append(i)
-        out.append(base)
+    pairs, where, out = split_rows(rows)
+    items = [(response, gold, rule, precision) for response, gold in pairs]
     with AuthorsPool(authors_python(python), workers=workers, timeout_s=timeout_s) as pool:
         hello = pool.hello()
         verdicts = pool.eval_verdicts(items, progress=progress) if items else []
